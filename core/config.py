@@ -1,0 +1,96 @@
+"""Thresholds and options: one pydantic model, loaded from TOML.
+
+Looked up in order: an explicit ``--config`` path, ``qwarden.toml`` beside the queue root (next to
+the ``.orchestrator`` dir, or inside it), then ``~/.config/qwarden/config.toml``. Defaults are the
+ones in the Octopoid v1 contract.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Thresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mismatch_grace_s: float = Field(300, ge=0, description="a file must be settled this long")
+    zombie_after_s: float = Field(3600, gt=0, description="no signal for this long: zombie")
+    stale_after_s: float = Field(300, gt=0, description="no signal for this long: at risk")
+    finished_grace_s: float = Field(300, ge=0, description="agent not running, finished this long ago")
+    recycling_min: int = Field(3, ge=1, description="trips back to waiting before recycling_task")
+    repeated_failure_min: int = Field(3, ge=2, description="tasks sharing an error signature")
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_task_file_bytes: int = Field(256 * 1024, ge=4096, description="read at most this prefix")
+    db_busy_retries: int = Field(5, ge=0)
+    db_busy_timeout_ms: int = Field(2000, ge=0)
+
+
+class LiveOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    poll_interval_s: float = Field(300, gt=0, description="full reconciliation period")
+    db_check_interval_s: float = Field(1.0, gt=0, description="PRAGMA data_version period")
+    rejudge_interval_s: float = Field(5.0, gt=0, description="re-judge time-sensitive tasks")
+    debounce_ms: int = Field(50, ge=1, description="watchfiles debounce")
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thresholds: Thresholds = Thresholds()
+    limits: Limits = Limits()
+    live: LiveOptions = LiveOptions()
+    read_only: bool = False
+    theme: str | None = None
+    # binding id -> key(s), applied with App.set_keymap (the TUI's business)
+    keys: dict[str, str] = Field(default_factory=dict)
+    # interventions (issue 4) read their own table from here
+    actions: dict[str, object] = Field(default_factory=dict)
+
+
+class ConfigError(Exception):
+    """A config file exists but cannot be used; the message names the file."""
+
+
+def config_candidates(root: Path | None) -> list[Path]:
+    paths: list[Path] = []
+    if root is not None:
+        paths.append(root.parent / "qwarden.toml")
+        paths.append(root / "qwarden.toml")
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".config"
+    paths.append(base / "qwarden" / "config.toml")
+    return paths
+
+
+def load_config(root: Path | None = None, explicit: Path | None = None) -> tuple[Config, Path | None]:
+    """Return the config and the file it came from (None: built-in defaults)."""
+    candidates = [explicit] if explicit is not None else config_candidates(root)
+    for path in candidates:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            if explicit is not None:
+                raise ConfigError(f"{path}: config file not found") from None
+            continue
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+        try:
+            parsed = tomllib.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        try:
+            return Config.model_validate(parsed), path
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+    return Config(), None

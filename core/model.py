@@ -1,0 +1,322 @@
+"""The normalized, immutable snapshot every view and rule reads.
+
+Format-neutral on purpose: a queue format (Octopoid v1 first) fills these from its own files and
+DB. The two sides of a task are kept apart — ``record`` is what the queue's database says,
+``files`` what the task files say — because most findings are about the two disagreeing.
+
+Plain frozen dataclasses with tuples inside: cheap to build 100,000 of, safe to share between the
+engine's thread and the UI. Pydantic lives only at the boundaries (config, report JSON).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Mapping
+
+EMPTY_MAP: Mapping[str, str] = MappingProxyType({})
+
+
+class Liveness(str, enum.Enum):
+    LIVE = "live"  # someone is working on it and shows fresh signs of life
+    AT_RISK = "at_risk"  # claimed, the worker's signals are getting old
+    DEAD = "dead"  # claimed, nobody is working on it (zombie)
+    IDLE = "idle"  # nobody is expected to work on it (waiting, finished)
+    UNKNOWN = "unknown"  # claimed, not enough evidence to say
+
+
+class Severity(str, enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class Action(str, enum.Enum):
+    """The one recommended action per task and finding (stable names, in the JSON report)."""
+
+    CONTINUE_SUPERVISION = "continue_supervision"
+    ACCEPT = "accept"
+    RETRY = "retry"
+    SPLIT = "split"
+    CANCEL = "cancel"
+    RELEASE_CLAIM = "release_claim"
+    SYNC_DB = "sync_db"
+    SYNC_FILE = "sync_file"
+    REGISTER = "register"
+    QUARANTINE = "quarantine"
+    CLEAR_ERROR = "clear_error"
+    ESCALATE = "escalate"
+    REVIEW = "review"
+    NONE = "none"
+
+
+class Side(str, enum.Enum):
+    """Which copy of the truth a fact came from, or which side of a mismatch is newer."""
+
+    DB = "db"
+    FILE = "file"
+    AGENT = "agent"
+    NOTES = "notes"
+
+
+@dataclass(frozen=True, slots=True)
+class TrailEvent:
+    """One step of a task's history: a file trail block, a DB history row, a notes attempt.
+
+    ``kind`` is an upper-case verb (CLAIMED, SUBMITTED, FAILED, RETRIED, ...); ``fields`` keeps the
+    raw key/values of the block (e.g. CLAIMED_BY) so nothing the queue wrote is lost.
+    """
+
+    kind: str
+    at: datetime | None
+    side: Side
+    actor: str | None = None
+    detail: str = ""
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def get(self, key: str) -> str | None:
+        for k, v in self.fields:
+            if k == key:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBlock:
+    """An error an attempt left in the task file (``FAILED_AT`` + ``## Error`` fence)."""
+
+    failed_at: datetime | None
+    text: str
+    in_history: bool  # already moved under a ``## History`` heading
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFile:
+    """One task file as found on disk. A task may have several (duplicates, stubs)."""
+
+    task_id: str
+    queue: str  # the directory it sits in
+    relpath: str  # relative to the queue root, forward slashes
+    mtime: float
+    size: int
+    parseable: bool
+    is_stub: bool = False  # headerless, trail lines only (Octopoid's ``open(path, "a")``)
+    title: str = ""
+    header: Mapping[str, str] = EMPTY_MAP
+    trail: tuple[TrailEvent, ...] = ()
+    errors: tuple[ErrorBlock, ...] = ()
+    truncated: bool = False  # only a bounded prefix was read
+    problem: str = ""  # why it could not be parsed
+
+    @property
+    def last_event(self) -> TrailEvent | None:
+        return self.trail[-1] if self.trail else None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """What the queue's database row says about a task. Missing columns stay None."""
+
+    task_id: str
+    queue: str
+    priority: str | None = None
+    role: str | None = None
+    title: str | None = None
+    file_path: str | None = None
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
+    blocked_by: tuple[str, ...] = ()
+    commits_count: int | None = None
+    attempt_count: int | None = None
+    rejection_count: int | None = None
+    check_results: Mapping[str, Mapping[str, str]] = EMPTY_MAP  # type: ignore[assignment]
+    project_id: str | None = None
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: Mapping[str, object] = EMPTY_MAP  # every column as read, for the detail view
+
+    @property
+    def newest_change(self) -> datetime | None:
+        stamps = [t for t in (self.updated_at, self.claimed_at, self.submitted_at,
+                              self.completed_at) if t is not None]
+        return max(stamps) if stamps else None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One sign of life of an agent, with when it was last seen."""
+
+    name: str  # heartbeat, status.json, tool_counter, stdout.log, last_started, ...
+    at: datetime
+    task_id: str | None = None  # the task the signal is about, when it says
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    name: str
+    has_state: bool  # any record at all (state.json, heartbeat, DB row)
+    running: bool | None = None
+    pid: int | None = None
+    last_started: datetime | None = None
+    last_finished: datetime | None = None
+    last_exit_code: int | None = None
+    consecutive_failures: int = 0
+    current_task_id: str | None = None  # what the agent says it works on
+    current_task_source: str = ""
+    status_text: str = ""
+    progress_percent: int | None = None
+    signals: tuple[Signal, ...] = ()
+    pid_alive: bool | None = None  # only set when judging the live machine
+    log_relpath: str | None = None  # stdout.log, for the live tail
+
+    def newest_signal(self, task_id: str | None = None) -> Signal | None:
+        """The freshest sign of life; signals tied to another task do not count."""
+        best: Signal | None = None
+        for s in self.signals:
+            if task_id is not None and s.task_id is not None and s.task_id != task_id:
+                continue
+            if best is None or s.at > best.at:
+                best = s
+        return best
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One fact behind a verdict: what, its value, when it was true, and where it came from."""
+
+    fact: str
+    value: str
+    at: datetime | None = None
+    side: Side | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: str
+    task_id: str
+    severity: Severity
+    summary: str
+    evidence: tuple[Evidence, ...]
+    recommended_action: Action
+    newer_side: Side | None = None
+    scored: bool = True  # False for the informative kinds (stale_file_path, escalated, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Per-task judgement: what state the task is really in and whether work on it is alive."""
+
+    effective_state: str
+    liveness: Liveness
+    split_brain_live: bool
+    recommended_action: Action
+    claimed_by: str | None
+    reason: str  # one line: how the liveness was reached
+    evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    task_id: str
+    record: TaskRecord | None
+    files: tuple[TaskFile, ...]
+    history: tuple[TrailEvent, ...] = ()  # DB task_history, oldest first
+    notes: tuple[TrailEvent, ...] = ()  # notes attempts
+
+    @property
+    def primary_file(self) -> TaskFile | None:
+        """The parseable file (the real one); a stub or corrupt copy only when nothing else."""
+        best: TaskFile | None = None
+        for f in self.files:
+            if f.parseable and not f.is_stub:
+                if best is None or not best.parseable or best.is_stub or f.mtime > best.mtime:
+                    best = f
+            elif best is None:
+                best = f
+        return best
+
+    @property
+    def title(self) -> str:
+        pf = self.primary_file
+        if pf is not None and pf.title:
+            return pf.title
+        if self.record is not None and self.record.title:
+            return self.record.title
+        return ""
+
+    @property
+    def file_queue(self) -> str | None:
+        pf = self.primary_file
+        return pf.queue if pf is not None else None
+
+    @property
+    def trail(self) -> tuple[TrailEvent, ...]:
+        pf = self.primary_file
+        return pf.trail if pf is not None and pf.parseable else ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProblem:
+    """Something that could not be read; becomes a stderr line or a finding, never a traceback."""
+
+    path: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything known at one instant. Immutable: the engine publishes a new one per change."""
+
+    root: str
+    source_format: str
+    as_of: datetime
+    live: bool  # judged against the live machine (pids checked), not ``--as-of``
+    lanes: tuple[str, ...]
+    tasks: Mapping[str, Task]
+    agents: Mapping[str, Agent]
+    verdicts: Mapping[str, Verdict]
+    findings: tuple[Finding, ...]
+    problems: tuple[ReadProblem, ...] = ()
+    generation: int = 0
+    changed: frozenset[str] = field(default_factory=frozenset)  # task ids changed since last
+
+    def findings_for(self, task_id: str) -> tuple[Finding, ...]:
+        idx = self._findings_by_task
+        return idx.get(task_id, ())
+
+    @property
+    def _findings_by_task(self) -> Mapping[str, tuple[Finding, ...]]:
+        cached = self.__dict__.get("_fbt")
+        if cached is None:
+            acc: dict[str, list[Finding]] = {}
+            for f in self.findings:
+                acc.setdefault(f.task_id, []).append(f)
+            cached = {k: tuple(v) for k, v in acc.items()}
+            object.__setattr__(self, "_fbt", cached)
+        return cached
+
+    def worst_severity(self, scored_only: bool = False) -> Severity | None:
+        worst: Severity | None = None
+        for f in self.findings:
+            if scored_only and not f.scored:
+                continue
+            if worst is None or f.severity.rank > worst.rank:
+                worst = f.severity
+        return worst
+
+    def lane_counts(self) -> dict[str, int]:
+        counts = {lane: 0 for lane in self.lanes}
+        for tid, v in self.verdicts.items():
+            counts[v.effective_state] = counts.get(v.effective_state, 0) + 1
+        return counts

@@ -1,0 +1,672 @@
+"""Octopoid v1 source: reads ``.orchestrator/`` (queue dirs, state.db, agents/) strictly read-only.
+
+Everything Octopoid-specific lives here; the rest of qwarden sees ``core.model`` objects only.
+The reader keeps a stat cache so a rescan re-reads only files whose (mtime, size, inode) moved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable
+from urllib.parse import quote
+
+from core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
+from core.sources.taskfile import TASK_FILE_RE, parse_task_bytes
+from core.timefmt import from_epoch, parse_any, parse_db_time, parse_local_iso
+
+FORMAT = "octopoid-v1"
+QUEUES: tuple[str, ...] = (
+    "incoming", "claimed", "provisional", "done", "failed", "rejected", "escalated", "recycled",
+    "breakdown", "needs_continuation",
+)
+# Where a DB queue expects the task file to be (DB-mode claims leave the file in incoming/).
+EXPECTED_DIRS: dict[str, frozenset[str]] = {q: frozenset({q}) for q in QUEUES}
+EXPECTED_DIRS["claimed"] = frozenset({"incoming", "claimed"})
+
+TASK_COLUMNS = (
+    "id", "file_path", "queue", "priority", "complexity", "role", "branch", "blocked_by",
+    "claimed_by", "claimed_at", "commits_count", "turns_used", "attempt_count", "has_plan",
+    "plan_id", "project_id", "auto_accept", "rejection_count", "pr_number", "pr_url", "checks",
+    "check_results", "needs_rebase", "last_rebase_attempt_at", "staging_url", "submitted_at",
+    "completed_at", "created_at", "updated_at",
+)
+# Cheap columns compared to find which rows changed after PRAGMA data_version moved.
+CHANGE_COLUMNS = ("id", "queue", "claimed_by", "claimed_at", "updated_at", "attempt_count",
+                  "rejection_count", "commits_count", "check_results", "blocked_by",
+                  "submitted_at", "completed_at", "file_path", "priority")
+
+
+class SourceError(Exception):
+    """The queue cannot be read at all (exit 3). The message names the path."""
+
+
+# ---------------------------------------------------------------- root discovery
+
+def _looks_like_root(p: Path) -> bool:
+    return (p / "shared" / "queue").is_dir() or (p / "state.db").is_file()
+
+
+def resolve_root(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> Path:
+    """``--root`` (the ``.orchestrator`` dir or its parent), else ``QWARDEN_ROOT``, else walk
+    up from the working directory like git does."""
+    env = dict(os.environ) if env is None else env
+    given = explicit if explicit is not None else env.get("QWARDEN_ROOT") or None
+    if given is not None:
+        p = Path(given).expanduser()
+        if not p.exists():
+            raise SourceError(f"{p}: no such directory")
+        if not p.is_dir():
+            raise SourceError(f"{p}: not a directory")
+        if p.name != ".orchestrator" and (p / ".orchestrator").is_dir():
+            p = p / ".orchestrator"
+        if not _looks_like_root(p):
+            raise SourceError(f"{p}: not an Octopoid state dir (no shared/queue/ or state.db)")
+        return p.resolve()
+    here = (cwd or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if d.name == ".orchestrator" and _looks_like_root(d):
+            return d
+        cand = d / ".orchestrator"
+        if cand.is_dir() and _looks_like_root(cand):
+            return cand.resolve()
+    raise SourceError(f"{here}: no .orchestrator directory here or above "
+                      "(use --root or QWARDEN_ROOT)")
+
+
+# ---------------------------------------------------------------- files
+
+@dataclass
+class FileScan:
+    """Result of one pass over the queue dirs (files keyed by relpath)."""
+
+    files: dict[str, TaskFile]
+    changed: set[str]  # relpaths added or modified
+    removed: set[str]  # relpaths gone
+    problems: list[ReadProblem]
+
+
+@dataclass
+class _Stat:
+    mtime_ns: int
+    size: int
+    ino: int
+
+
+def _within(root_real: str, path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real + os.sep)
+
+
+class OctopoidSource:
+    """Reads one ``.orchestrator`` root. Holds caches, never writes."""
+
+    format = FORMAT
+    lanes = QUEUES
+
+    def __init__(self, root: Path, max_file_bytes: int = 256 * 1024, busy_retries: int = 5,
+                 busy_timeout_ms: int = 2000) -> None:
+        self.root = Path(root)
+        self.root_real = os.path.realpath(self.root)
+        self.queue_dir = self.root / "shared" / "queue"
+        self.notes_dir = self.root / "shared" / "notes"
+        self.agents_dir = self.root / "agents"
+        self.db_path = self.root / "state.db"
+        self.max_file_bytes = max_file_bytes
+        self.busy_retries = busy_retries
+        self.busy_timeout_ms = busy_timeout_ms
+        self._stats: dict[str, _Stat] = {}
+        self._files: dict[str, TaskFile] = {}
+        self._columns: tuple[str, ...] | None = None
+
+    # -- paths ---------------------------------------------------------------
+    def relpath(self, path: str | os.PathLike[str]) -> str:
+        return os.path.relpath(path, self.root).replace(os.sep, "/")
+
+    def task_file_path(self, queue: str, task_id: str) -> Path:
+        """Where a task's file lives in a queue dir. Refuses ids that would leave the root."""
+        if queue not in QUEUES or not TASK_FILE_RE.match(f"TASK-{task_id}.md"):
+            raise ValueError(f"not a task location: {queue!r}/{task_id!r}")
+        return self.queue_dir / queue / f"TASK-{task_id}.md"
+
+    def watch_paths(self) -> list[Path]:
+        return [p for p in (self.queue_dir, self.agents_dir, self.notes_dir) if p.is_dir()]
+
+    # -- task files ----------------------------------------------------------
+    def scan_files(self) -> FileScan:
+        """Walk every queue dir; re-read only what changed since the last scan."""
+        problems: list[ReadProblem] = []
+        seen: set[str] = set()
+        changed: set[str] = set()
+        if not self.queue_dir.is_dir():
+            raise SourceError(f"{self.queue_dir}: queue directory missing")
+        try:
+            qentries = list(os.scandir(self.queue_dir))
+        except OSError as exc:
+            raise SourceError(f"{self.queue_dir}: cannot list: {exc.strerror}") from None
+        for qe in qentries:
+            if qe.name not in QUEUES:
+                continue
+            if qe.is_symlink() and not _within(self.root_real, qe.path):
+                problems.append(ReadProblem(self.relpath(qe.path),
+                                            "queue dir is a symlink out of the root; skipped"))
+                continue
+            if not qe.is_dir():
+                continue
+            try:
+                entries = os.scandir(qe.path)
+            except OSError as exc:
+                problems.append(ReadProblem(self.relpath(qe.path),
+                                            f"cannot list: {exc.strerror}"))
+                continue
+            with entries:
+                for e in entries:
+                    m = TASK_FILE_RE.match(e.name)
+                    if m is None:
+                        continue
+                    rel = f"shared/queue/{qe.name}/{e.name}"
+                    try:
+                        if e.is_symlink():
+                            if not _within(self.root_real, e.path):
+                                problems.append(ReadProblem(
+                                    rel, "symlink pointing outside the root; not followed"))
+                                continue
+                            st = os.stat(e.path)
+                        else:
+                            st = e.stat(follow_symlinks=False)
+                    except OSError as exc:
+                        problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
+                        continue
+                    seen.add(rel)
+                    key = _Stat(st.st_mtime_ns, st.st_size, st.st_ino)
+                    old = self._stats.get(rel)
+                    if old is not None and old == key and rel in self._files:
+                        continue
+                    tf = self._read_task_file(e.path, m.group(1), qe.name, rel, st.st_mtime,
+                                              st.st_size, problems)
+                    if tf is None:
+                        self._stats.pop(rel, None)
+                        self._files.pop(rel, None)
+                        seen.discard(rel)
+                        continue
+                    self._stats[rel] = key
+                    self._files[rel] = tf
+                    changed.add(rel)
+        removed = set(self._files) - seen
+        for rel in removed:
+            self._files.pop(rel, None)
+            self._stats.pop(rel, None)
+        return FileScan(files=self._files, changed=changed, removed=removed, problems=problems)
+
+    def read_one(self, rel: str) -> tuple[TaskFile | None, list[ReadProblem]]:
+        """Re-read one queue file after a watch event (None: it is gone)."""
+        problems: list[ReadProblem] = []
+        parts = rel.split("/")
+        if len(parts) != 4 or parts[:2] != ["shared", "queue"] or parts[2] not in QUEUES:
+            return None, problems
+        m = TASK_FILE_RE.match(parts[3])
+        if m is None:
+            return None, problems
+        path = self.root / rel
+        try:
+            st = os.lstat(path)
+            if os.path.islink(path):
+                if not _within(self.root_real, str(path)):
+                    problems.append(ReadProblem(rel, "symlink pointing outside the root; "
+                                                     "not followed"))
+                    self._files.pop(rel, None)
+                    self._stats.pop(rel, None)
+                    return None, problems
+                st = os.stat(path)
+        except FileNotFoundError:
+            self._files.pop(rel, None)
+            self._stats.pop(rel, None)
+            return None, problems
+        except OSError as exc:
+            problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
+            return None, problems
+        tf = self._read_task_file(str(path), m.group(1), parts[2], rel, st.st_mtime,
+                                  st.st_size, problems)
+        if tf is None:
+            self._files.pop(rel, None)
+            self._stats.pop(rel, None)
+            return None, problems
+        self._stats[rel] = _Stat(st.st_mtime_ns, st.st_size, st.st_ino)
+        self._files[rel] = tf
+        return tf, problems
+
+    @property
+    def files(self) -> dict[str, TaskFile]:
+        return self._files
+
+    def _read_task_file(self, path: str, task_id: str, queue: str, rel: str, mtime: float,
+                        size: int, problems: list[ReadProblem]) -> TaskFile | None:
+        limit = self.max_file_bytes
+        tail = b""
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                data = fh.read(limit + 1)
+                truncated = len(data) > limit
+                if truncated:
+                    data = data[:limit]
+                    # The trail is appended at the end: read that too, bounded.
+                    try:
+                        fh.seek(max(limit, size - 64 * 1024))
+                        tail = fh.read(64 * 1024)
+                    except OSError:
+                        tail = b""
+        except FileNotFoundError:
+            return None  # moved between listing and reading: the watcher will see it
+        except IsADirectoryError:
+            problems.append(ReadProblem(rel, "is a directory, not a task file"))
+            return None
+        except OSError as exc:
+            problems.append(ReadProblem(rel, f"cannot read: {exc.strerror}"))
+            return TaskFile(task_id=task_id, queue=queue, relpath=rel, mtime=mtime, size=size,
+                            parseable=False, problem=f"unreadable: {exc.strerror}")
+        return parse_task_bytes(data, task_id, queue, rel, mtime, size, truncated, tail)
+
+    def read_text(self, rel: str, limit: int | None = None) -> str:
+        """Bounded text of a file under the root, for the detail view (replacement chars)."""
+        path = self.root / rel
+        if not _within(self.root_real, str(path)):
+            raise ValueError(f"{rel}: outside the root")
+        with open(path, "rb") as fh:
+            data = fh.read(limit or self.max_file_bytes)
+        return data.decode("utf-8", errors="replace")
+
+    # -- database ------------------------------------------------------------
+    def db_exists(self) -> bool:
+        return self.db_path.is_file()
+
+    def database_enabled(self) -> bool:
+        """agents.yaml ``database: enabled: false`` means file-only mode (no state.db)."""
+        try:
+            text = (self.root / "agents.yaml").read_text("utf-8", errors="replace")
+        except OSError:
+            return True
+        m = re.search(r"^database:\s*\n(?:[ \t]+.*\n)*?[ \t]+enabled:\s*(\w+)", text, re.M)
+        return not (m and m.group(1).lower() in ("false", "no", "off", "0"))
+
+    def connect(self) -> sqlite3.Connection:
+        """Open state.db read-only: ``mode=ro`` URI plus ``PRAGMA query_only``."""
+        if not self.db_path.exists():
+            raise SourceError(f"{self.db_path}: database missing")
+        if not os.access(self.db_path, os.R_OK):
+            raise SourceError(f"{self.db_path}: permission denied")
+        uri = f"file:{quote(str(self.db_path))}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_ms / 1000,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            self._check_schema(conn)
+        except sqlite3.DatabaseError as exc:
+            raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
+        return conn
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        cols = self._retry(lambda: [r[1] for r in conn.execute("PRAGMA table_info(tasks)")])
+        if not cols:
+            raise SourceError(f"{self.db_path}: not an Octopoid state.db (no tasks table)")
+        if "id" not in cols or "queue" not in cols:
+            raise SourceError(f"{self.db_path}: not an Octopoid state.db "
+                              "(tasks table lacks id/queue)")
+        known = [c for c in TASK_COLUMNS if c in cols]
+        extra = [c for c in cols if c not in TASK_COLUMNS]
+        self._columns = tuple(known + extra)
+
+    def _retry(self, fn: Any) -> Any:
+        delay = 0.05
+        for attempt in range(self.busy_retries + 1):
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                msg = str(exc).lower()
+                if ("locked" in msg or "busy" in msg) and attempt < self.busy_retries:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise
+
+    def data_version(self, conn: sqlite3.Connection) -> int:
+        return int(self._retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
+
+    def read_records(self, conn: sqlite3.Connection,
+                     ids: Iterable[str] | None = None) -> dict[str, TaskRecord]:
+        """Rows as TaskRecords: all of them, or just ``ids`` (the changed ones)."""
+        cols = self._columns or ("id", "queue")
+        sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM tasks"
+        out: dict[str, TaskRecord] = {}
+        try:
+            if ids is None:
+                rows = self._retry(lambda: conn.execute(sql).fetchall())
+            else:
+                id_list = list(ids)
+                rows = []
+                for i in range(0, len(id_list), 500):
+                    chunk = id_list[i:i + 500]
+                    q = sql + f" WHERE id IN ({','.join('?' * len(chunk))})"
+                    rows.extend(self._retry(lambda q=q, chunk=chunk:
+                                            conn.execute(q, chunk).fetchall()))
+        except sqlite3.DatabaseError as exc:
+            raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
+        for row in rows:
+            rec = record_from_row(cols, row)
+            if rec is not None:
+                out[rec.task_id] = rec
+        return out
+
+    def change_keys(self, conn: sqlite3.Connection) -> dict[str, tuple[Any, ...]]:
+        """A light per-row fingerprint to tell which rows changed (then read only those)."""
+        cols = [c for c in CHANGE_COLUMNS if self._columns is None or c in self._columns]
+        sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM tasks"
+        try:
+            rows = self._retry(lambda: conn.execute(sql).fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
+        return {str(r[0]): tuple(r[1:]) for r in rows if r[0] is not None}
+
+    def read_agent_rows(self, conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+        try:
+            cols = [r[1] for r in conn.execute("PRAGMA table_info(agents)")]
+            if "name" not in cols:
+                return {}
+            rows = self._retry(lambda: conn.execute(
+                f"SELECT {', '.join(_q(c) for c in cols)} FROM agents").fetchall())
+        except sqlite3.DatabaseError:
+            return {}
+        return {str(r[cols.index("name")]): dict(zip(cols, r, strict=True)) for r in rows}
+
+    def read_history(self, conn: sqlite3.Connection, task_id: str) -> tuple[TrailEvent, ...]:
+        """DB task_history for one task (loaded on demand for the trace, not at scan time)."""
+        try:
+            cols = [r[1] for r in conn.execute("PRAGMA table_info(task_history)")]
+            if "task_id" not in cols or "event" not in cols:
+                return ()
+            want = [c for c in ("id", "event", "agent", "details", "timestamp") if c in cols]
+            rows = self._retry(lambda: conn.execute(
+                f"SELECT {', '.join(want)} FROM task_history WHERE task_id = ? ORDER BY "
+                f"{'id' if 'id' in want else 'rowid'}", (task_id,)).fetchall())
+        except sqlite3.DatabaseError:
+            return ()
+        out = []
+        for r in rows:
+            d = dict(zip(want, r, strict=True))
+            out.append(TrailEvent(kind=str(d.get("event") or "").upper(),
+                                  at=parse_db_time(d.get("timestamp")), side=Side.DB,
+                                  actor=_str(d.get("agent")), detail=_str(d.get("details")) or ""))
+        return tuple(out)
+
+    # -- notes ---------------------------------------------------------------
+    _ATTEMPT_RE = re.compile(r"^## Attempt (\d+)\s*[—-]+\s*(.*?)\s*\((.*?)\)\s*$", re.M)
+
+    def read_notes(self, task_id: str) -> tuple[TrailEvent, ...]:
+        try:
+            path = self.notes_dir / f"TASK-{task_id}.md"
+            if not TASK_FILE_RE.match(path.name):
+                return ()
+            text = path.read_bytes()[: self.max_file_bytes].decode("utf-8", errors="replace")
+        except OSError:
+            return ()
+        out = []
+        matches = list(self._ATTEMPT_RE.finditer(text))
+        for i, m in enumerate(matches):
+            end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+            body = text[m.end():end].strip()
+            first = body.splitlines()[0] if body else ""
+            out.append(TrailEvent(kind="ATTEMPT", at=parse_local_iso(m.group(3)), side=Side.NOTES,
+                                  actor=m.group(2) or None, detail=f"#{m.group(1)} {first}".strip(),
+                                  fields=(("ATTEMPT", m.group(1)),)))
+        return tuple(out)
+
+    # -- agents --------------------------------------------------------------
+    def read_agents(self, db_rows: dict[str, dict[str, Any]] | None = None,
+                    check_pids: bool = False) -> tuple[dict[str, Agent], list[ReadProblem]]:
+        problems: list[ReadProblem] = []
+        agents: dict[str, Agent] = {}
+        names: set[str] = set(db_rows or {})
+        if self.agents_dir.is_dir():
+            try:
+                for e in os.scandir(self.agents_dir):
+                    if e.is_dir(follow_symlinks=False):
+                        names.add(e.name)
+            except OSError as exc:
+                problems.append(ReadProblem("agents", f"cannot list: {exc.strerror}"))
+        for name in sorted(names):
+            agents[name] = self.read_agent(name, (db_rows or {}).get(name), check_pids, problems)
+        return agents, problems
+
+    def read_agent(self, name: str, db_row: dict[str, Any] | None, check_pids: bool,
+                   problems: list[ReadProblem]) -> Agent:
+        d = self.agents_dir / name
+        state = _read_json(d / "state.json", problems, self)
+        status = _read_json(d / "status.json", problems, self)
+        current = _read_json(d / "current_task.json", problems, self)
+        signals: list[Signal] = []
+
+        hb_text = _read_small(d / "heartbeat")
+        if hb_text is not None:
+            hb = parse_any(hb_text.strip())
+            if hb is None:
+                mt = _mtime(d / "heartbeat")
+                hb = from_epoch(mt) if mt is not None else None
+            if hb is not None:
+                signals.append(Signal("heartbeat", hb))
+
+        status_task = _str(status.get("task_id")) if status else None
+        if status:
+            su = parse_local_iso(_str(status.get("last_updated")))
+            if su is not None:
+                signals.append(Signal("status.json last_updated", su, status_task))
+        for fname in ("tool_counter", "stdout.log", "stderr.log"):
+            mt = _mtime(d / fname)
+            if mt is not None:
+                signals.append(Signal(f"{fname} mtime", from_epoch(mt)))
+
+        running: bool | None = None
+        pid: int | None = None
+        last_started = last_finished = None
+        exit_code: int | None = None
+        failures = 0
+        if state:
+            running = bool(state.get("running")) if "running" in state else None
+            pid = _int(state.get("pid"))
+            last_started = parse_local_iso(_str(state.get("last_started")))
+            last_finished = parse_local_iso(_str(state.get("last_finished")))
+            exit_code = _int(state.get("last_exit_code"))
+            failures = _int(state.get("consecutive_failures")) or 0
+            if last_started is not None:
+                signals.append(Signal("state.json last_started", last_started))
+        elif db_row:
+            running = bool(db_row.get("running"))
+            pid = _int(db_row.get("pid"))
+            last_started = parse_db_time(db_row.get("last_run_start"))
+            last_finished = parse_db_time(db_row.get("last_run_end"))
+            if last_started is not None:
+                signals.append(Signal("db agents.last_run_start", last_started))
+
+        cur_id, cur_src = None, ""
+        for src, val in (("status.json", status_task),
+                         ("current_task.json", _str(current.get("task_id")) if current else None),
+                         ("state.json", _str(state.get("current_task")) if state else None),
+                         ("db agents", _str(db_row.get("current_task_id")) if db_row else None)):
+            if val:
+                cur_id, cur_src = val, src
+                break
+
+        pid_alive: bool | None = None
+        if check_pids and pid:
+            pid_alive = _pid_alive(pid)
+        has_state = bool(state or status or current or hb_text is not None or db_row)
+        log = d / "stdout.log"
+        return Agent(
+            name=name, has_state=has_state, running=running, pid=pid, last_started=last_started,
+            last_finished=last_finished, last_exit_code=exit_code, consecutive_failures=failures,
+            current_task_id=cur_id, current_task_source=cur_src,
+            status_text=_str(status.get("current_subtask")) or "" if status else "",
+            progress_percent=_int(status.get("progress_percent")) if status else None,
+            signals=tuple(signals), pid_alive=pid_alive,
+            log_relpath=self.relpath(log) if log.is_file() else None,
+        )
+
+
+# ---------------------------------------------------------------- helpers
+
+def _q(col: str) -> str:
+    return '"' + col.replace('"', '""') + '"'
+
+
+def _db_message(exc: BaseException) -> str:
+    msg = str(exc)
+    low = msg.lower()
+    if "not a database" in low or "malformed" in low:
+        return f"not a readable SQLite database ({msg})"
+    if "locked" in low or "busy" in low:
+        return f"database stayed locked ({msg})"
+    if "unable to open" in low:
+        return f"cannot open the database ({msg})"
+    return msg
+
+
+def _str(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = str(v)
+    return s if s else None
+
+
+def _int(v: Any) -> int | None:
+    if v is None or isinstance(v, bool):
+        return None if v is None else int(v)
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _mtime(p: Path) -> float | None:
+    try:
+        return os.stat(p).st_mtime
+    except OSError:
+        return None
+
+
+def _read_small(p: Path, limit: int = 4096) -> str | None:
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(limit).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _read_json(p: Path, problems: list[ReadProblem], src: OctopoidSource) -> dict[str, Any]:
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read(1024 * 1024)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        problems.append(ReadProblem(src.relpath(p), f"cannot read: {exc.strerror}"))
+        return {}
+    return parse_json_object(data, src.relpath(p), problems)
+
+
+def parse_json_object(data: bytes, rel: str, problems: list[ReadProblem]) -> dict[str, Any]:
+    """Tolerant JSON-object reader: anything else is a problem line, never an exception."""
+    try:
+        obj = json.loads(data.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError) as exc:
+        problems.append(ReadProblem(rel, f"not valid JSON: {exc}"[:200]))
+        return {}
+    if not isinstance(obj, dict):
+        problems.append(ReadProblem(rel, "JSON is not an object"))
+        return {}
+    return obj
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _split_ids(v: Any) -> tuple[str, ...]:
+    if not v:
+        return ()
+    out = []
+    for part in str(v).split(","):
+        s = part.strip()
+        if s.startswith("TASK-"):
+            s = s[5:]
+        if s:
+            out.append(s)
+    return tuple(out)
+
+
+def _check_results(v: Any) -> dict[str, dict[str, str]]:
+    if not v:
+        return {}
+    try:
+        obj = json.loads(v) if isinstance(v, str) else v
+    except ValueError:
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for k, val in obj.items():
+        if isinstance(val, dict):
+            out[str(k)] = {str(a): str(b) for a, b in val.items()}
+        else:
+            out[str(k)] = {"status": str(val)}
+    return out
+
+
+@dataclass
+class _Cols:
+    index: dict[str, int] = field(default_factory=dict)
+
+
+def record_from_row(cols: tuple[str, ...] | list[str], row: tuple[Any, ...]) -> TaskRecord | None:
+    d = dict(zip(cols, row, strict=True))
+    tid = d.get("id")
+    if tid is None:
+        return None
+    tid = str(tid)
+    if tid.startswith("TASK-"):
+        tid = tid[5:]
+    return TaskRecord(
+        task_id=tid,
+        queue=str(d.get("queue") or "incoming"),
+        priority=_str(d.get("priority")),
+        role=_str(d.get("role")),
+        file_path=_str(d.get("file_path")),
+        claimed_by=_str(d.get("claimed_by")),
+        claimed_at=parse_db_time(d.get("claimed_at")),
+        blocked_by=_split_ids(d.get("blocked_by")),
+        commits_count=_int(d.get("commits_count")),
+        attempt_count=_int(d.get("attempt_count")),
+        rejection_count=_int(d.get("rejection_count")),
+        check_results=MappingProxyType(_check_results(d.get("check_results"))),
+        project_id=_str(d.get("project_id")),
+        submitted_at=parse_db_time(d.get("submitted_at")),
+        completed_at=parse_db_time(d.get("completed_at")),
+        created_at=parse_db_time(d.get("created_at")),
+        updated_at=parse_db_time(d.get("updated_at")),
+        raw=MappingProxyType(d),
+    )

@@ -1,0 +1,258 @@
+"""Octopoid v1 task-file reader: header, trail events, error blocks, rejection notices.
+
+Pure and total: any bytes in, a ``TaskFile`` out (unparseable ones carry ``problem``). Fast path
+matters — a 100,000-task queue is read cold — so the trail is found with one C-level regex pass
+over the text rather than line-by-line Python.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from types import MappingProxyType
+
+from core.model import ErrorBlock, Side, TaskFile, TrailEvent
+from core.timefmt import parse_local_iso
+
+TASK_FILE_RE = re.compile(r"^TASK-([A-Za-z0-9][A-Za-z0-9_-]{0,63})\.md$")
+_HEADER_RE = re.compile(r"^# \[TASK-([^\]\s]{1,64})\][ \t]*(.*)$")
+_KV_RE = re.compile(r"^([A-Z][A-Z_]{1,40}):[ \t]*(.*?)[ \t]*\r?$", re.M)
+_HEADING_RE = re.compile(r"^## ", re.M)
+_FENCE = "```"
+
+HEADER_KEYS = frozenset({
+    "ROLE", "PRIORITY", "BRANCH", "CREATED", "CREATED_BY", "PROJECT", "BLOCKED_BY", "CHECKS",
+    "SKIP_PR", "EXPEDITE", "COMPLEXITY", "BREAKDOWN_DEPTH", "PARENT", "TYPE",
+})
+
+# The key that opens each trail event, the event kind, and the keys that belong to it.
+_STARTERS: dict[str, str] = {
+    "CLAIMED_BY": "CLAIMED",
+    "SUBMITTED_AT": "SUBMITTED",
+    "ACCEPTED_AT": "ACCEPTED",
+    "COMPLETED_AT": "COMPLETED",
+    "REJECTED_AT": "REJECTED",
+    "FAILED_AT": "FAILED",
+    "RETRIED_AT": "RETRIED",
+    "NEEDS_CONTINUATION_AT": "NEEDS_CONTINUATION",
+    "RESUMED_AT": "RESUMED",
+    "ESCALATED_AT": "ESCALATED",
+    "REVIEW_REJECTED_AT": "REVIEW_REJECTED",
+}
+_MEMBERS: dict[str, frozenset[str]] = {
+    "CLAIMED": frozenset({"CLAIMED_AT"}),
+    "SUBMITTED": frozenset({"COMMITS_COUNT", "TURNS_USED"}),
+    "ACCEPTED": frozenset({"ACCEPTED_BY"}),
+    "COMPLETED": frozenset(),
+    "REJECTED": frozenset({"REJECTION_REASON", "ATTEMPT_COUNT", "REJECTED_BY"}),
+    "FAILED": frozenset(),
+    "RETRIED": frozenset({"RETRIED_BY", "RETRY_NOTE"}),
+    "NEEDS_CONTINUATION": frozenset({"CONTINUATION_REASON", "WIP_BRANCH", "LAST_AGENT"}),
+    "RESUMED": frozenset({"RESUMED_BY"}),
+    "ESCALATED": frozenset({"PLAN_ID"}),
+    "REVIEW_REJECTED": frozenset({"REVIEW_REJECTED_BY"}),
+}
+# Keys that qwarden's own interventions append (issue 4); they are trail events too.
+_STARTERS.update({"CANCELLED_AT": "CANCELLED", "RELEASED_AT": "RELEASED",
+                  "SYNCED_AT": "SYNCED", "OPERATOR_NOTE_AT": "NOTE"})
+_MEMBERS.update({"CANCELLED": frozenset({"CANCELLED_BY", "CANCEL_REASON"}),
+                 "RELEASED": frozenset({"RELEASED_BY", "RELEASE_REASON"}),
+                 "SYNCED": frozenset({"SYNCED_BY", "SYNC_DIRECTION"}),
+                 "NOTE": frozenset({"NOTE_BY", "NOTE"})})
+TRAIL_KEYS = frozenset(_STARTERS) | frozenset().union(*_MEMBERS.values()) | {"CLAIMED_AT"}
+# The event's own time stamp key, and who did it.
+_TIME_KEY = {kind: key for key, kind in _STARTERS.items()}
+_TIME_KEY["CLAIMED"] = "CLAIMED_AT"
+_ACTOR_KEY = {"CLAIMED": "CLAIMED_BY", "ACCEPTED": "ACCEPTED_BY", "REJECTED": "REJECTED_BY",
+              "RESUMED": "RESUMED_BY", "REVIEW_REJECTED": "REVIEW_REJECTED_BY",
+              "NEEDS_CONTINUATION": "LAST_AGENT", "RETRIED": "RETRIED_BY",
+              "CANCELLED": "CANCELLED_BY", "RELEASED": "RELEASED_BY", "SYNCED": "SYNCED_BY"}
+_DETAIL_KEY = {"REJECTED": "REJECTION_REASON", "NEEDS_CONTINUATION": "CONTINUATION_REASON",
+               "CANCELLED": "CANCEL_REASON", "RELEASED": "RELEASE_REASON",
+               "SUBMITTED": "COMMITS_COUNT", "NOTE": "NOTE"}
+
+HISTORY_HEADING = "## History"
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _fenced_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of ``` fenced blocks (unclosed runs to the end)."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while True:
+        start = text.find(_FENCE, pos)
+        if start < 0:
+            return spans
+        # a fence opens only at the start of a line
+        if start > 0 and text[start - 1] != "\n":
+            pos = start + 3
+            continue
+        end = text.find("\n" + _FENCE, start + 3)
+        if end < 0:
+            spans.append((start, len(text)))
+            return spans
+        spans.append((start, end + 4))
+        pos = end + 4
+
+
+def _in_spans(pos: int, spans: list[tuple[int, int]]) -> bool:
+    for a, b in spans:
+        if a <= pos < b:
+            return True
+        if a > pos:
+            return False
+    return False
+
+
+def _build_event(kind: str, fields: list[tuple[str, str]]) -> TrailEvent:
+    d = dict(fields)
+    at = parse_local_iso(d.get(_TIME_KEY.get(kind, ""), None))
+    actor_key = _ACTOR_KEY.get(kind)
+    detail_key = _DETAIL_KEY.get(kind)
+    return TrailEvent(kind=kind, at=at, side=Side.FILE,
+                      actor=d.get(actor_key) if actor_key else None,
+                      detail=d.get(detail_key, "") if detail_key else "",
+                      fields=tuple(fields))
+
+
+def _chronological(events: list[TrailEvent]) -> tuple[TrailEvent, ...]:
+    """Trail in time order. Review notices are inserted near the top of the file, so physical
+    order is not time order; events without a time keep their place after their predecessor."""
+    if len(events) < 2:
+        return tuple(events)
+    keyed: list[tuple[datetime | None, int, TrailEvent]] = []
+    last: datetime | None = None
+    for i, ev in enumerate(events):
+        if ev.at is not None:
+            last = ev.at
+        keyed.append((last, i, ev))
+    if all(k[0] is not None for k in keyed):
+        keyed.sort(key=lambda k: (k[0], k[1]))  # type: ignore[arg-type,return-value]
+    return tuple(k[2] for k in keyed)
+
+
+def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: float, size: int,
+                    truncated: bool = False, tail: str = "") -> TaskFile:
+    """Parse decoded text. ``tail`` is the end of a file too big to read whole (its trail)."""
+    stripped = text.lstrip("\ufeff\r\n\t ")
+    first_nl = stripped.find("\n")
+    first_line = (stripped if first_nl < 0 else stripped[:first_nl]).rstrip("\r")
+    m = _HEADER_RE.match(first_line)
+    header_ok = m is not None
+    title = ""
+    if m is not None:
+        if m.group(1) != task_id:
+            # A header naming another task: the file cannot be trusted as this task.
+            return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+                            parseable=False, truncated=truncated,
+                            problem=f"header names TASK-{m.group(1)}, file is TASK-{task_id}")
+        title = _CONTROL_RE.sub("", m.group(2)).strip()
+
+    body = text if not tail else text + "\n" + tail
+    fences = _fenced_spans(body) if _FENCE in body else []
+    hm = _HEADING_RE.search(body)
+    first_heading = hm.start() if hm else len(body)
+    hist_pos = body.find("\n" + HISTORY_HEADING)
+    if hist_pos < 0 and body.startswith(HISTORY_HEADING):
+        hist_pos = 0
+
+    header: dict[str, str] = {}
+    events: list[TrailEvent] = []
+    cur_kind: str | None = None
+    cur_fields: list[tuple[str, str]] = []
+    errors: list[ErrorBlock] = []
+    other_lines = False
+
+    for km in _KV_RE.finditer(body):
+        key, value = km.group(1), km.group(2)
+        pos = km.start()
+        if fences and _in_spans(pos, fences):
+            continue
+        if key in HEADER_KEYS and pos < first_heading and not events and cur_kind is None:
+            header[key] = value
+            continue
+        if key not in TRAIL_KEYS:
+            continue
+        kind = _STARTERS.get(key)
+        if key == "CLAIMED_AT" and cur_kind != "CLAIMED":
+            kind = "CLAIMED"  # a claim block written without CLAIMED_BY
+        if kind is not None:
+            if cur_kind is not None:
+                events.append(_build_event(cur_kind, cur_fields))
+            cur_kind, cur_fields = kind, [(key, value)]
+            if kind == "FAILED":
+                errors.append(ErrorBlock(failed_at=parse_local_iso(value),
+                                         text=_error_text_after(body, km.end(), fences),
+                                         in_history=0 <= hist_pos < pos))
+        elif cur_kind is not None and key in _MEMBERS.get(cur_kind, ()):
+            cur_fields.append((key, value))
+        else:
+            # a member key with no opener (e.g. a stub starting mid-block): keep it as its own
+            if cur_kind is not None:
+                events.append(_build_event(cur_kind, cur_fields))
+            cur_kind, cur_fields = None, []
+            events.append(TrailEvent(kind=key, at=None, side=Side.FILE, fields=((key, value),)))
+    if cur_kind is not None:
+        events.append(_build_event(cur_kind, cur_fields))
+
+    if not header_ok:
+        # Headerless: a stub if every non-blank line is a trail line, else corrupt.
+        for line in stripped.splitlines():
+            s = line.strip()
+            if not s:
+                continue
+            km = _KV_RE.match(s)
+            if km is None or km.group(1) not in TRAIL_KEYS:
+                other_lines = True
+                break
+        if events and not other_lines:
+            return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+                            parseable=False, is_stub=True, trail=_chronological(events),
+                            truncated=truncated, problem="stub: trail lines without a task header")
+        problem = "empty file" if not stripped else "no '# [TASK-…]' header line"
+        return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+                        parseable=False, truncated=truncated, problem=problem)
+
+    return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+                    parseable=True, title=title, header=MappingProxyType(header),
+                    trail=_chronological(events), errors=tuple(errors), truncated=truncated)
+
+
+def _error_text_after(body: str, pos: int, fences: list[tuple[int, int]]) -> str:
+    """The fenced block under the ``## Error`` heading that follows a FAILED_AT line."""
+    h = body.find("## Error", pos)
+    if h < 0:
+        return ""
+    # only if the heading belongs to this failure (no other trail key in between)
+    between = body[pos:h]
+    if _KV_RE.search(between):
+        return ""
+    for a, b in fences:
+        if a > h:
+            block = body[a:b]
+            nl = block.find("\n")
+            inner = block[nl + 1:] if nl >= 0 else ""
+            if inner.endswith(_FENCE):
+                inner = inner[: -len(_FENCE)]
+            return inner.strip("\n")
+    return ""
+
+
+def parse_task_bytes(data: bytes, task_id: str, queue: str, relpath: str, mtime: float,
+                     size: int, truncated: bool = False, tail: bytes = b"") -> TaskFile:
+    """Decode strictly (bad encoding = corrupt, as the contract says), then parse."""
+    if b"\x00" in data:
+        return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+                        parseable=False, truncated=truncated, problem="binary content (NUL bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if truncated and exc.start >= len(data) - 4:
+            text = data[: exc.start].decode("utf-8")  # cut mid-character by the bounded read
+        else:
+            return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime,
+                            size=size, parseable=False, truncated=truncated,
+                            problem=f"not UTF-8 (byte {exc.start})")
+    tail_text = tail.decode("utf-8", errors="replace") if tail else ""
+    return parse_task_text(text, task_id, queue, relpath, mtime, size, truncated, tail_text)
