@@ -111,7 +111,7 @@ class TaskFile:
     parseable: bool
     is_stub: bool = False  # headerless, trail lines only (Octopoid's ``open(path, "a")``)
     title: str = ""
-    header: Mapping[str, str] = EMPTY_MAP
+    header: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
     trail: tuple[TrailEvent, ...] = ()
     errors: tuple[ErrorBlock, ...] = ()
     truncated: bool = False  # only a bounded prefix was read
@@ -138,13 +138,13 @@ class TaskRecord:
     commits_count: int | None = None
     attempt_count: int | None = None
     rejection_count: int | None = None
-    check_results: Mapping[str, Mapping[str, str]] = EMPTY_MAP  # type: ignore[assignment]
+    check_results: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: EMPTY_MAP)  # type: ignore[arg-type,return-value]
     project_id: str | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    raw: Mapping[str, object] = EMPTY_MAP  # every column as read, for the detail view
+    raw: Mapping[str, object] = field(default_factory=lambda: EMPTY_MAP)  # every column as read, for the detail view
 
     @property
     def newest_change(self) -> datetime | None:

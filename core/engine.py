@@ -1,0 +1,416 @@
+"""The engine: one full scan, then incremental updates from file and DB changes, plus the poll.
+
+- Files: ``watchfiles`` on the queue, agents and notes dirs; a changed task file is re-read alone.
+- DB: ``PRAGMA data_version`` checked (aiosqlite) at most every second; when it moves, a light
+  per-row fingerprint finds the changed rows and only those are re-read.
+- Time: claims age even when nothing is written, so time-sensitive tasks are re-judged often.
+- A full reconciliation runs every poll interval (300 s), never overlapping itself.
+Subscribers get each new immutable Snapshot on the event loop. Reading never writes anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from urllib.parse import quote
+
+from core.config import Config
+from core.judge import Judge, assemble_tasks
+from core.model import Agent, ReadProblem, Snapshot, Task, TaskRecord, TrailEvent
+from core.sources.octopoid import (
+    EXPECTED_DIRS,
+    FORMAT,
+    OctopoidSource,
+    SourceError,
+)
+from core.timefmt import UTC
+
+log = logging.getLogger("qwarden.engine")
+
+Subscriber = Callable[[Snapshot], None]
+
+
+class Engine:
+    def __init__(self, root: Path, config: Config | None = None,
+                 as_of: datetime | None = None) -> None:
+        self.config = config or Config()
+        self.as_of = as_of
+        self.live = as_of is None
+        lim = self.config.limits
+        self.source = OctopoidSource(root, lim.max_task_file_bytes, lim.db_busy_retries,
+                                     lim.db_busy_timeout_ms)
+        self.root = self.source.root
+        self.judge = Judge(self.config, EXPECTED_DIRS)
+        self.snapshot: Snapshot | None = None
+        self.paused = False
+        self.last_poll_at: datetime | None = None
+        self.next_poll_at: datetime | None = None
+        self.last_error: str | None = None
+        self._records: dict[str, TaskRecord] = {}
+        self._row_keys: dict[str, tuple[object, ...]] = {}
+        self._agent_rows: dict[str, dict[str, object]] = {}
+        self._agents: dict[str, Agent] = {}
+        self._tasks: dict[str, Task] = {}
+        self._files_by_task: dict[str, set[str]] = {}
+        self._problems: dict[str, ReadProblem] = {}
+        self._conn: sqlite3.Connection | None = None
+        self._generation = 0
+        self._subscribers: list[Subscriber] = []
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._tasks_running: list[asyncio.Task[None]] = []
+        self._pending_publish: set[str] = set()
+        self._file_only = False
+
+    # ------------------------------------------------------------------ clock
+    def clock(self) -> datetime:
+        return self.as_of if self.as_of is not None else datetime.now(UTC)
+
+    # ------------------------------------------------------------------ scans
+    def _db(self) -> sqlite3.Connection | None:
+        if self._file_only:
+            return None
+        if self._conn is None:
+            if not self.source.db_exists():
+                if not self.source.database_enabled():
+                    self._file_only = True  # Octopoid's file-only mode: nothing to compare
+                    return None
+                raise SourceError(f"{self.source.db_path}: database missing")
+            self._conn = self.source.connect()
+        return self._conn
+
+    def scan(self) -> Snapshot:
+        """Full read and judgement (synchronous). Raises SourceError if the queue is unreadable."""
+        fs = self.source.scan_files()
+        conn = self._db()
+        if conn is not None:
+            self._records = self.source.read_records(conn)
+            self._row_keys = self.source.change_keys(conn)
+            self._agent_rows = self.source.read_agent_rows(conn)
+        agents, agent_problems = self.source.read_agents(self._agent_rows, check_pids=self.live)
+        self._agents = agents
+        self._files_by_task = {}
+        for rel, f in fs.files.items():
+            self._files_by_task.setdefault(f.task_id, set()).add(rel)
+        self._tasks = assemble_tasks(fs.files.values(), self._records)
+        self._problems = {p.path: p for p in fs.problems + agent_problems}
+        self.judge.run(self._tasks, self._agents, self.clock(), self.live)
+        self.last_poll_at = self.clock()
+        return self._publish(frozenset(self._tasks))
+
+    def _rebuild_task(self, tid: str) -> None:
+        rels = self._files_by_task.get(tid, set())
+        files = [self.source.files[r] for r in rels if r in self.source.files]
+        rec = self._records.get(tid)
+        if rec is None and not files:
+            self._tasks.pop(tid, None)
+            return
+        self._tasks[tid] = Task(task_id=tid, record=rec,
+                                files=tuple(sorted(files, key=lambda f: f.relpath)))
+
+    def apply_file_changes(self, rels: set[str]) -> set[str]:
+        """Re-read the given queue files (relpaths); returns the affected task ids."""
+        dirty: set[str] = set()
+        for rel in rels:
+            old = self.source.files.get(rel)
+            tf, problems = self.source.read_one(rel)
+            for p in problems:
+                self._problems[p.path] = p
+            if not problems:
+                self._problems.pop(rel, None)
+            for f in (old, tf):
+                if f is None:
+                    continue
+                dirty.add(f.task_id)
+                s = self._files_by_task.setdefault(f.task_id, set())
+                if f is tf:
+                    s.add(rel)
+                elif tf is None:
+                    s.discard(rel)
+        for tid in dirty:
+            self._rebuild_task(tid)
+        return dirty
+
+    def apply_db_changes(self) -> set[str]:
+        """Find changed rows by fingerprint and re-read only those."""
+        conn = self._db()
+        if conn is None:
+            return set()
+        keys = self.source.change_keys(conn)
+        changed = {k for k, v in keys.items() if self._row_keys.get(k) != v}
+        removed = set(self._row_keys) - set(keys)
+        self._row_keys = keys
+        if changed:
+            self._records.update(self.source.read_records(conn, changed))
+        for tid in removed:
+            self._records.pop(tid, None)
+        dirty = changed | removed
+        new_rows = self.source.read_agent_rows(conn)
+        if new_rows != self._agent_rows:
+            self._agent_rows = new_rows
+            dirty |= self.apply_agent_changes(set(new_rows))
+        for tid in dirty:
+            self._rebuild_task(tid)
+        return dirty
+
+    def apply_agent_changes(self, names: set[str]) -> set[str]:
+        dirty: set[str] = set()
+        for name in names:
+            old = self._agents.get(name)
+            problems: list[ReadProblem] = []
+            agent_dir = self.source.agents_dir / name
+            if not agent_dir.is_dir() and name not in self._agent_rows:
+                self._agents.pop(name, None)
+                new = None
+            else:
+                new = self.source.read_agent(name, self._agent_rows.get(name), self.live,
+                                             problems)
+                self._agents[name] = new
+            for p in problems:
+                self._problems[p.path] = p
+            for a in (old, new):
+                if a is not None and a.current_task_id:
+                    dirty.add(a.current_task_id)
+            dirty |= self._tasks_claimed_by(name)
+        return dirty
+
+    def _tasks_claimed_by(self, name: str) -> set[str]:
+        return {tid for tid, v in self.judge.verdicts.items() if v.claimed_by == name}
+
+    def rejudge(self, dirty: set[str] | None = None) -> Snapshot:
+        """Re-judge changed + time-sensitive tasks at the current clock and publish."""
+        ids = set(dirty or ()) | set(self.judge.time_sensitive)
+        touched = self.judge.run(self._tasks, self._agents, self.clock(), self.live, ids)
+        return self._publish(frozenset(touched | set(dirty or ())))
+
+    def _publish(self, changed: frozenset[str]) -> Snapshot:
+        self._generation += 1
+        snap = Snapshot(
+            root=str(self.root), source_format=FORMAT, as_of=self.clock(), live=self.live,
+            lanes=self.source.lanes, tasks=MappingProxyType(dict(self._tasks)),
+            agents=MappingProxyType(dict(self._agents)),
+            verdicts=MappingProxyType(dict(self.judge.verdicts)),
+            findings=self.judge.findings(), problems=tuple(self._problems.values()),
+            generation=self._generation, changed=changed)
+        self.snapshot = snap
+        return snap
+
+    def _notify(self) -> None:
+        """Hand the newest snapshot to subscribers (on the event loop, never from a thread)."""
+        snap = self.snapshot
+        if snap is None or self.paused:
+            return
+        for cb in list(self._subscribers):
+            try:
+                cb(snap)
+            except Exception:  # a broken view must not kill the engine
+                log.exception("subscriber failed")
+
+    # ------------------------------------------------------------------ details on demand
+    def trace(self, task_id: str) -> tuple[TrailEvent, ...]:
+        """One merged timeline: DB history, the file trail, notes attempts, agent signals."""
+        events: list[TrailEvent] = []
+        task = self._tasks.get(task_id)
+        try:
+            conn = self._db()
+            if conn is not None:
+                events.extend(self.source.read_history(conn, task_id))
+        except SourceError as exc:
+            self.last_error = str(exc)
+        if task is not None:
+            events.extend(task.trail)
+        events.extend(self.source.read_notes(task_id))
+        v = self.judge.verdicts.get(task_id)
+        names = {v.claimed_by} if v and v.claimed_by else set()
+        for name in names:
+            a = self._agents.get(name)
+            if a is None:
+                continue
+            from core.model import Side
+            for s in a.signals:
+                if s.task_id in (None, task_id):
+                    events.append(TrailEvent(kind="SIGNAL", at=s.at, side=Side.AGENT,
+                                             actor=name, detail=s.name))
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return tuple(sorted(events, key=lambda e: e.at or epoch))
+
+    def log_tail(self, agent_name: str, max_bytes: int = 16384) -> str:
+        if "/" in agent_name or agent_name in ("", ".", ".."):
+            return ""
+        path = self.source.agents_dir / agent_name / "stdout.log"
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - max_bytes))
+                data = fh.read(max_bytes)
+        except OSError:
+            return ""
+        return data.decode("utf-8", errors="replace")
+
+    # ------------------------------------------------------------------ live
+    def subscribe(self, cb: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(cb)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(cb)
+        return unsubscribe
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if not paused:
+            self._notify()
+
+    async def start(self) -> Snapshot:
+        async with self._lock:
+            snap = await asyncio.to_thread(self.scan)
+        self._notify()
+        if self.live:
+            self.next_poll_at = self.clock() + timedelta(seconds=self.config.live.poll_interval_s)
+            loop_tasks = [self._watch_files(), self._watch_db(), self._poll_loop(),
+                          self._tick_loop()]
+            self._tasks_running = [asyncio.create_task(c) for c in loop_tasks]
+        return snap
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for t in self._tasks_running:
+            t.cancel()
+        for t in self._tasks_running:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks_running = []
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def poll_now(self) -> Snapshot | None:
+        """Full reconciliation; a poll already running is waited for, not doubled."""
+        if self._lock.locked():
+            async with self._lock:
+                return self.snapshot
+        async with self._lock:
+            try:
+                snap = await asyncio.to_thread(self.scan)
+                self.last_error = None
+            except SourceError as exc:
+                self.last_error = str(exc)
+                snap = None
+            except Exception as exc:  # keep the last good snapshot, say why
+                self.last_error = f"poll failed: {exc!r}"
+                log.exception("poll failed")
+                snap = None
+            self.last_poll_at = self.clock()
+            self.next_poll_at = self.clock() + timedelta(
+                seconds=self.config.live.poll_interval_s)
+        self._notify()
+        return snap
+
+    async def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            delay = self.config.live.poll_interval_s
+            if self.next_poll_at is not None:
+                delay = max(0.0, (self.next_poll_at - self.clock()).total_seconds())
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                return
+            except asyncio.TimeoutError:
+                pass
+            await self.poll_now()
+
+    async def _tick_loop(self) -> None:
+        """Claims age with no writes at all: re-judge the time-sensitive set regularly."""
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(),
+                                       timeout=self.config.live.rejudge_interval_s)
+                return
+            except asyncio.TimeoutError:
+                pass
+            async with self._lock:
+                try:
+                    await asyncio.to_thread(self.rejudge, set())
+                except Exception as exc:
+                    self.last_error = f"re-judge failed: {exc!r}"
+            self._notify()
+
+    async def _watch_db(self) -> None:
+        import aiosqlite
+
+        if not self.source.db_exists():
+            return
+        uri = f"file:{quote(str(self.source.db_path))}?mode=ro"
+        try:
+            async with aiosqlite.connect(uri, uri=True) as db:
+                await db.execute("PRAGMA query_only = ON")
+                version = None
+                while not self._stop.is_set():
+                    try:
+                        cur = await db.execute("PRAGMA data_version")
+                        row = await cur.fetchone()
+                        v = row[0] if row else None
+                    except sqlite3.Error as exc:
+                        self.last_error = f"{self.source.db_path}: {exc}"
+                        v = version
+                    if version is not None and v != version:
+                        await self._apply(db_changed=True)
+                    version = v
+                    try:
+                        await asyncio.wait_for(self._stop.wait(),
+                                               timeout=self.config.live.db_check_interval_s)
+                        return
+                    except asyncio.TimeoutError:
+                        pass
+        except (sqlite3.Error, OSError) as exc:
+            self.last_error = f"{self.source.db_path}: cannot watch: {exc}"
+
+    async def _watch_files(self) -> None:
+        from watchfiles import awatch
+
+        paths = self.source.watch_paths()
+        if not paths:
+            return
+        root = str(self.root)
+        async for changes in awatch(*paths, stop_event=self._stop,
+                                    debounce=self.config.live.debounce_ms, step=20,
+                                    recursive=True, ignore_permission_denied=True):
+            rels: set[str] = set()
+            agent_names: set[str] = set()
+            for _change, path in changes:
+                rel = os.path.relpath(path, root).replace(os.sep, "/")
+                parts = rel.split("/")
+                if len(parts) == 4 and parts[0] == "shared" and parts[1] == "queue":
+                    rels.add(rel)
+                elif len(parts) >= 2 and parts[0] == "agents":
+                    agent_names.add(parts[1])
+            if rels or agent_names:
+                await self._apply(rels=rels, agent_names=agent_names)
+
+    async def _apply(self, rels: set[str] | None = None, agent_names: set[str] | None = None,
+                     db_changed: bool = False) -> None:
+        async with self._lock:
+            def work() -> None:
+                dirty: set[str] = set()
+                if rels:
+                    dirty |= self.apply_file_changes(rels)
+                if db_changed:
+                    dirty |= self.apply_db_changes()
+                if agent_names:
+                    dirty |= self.apply_agent_changes(agent_names)
+                self.rejudge(dirty)
+            try:
+                await asyncio.to_thread(work)
+            except SourceError as exc:
+                self.last_error = str(exc)
+            except Exception as exc:
+                self.last_error = f"update failed: {exc!r}"
+                log.exception("incremental update failed")
+        self._notify()

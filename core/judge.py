@@ -1,0 +1,198 @@
+"""Judging: tasks + agents + a clock -> verdicts and findings, fully or just for what changed.
+
+Phase one gives every task its verdict (effective state, liveness); phase two runs the registered
+rules, which may look at other tasks' verdicts (a blocker's zombie claim). ``Judge`` keeps the last
+results and reverse indexes so an incremental update re-judges only the changed tasks and the
+tasks that depend on them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable, Mapping
+
+from core.config import Config
+from core.liveness import JudgeContext, make_verdict
+from core.model import (
+    Action,
+    Agent,
+    Finding,
+    Liveness,
+    Task,
+    TaskFile,
+    TaskRecord,
+    Verdict,
+)
+from core.rules.base import Judged, RuleContext
+from core.rules.deps import blocked_by
+from core.rules.registry import GROUP_RULES, RULE_ORDER, TASK_RULES
+
+# Actions that would take work away from an agent that is demonstrably working.
+DISRUPTIVE = frozenset({Action.RETRY, Action.RELEASE_CLAIM, Action.CANCEL, Action.QUARANTINE,
+                        Action.SYNC_DB, Action.SYNC_FILE})
+
+
+def assemble_tasks(files: Iterable[TaskFile], records: Mapping[str, TaskRecord]
+                   ) -> dict[str, Task]:
+    """Group file copies and DB rows by task id into Task objects."""
+    by_id: dict[str, list[TaskFile]] = {}
+    for f in files:
+        by_id.setdefault(f.task_id, []).append(f)
+    tasks: dict[str, Task] = {}
+    for tid, rec in records.items():
+        fs = by_id.pop(tid, None)
+        tasks[tid] = Task(task_id=tid, record=rec, files=_ordered(fs) if fs else ())
+    for tid, fs in by_id.items():
+        tasks[tid] = Task(task_id=tid, record=None, files=_ordered(fs))
+    return tasks
+
+
+def _ordered(fs: list[TaskFile]) -> tuple[TaskFile, ...]:
+    if len(fs) == 1:
+        return (fs[0],)
+    return tuple(sorted(fs, key=lambda f: f.relpath))
+
+
+def agents_naming(agents: Mapping[str, Agent]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for a in agents.values():
+        if a.current_task_id:
+            out.setdefault(a.current_task_id, []).append(a.name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def choose_action(v: Verdict, findings: tuple[Finding, ...]) -> Action:
+    """One recommended action per task: the most severe finding's, earlier rules first on ties;
+    never a disruptive one for work that is demonstrably live."""
+    if findings:
+        best = min(findings, key=lambda f: (-f.severity.rank, RULE_ORDER.get(f.kind, 99)))
+        action = best.recommended_action
+    elif v.liveness is Liveness.LIVE:
+        action = Action.CONTINUE_SUPERVISION
+    elif v.effective_state == "provisional":
+        action = Action.ACCEPT
+    elif v.effective_state == "failed":
+        action = Action.RETRY
+    else:
+        action = Action.NONE
+    if (v.split_brain_live or v.liveness is Liveness.LIVE) and action in DISRUPTIVE:
+        action = Action.CONTINUE_SUPERVISION
+    return action
+
+
+class Judge:
+    """Holds the last judgement so changes can be re-judged incrementally."""
+
+    def __init__(self, config: Config, expected_dirs: Mapping[str, frozenset[str]]) -> None:
+        self.config = config
+        self.expected_dirs = expected_dirs
+        self.judged: dict[str, Judged] = {}
+        self.task_findings: dict[str, tuple[Finding, ...]] = {}
+        self.group_findings: tuple[Finding, ...] = ()
+        self.verdicts: dict[str, Verdict] = {}
+        self._blocked_on: dict[str, set[str]] = {}  # blocker id -> tasks naming it
+        self._blocks: dict[str, tuple[str, ...]] = {}
+        self.time_sensitive: set[str] = set()
+
+    def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
+        return JudgeContext(as_of=as_of, thresholds=self.config.thresholds, live=live,
+                            expected_dirs=self.expected_dirs, agents=agents,
+                            agents_naming=agents_naming(agents))
+
+    def run(self, tasks: Mapping[str, Task], agents: Mapping[str, Agent], as_of: datetime,
+            live: bool, dirty: Iterable[str] | None = None) -> set[str]:
+        """Judge everything (dirty=None) or the dirty tasks and their dependents.
+        Returns the ids whose verdict or findings were recomputed."""
+        ctx = self.context(agents, as_of, live)
+        if dirty is None:
+            self.judged.clear()
+            self.task_findings.clear()
+            self.verdicts.clear()
+            self._blocked_on.clear()
+            self._blocks.clear()
+            self.time_sensitive.clear()
+            ids: set[str] = set(tasks)
+        else:
+            ids = set(dirty)
+            for tid in list(ids):
+                ids |= self._blocked_on.get(tid, set())
+            for tid in list(ids):
+                if tid not in tasks:
+                    self._forget(tid)
+            ids = {t for t in ids if t in tasks}
+
+        # Phase one: verdicts.
+        for tid in ids:
+            task = tasks[tid]
+            v, sj, problem = make_verdict(task, ctx)
+            j = Judged(task=task, verdict=v, state=sj, claim_problem=problem)
+            self.judged[tid] = j
+            self._index_blockers(j)
+            if (sj.effectively_claimed or problem or sj.mismatch
+                    or tid in ctx.agents_naming):
+                self.time_sensitive.add(tid)
+            else:
+                self.time_sensitive.discard(tid)
+        # Tasks blocked by a task whose verdict changed must see the new verdict.
+        rctx = RuleContext(judge=ctx, judged=self.judged)
+        for tid in ids:
+            j = self.judged[tid]
+            found: list[Finding] = []
+            for _, rule in TASK_RULES:
+                found.extend(rule(j, rctx))
+            self.task_findings[tid] = tuple(found)
+        # Group rules look across tasks; they are cheap (only failed tasks) so run each time.
+        group: list[Finding] = []
+        for _, grule in GROUP_RULES:
+            group.extend(grule(rctx, self.judged.values()))
+        changed_group = {f.task_id for f in group} ^ {f.task_id for f in self.group_findings}
+        old_group = {f.task_id for f in self.group_findings}
+        self.group_findings = tuple(group)
+        by_task_group: dict[str, list[Finding]] = {}
+        for f in group:
+            by_task_group.setdefault(f.task_id, []).append(f)
+        touched = ids | changed_group | (old_group & set(by_task_group))
+        for tid in touched:
+            j = self.judged.get(tid)
+            if j is None:
+                continue
+            fs = self.task_findings.get(tid, ()) + tuple(by_task_group.get(tid, ()))
+            v = j.verdict
+            action = choose_action(v, fs)
+            self.verdicts[tid] = Verdict(
+                effective_state=v.effective_state, liveness=v.liveness,
+                split_brain_live=v.split_brain_live, recommended_action=action,
+                claimed_by=v.claimed_by, reason=v.reason, evidence=v.evidence)
+        return touched
+
+    def _index_blockers(self, j: Judged) -> None:
+        tid = j.task.task_id
+        new = blocked_by(j)
+        old = self._blocks.get(tid, ())
+        if new == old:
+            return
+        for b in old:
+            s = self._blocked_on.get(b)
+            if s is not None:
+                s.discard(tid)
+        for b in new:
+            self._blocked_on.setdefault(b, set()).add(tid)
+        self._blocks[tid] = new
+
+    def _forget(self, tid: str) -> None:
+        self.judged.pop(tid, None)
+        self.task_findings.pop(tid, None)
+        self.verdicts.pop(tid, None)
+        self.time_sensitive.discard(tid)
+        for b in self._blocks.pop(tid, ()):
+            s = self._blocked_on.get(b)
+            if s is not None:
+                s.discard(tid)
+
+    def findings(self) -> tuple[Finding, ...]:
+        out: list[Finding] = []
+        for fs in self.task_findings.values():
+            out.extend(fs)
+        out.extend(self.group_findings)
+        out.sort(key=lambda f: (-f.severity.rank, f.kind, f.task_id))
+        return tuple(out)

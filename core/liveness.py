@@ -1,0 +1,267 @@
+"""Effective state and liveness of one task: what is really going on, and is anyone on it.
+
+Pure functions over model objects. Two questions per claim, kept apart on purpose (pg-boss's two
+clocks): is the worker alive (signals), and has the claim been ended by a later trail event
+whatever the DB says. When evidence is missing the answer is ``unknown``, never ``dead``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Mapping
+
+from core.config import Thresholds
+from core.model import Action, Agent, Evidence, Liveness, Side, Task, TrailEvent, Verdict
+from core.timefmt import age_text
+
+# The state a trail event leaves the task in, as the file side believes it.
+EVENT_STATE: dict[str, str] = {
+    "CLAIMED": "claimed",
+    "RESUMED": "claimed",
+    "SUBMITTED": "provisional",
+    "ACCEPTED": "done",
+    "COMPLETED": "done",
+    "FAILED": "failed",
+    "RETRIED": "incoming",
+    "NEEDS_CONTINUATION": "needs_continuation",
+    "REJECTED": "rejected",
+    "REVIEW_REJECTED": "incoming",
+    "ESCALATED": "escalated",
+    "CANCELLED": "recycled",
+    "RELEASED": "incoming",
+}
+CLAIM_STARTS = frozenset({"CLAIMED", "RESUMED"})
+TERMINAL_STATES = frozenset({"done", "failed", "rejected", "escalated", "recycled"})
+RUNNABLE_STATES = frozenset({"incoming", "claimed", "breakdown"})
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeContext:
+    """What a verdict or rule may look at besides the task itself."""
+
+    as_of: datetime
+    thresholds: Thresholds
+    live: bool  # judging the live machine: pid checks allowed
+    expected_dirs: Mapping[str, frozenset[str]]
+    agents: Mapping[str, Agent]
+    agents_naming: Mapping[str, tuple[str, ...]]  # task id -> agents that say they work on it
+
+    def age(self, t: datetime | None) -> float | None:
+        return None if t is None else (self.as_of - t).total_seconds()
+
+
+def last_state_event(trail: tuple[TrailEvent, ...], since: datetime | None = None
+                     ) -> TrailEvent | None:
+    """The newest trail event that changes state (at or after ``since`` when given)."""
+    for ev in reversed(trail):
+        if ev.kind not in EVENT_STATE:
+            continue
+        if since is not None and ev.at is not None and ev.at < since:
+            return None
+        return ev
+    return None
+
+
+def last_claim_event(trail: tuple[TrailEvent, ...]) -> TrailEvent | None:
+    for ev in reversed(trail):
+        if ev.kind in CLAIM_STARTS:
+            return ev
+    return None
+
+
+def file_time(task: Task) -> datetime | None:
+    """When the file side last changed: its newest trail event (the trail says who moved
+    last), else nothing (mtime is a weaker clue, used only for the settle check)."""
+    newest: datetime | None = None
+    for ev in task.trail:
+        if ev.at is not None and (newest is None or ev.at > newest):
+            newest = ev.at
+    return newest
+
+
+@dataclass(frozen=True, slots=True)
+class StateJudgement:
+    state: str
+    effectively_claimed: bool
+    claimant: str | None
+    claimed_at: datetime | None
+    newer_side: Side | None  # set when the two sides disagree
+    mismatch: bool  # the primary file is not where the DB queue says
+
+
+def effective_state(task: Task, expected_dirs: Mapping[str, frozenset[str]]) -> StateJudgement:
+    rec = task.record
+    pf = task.primary_file
+    real = pf if pf is not None and pf.parseable else None
+    if rec is None:
+        return StateJudgement(pf.queue if pf else "incoming", False, None, None, None, False)
+    if real is None:
+        return StateJudgement(rec.queue, rec.queue == "claimed", rec.claimed_by, rec.claimed_at,
+                              None, False)
+    trail = real.trail
+    mismatch = real.queue not in expected_dirs.get(rec.queue, frozenset({rec.queue}))
+    if rec.queue == "claimed":
+        claim_ev = last_claim_event(trail)
+        claimant = rec.claimed_by or (claim_ev.actor if claim_ev else None)
+        claimed_at = rec.claimed_at or (claim_ev.at if claim_ev else None)
+        ev = last_state_event(trail, since=claimed_at)
+        if ev is not None and ev.kind not in CLAIM_STARTS:
+            # A later FAILED_AT / NEEDS_CONTINUATION_AT / SUBMITTED_AT ... ended the claim,
+            # whatever the DB still says.
+            return StateJudgement(EVENT_STATE[ev.kind], False, claimant, claimed_at, Side.FILE,
+                                  mismatch)
+        if not mismatch:
+            return StateJudgement("claimed", True, claimant, claimed_at, None, False)
+        newer = _newer_side(task)
+        if newer is Side.FILE:
+            return StateJudgement(real.queue, False, claimant, claimed_at, newer, True)
+        return StateJudgement("claimed", True, claimant, claimed_at, newer, True)
+    if not mismatch:
+        return StateJudgement(rec.queue, False, None, None, None, False)
+    newer = _newer_side(task)
+    state = real.queue if newer is Side.FILE else rec.queue
+    return StateJudgement(state, False, None, None, newer, True)
+
+
+def _newer_side(task: Task) -> Side:
+    rec = task.record
+    db_t = rec.newest_change if rec is not None else None
+    f_t = file_time(task)
+    if f_t is None and task.primary_file is not None:
+        from core.timefmt import from_epoch
+        f_t = from_epoch(task.primary_file.mtime)
+    if db_t is None:
+        return Side.FILE
+    if f_t is None:
+        return Side.DB
+    return Side.FILE if f_t > db_t else Side.DB
+
+
+def _ev(fact: str, value: str, at: datetime | None = None, side: Side | None = None) -> Evidence:
+    return Evidence(fact=fact, value=value, at=at, side=side)
+
+
+def judge_liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
+                   ) -> tuple[Liveness, bool, str, tuple[Evidence, ...], str | None]:
+    """Liveness, split_brain_live, reason, evidence, and the claim problem if any
+    ('zombie' | 'stale' | 'split_brain_live' | 'split_brain_stale' | None)."""
+    th = ctx.thresholds
+    tid = task.task_id
+    if sj.effectively_claimed:
+        return _judge_claim(task, sj, ctx)
+    # Not claimed per the DB: does some agent still work on it? (split brain)
+    for name in ctx.agents_naming.get(tid, ()):
+        agent = ctx.agents[name]
+        if agent.running is False:
+            continue  # a dead agent's leftover record of a released claim: no finding
+        if ctx.live and agent.pid_alive is False:
+            continue
+        sig = agent.newest_signal(tid)
+        if sig is None:
+            continue
+        age = (ctx.as_of - sig.at).total_seconds()
+        if age > th.zombie_after_s:
+            continue
+        if not _file_still_claimed_by(task, name):
+            continue  # the agent itself ended its claim (submitted, failed...): just lag
+        rec = task.record
+        db_says = (f"queue={rec.queue}, claimed_by={rec.claimed_by or '-'}" if rec
+                   else "no DB row")
+        ev = (
+            _ev("DB", db_says, rec.updated_at if rec else None, Side.DB),
+            _ev(f"agent {name} says it works on it", f"via {agent.current_task_source}", None,
+                Side.AGENT),
+            _ev(f"newest signal ({sig.name})", f"{age_text(age)} ago", sig.at, Side.AGENT),
+        )
+        if age <= th.stale_after_s:
+            return (Liveness.LIVE, True, f"{name} still working (signal {age_text(age)} ago) "
+                    "though the DB released the claim", ev, "split_brain_live")
+        return (Liveness.AT_RISK, False, f"{name} names it but its newest signal is "
+                f"{age_text(age)} old", ev, "split_brain_stale")
+    return Liveness.IDLE, False, f"not claimed ({sj.state})", (), None
+
+
+def _file_still_claimed_by(task: Task, agent: str) -> bool:
+    ev = last_state_event(task.trail)
+    if ev is None:
+        return True  # no trail to contradict the agent
+    if ev.kind in CLAIM_STARTS:
+        return (ev.actor or agent) == agent
+    return False
+
+
+def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
+                 ) -> tuple[Liveness, bool, str, tuple[Evidence, ...], str | None]:
+    th = ctx.thresholds
+    tid = task.task_id
+    claimant = sj.claimant
+    claim_age = ctx.age(sj.claimed_at)
+    claim_ev = _ev("claimed", f"by {claimant or '?'}"
+                   + (f", {age_text(claim_age)} ago" if claim_age is not None else ""),
+                   sj.claimed_at, Side.DB)
+    agent = ctx.agents.get(claimant) if claimant else None
+    if agent is None or not agent.has_state:
+        evs = (claim_ev, _ev("agent state", f"none for {claimant or 'unknown agent'}"))
+        if claim_age is not None and claim_age > th.zombie_after_s:
+            return (Liveness.DEAD, False, f"no state for {claimant}; claim "
+                    f"{age_text(claim_age)} old", evs, "zombie")
+        return Liveness.UNKNOWN, False, "no agent state yet", evs, None
+
+    sig = agent.newest_signal(tid)
+    sig_age = ctx.age(sig.at) if sig else None
+    evs: list[Evidence] = [claim_ev]
+    if sig is not None:
+        evs.append(_ev(f"newest signal ({sig.name})", f"{age_text(sig_age or 0)} ago", sig.at,
+                       Side.AGENT))
+    evs.append(_ev("agent running", str(agent.running).lower(), None, Side.AGENT))
+    old_enough = claim_age is None or claim_age > th.finished_grace_s
+
+    pid_dead = ctx.live and agent.pid is not None and agent.pid_alive is False
+    if pid_dead:
+        evs.append(_ev("pid", f"{agent.pid} not alive", ctx.as_of, Side.AGENT))
+    if agent.running is False or pid_dead:
+        fin = agent.last_finished
+        fin_age = ctx.age(fin)
+        if fin is not None:
+            evs.append(_ev("agent finished", f"{age_text(fin_age or 0)} ago", fin, Side.AGENT))
+        finished_long_ago = fin_age is None or fin_age > th.finished_grace_s
+        quiet = sig_age is None or sig_age > th.finished_grace_s
+        if old_enough and finished_long_ago and quiet:
+            why = f"pid {agent.pid} gone" if pid_dead else "agent not running"
+            return Liveness.DEAD, False, f"{why}; claim by {claimant} abandoned", tuple(evs), \
+                "zombie"
+        return Liveness.UNKNOWN, False, "agent not running yet/just finished", tuple(evs), None
+
+    other = agent.current_task_id
+    if other and other != tid:
+        evs.append(_ev("agent works on", other, None, Side.AGENT))
+        if claim_age is not None and claim_age > th.zombie_after_s:
+            return (Liveness.DEAD, False, f"{claimant} moved on to {other}; claim "
+                    f"{age_text(claim_age)} old", tuple(evs), "zombie")
+        return Liveness.AT_RISK, False, f"{claimant} says it works on {other}", tuple(evs), None
+
+    if sig_age is None:
+        if claim_age is not None and claim_age > th.zombie_after_s:
+            return (Liveness.DEAD, False, f"no signal from {claimant}; claim "
+                    f"{age_text(claim_age)} old", tuple(evs), "zombie")
+        return Liveness.UNKNOWN, False, f"no signal from {claimant} yet", tuple(evs), None
+    if sig_age > th.zombie_after_s:
+        return (Liveness.DEAD, False, f"{claimant} silent for {age_text(sig_age)}", tuple(evs),
+                "zombie")
+    if sig_age > th.stale_after_s:
+        return (Liveness.AT_RISK, False, f"{claimant} quiet for {age_text(sig_age)}", tuple(evs),
+                "stale")
+    return Liveness.LIVE, False, f"{claimant} active {age_text(sig_age)} ago", tuple(evs), None
+
+
+def make_verdict(task: Task, ctx: JudgeContext) -> tuple[Verdict, StateJudgement, str | None]:
+    sj = effective_state(task, ctx.expected_dirs)
+    liveness, sbl, reason, evidence, problem = judge_liveness(task, sj, ctx)
+    claimed_by = sj.claimant if sj.effectively_claimed else None
+    if problem in ("split_brain_live", "split_brain_stale"):
+        claimed_by = ctx.agents_naming.get(task.task_id, (None,))[0]
+    v = Verdict(effective_state=sj.state, liveness=liveness, split_brain_live=sbl,
+                recommended_action=Action.NONE, claimed_by=claimed_by, reason=reason,
+                evidence=evidence)
+    return v, sj, problem

@@ -1,0 +1,62 @@
+"""What every finding rule sees, and the helpers they share.
+
+A rule is a small pure function. Task rules take one judged task and the context; group rules
+(findings that need several tasks at once, e.g. repeated_failure) take the context and the judged
+tasks. Rules never read files or the DB: only the snapshot's data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Iterable, Mapping
+
+from core.liveness import JudgeContext, StateJudgement
+from core.model import Action, Evidence, Finding, Severity, Side, Task, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """Phase one of judging a task: its verdict, before any rule ran."""
+
+    task: Task
+    verdict: Verdict
+    state: StateJudgement
+    claim_problem: str | None  # zombie | stale | split_brain_live | split_brain_stale | None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    judge: JudgeContext
+    judged: Mapping[str, Judged]  # every task, for rules that look at another task
+
+    @property
+    def as_of(self) -> datetime:
+        return self.judge.as_of
+
+    @property
+    def thresholds(self):  # noqa: ANN201 - Thresholds
+        return self.judge.thresholds
+
+
+TaskRule = Callable[[Judged, RuleContext], Iterable[Finding]]
+GroupRule = Callable[[RuleContext, Iterable[Judged]], Iterable[Finding]]
+
+SCORED_KINDS = frozenset({
+    "file_db_mismatch", "orphan_file", "corrupt_task", "missing_file", "duplicate_file",
+    "zombie_claim", "stale_heartbeat", "split_brain", "stale_error", "recycling_task",
+    "repeated_failure", "unverified_completion", "blocked_by_stuck",
+})
+
+
+def ev(fact: str, value: object, at: datetime | None = None, side: Side | None = None
+       ) -> Evidence:
+    return Evidence(fact=fact, value=str(value), at=at, side=side)
+
+
+def finding(kind: str, j: Judged, severity: Severity, summary: str,
+            evidence: Iterable[Evidence], action: Action, newer: Side | None = None
+            ) -> Finding:
+    return Finding(kind=kind, task_id=j.task.task_id, severity=severity, summary=summary,
+                   evidence=tuple(evidence), recommended_action=action, newer_side=newer,
+                   scored=kind in SCORED_KINDS)

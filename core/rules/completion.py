@@ -1,0 +1,43 @@
+"""Completions without evidence of work ("tests pass", said the agent)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from core.model import Action, Finding, Severity, Side
+from core.rules.base import Judged, RuleContext, ev, finding
+
+PASSING = frozenset({"pass", "passed", "success", "succeeded", "ok", "green"})
+
+
+def _file_commits(j: Judged) -> int | None:
+    for e in reversed(j.task.trail):
+        if e.kind == "SUBMITTED":
+            v = e.get("COMMITS_COUNT")
+            try:
+                return int(v) if v is not None else None
+            except ValueError:
+                return None
+    return None
+
+
+def unverified_completion(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
+    state = j.verdict.effective_state
+    if state not in ("provisional", "done"):
+        return ()
+    rec = j.task.record
+    commits = rec.commits_count if rec is not None else None
+    if commits is None:
+        commits = _file_commits(j)
+    if commits is None or commits > 0:
+        return ()
+    checks = rec.check_results if rec is not None else {}
+    passing = [k for k, v in checks.items() if str(v.get("status", "")).lower() in PASSING]
+    if passing:
+        return ()
+    evidence = [ev("commits_count", commits, rec.submitted_at if rec else None, Side.DB),
+                ev("passing checks", "none" if not checks else
+                   ", ".join(f"{k}={v.get('status')}" for k, v in checks.items()))]
+    return (finding("unverified_completion", j, Severity.WARNING,
+                    f"{state} with no evidence of work (0 commits, no passing check): "
+                    "look before accepting", evidence, Action.REVIEW),)

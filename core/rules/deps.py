@@ -1,0 +1,44 @@
+"""Dependencies that will never clear on their own."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from core.liveness import TERMINAL_STATES
+from core.model import Action, Finding, Liveness, Severity
+from core.rules.base import Judged, RuleContext, ev, finding
+
+STUCK_STATES = frozenset({"failed", "escalated", "rejected"})
+
+
+def blocked_by(j: Judged) -> tuple[str, ...]:
+    rec = j.task.record
+    if rec is not None and rec.blocked_by:
+        return rec.blocked_by
+    pf = j.task.primary_file
+    raw = pf.header.get("BLOCKED_BY", "") if pf is not None else ""
+    return tuple(s.strip().removeprefix("TASK-") for s in raw.split(",") if s.strip())
+
+
+def blocked_by_stuck(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
+    if j.verdict.effective_state in TERMINAL_STATES:
+        return ()
+    blockers = blocked_by(j)
+    if not blockers:
+        return ()
+    stuck = []
+    for b in blockers:
+        other = ctx.judged.get(b)
+        if other is None:
+            stuck.append(ev(f"blocker {b}", "missing (no row, no file)"))
+        elif other.verdict.effective_state in STUCK_STATES:
+            stuck.append(ev(f"blocker {b}", other.verdict.effective_state))
+        elif other.verdict.liveness is Liveness.DEAD:
+            stuck.append(ev(f"blocker {b}", f"zombie claim ({other.verdict.reason})"))
+        elif other.task.record is None and not any(f.parseable for f in other.task.files):
+            stuck.append(ev(f"blocker {b}", "missing (corrupt file only)"))
+    if not stuck:
+        return ()
+    return (finding("blocked_by_stuck", j, Severity.WARNING,
+                    f"blocked by {len(stuck)} task(s) that will not finish on their own",
+                    stuck, Action.REVIEW),)

@@ -1,0 +1,121 @@
+"""Where the two copies disagree about where a task is: mismatch, orphan, corrupt, missing,
+duplicate, stale file_path."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from core.model import Action, Finding, Severity, Side
+from core.rules.base import Judged, RuleContext, ev, finding
+from core.timefmt import from_epoch
+
+
+def file_db_mismatch(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
+    rec, pf = j.task.record, j.task.primary_file
+    if not j.state.mismatch or rec is None or pf is None or not pf.parseable:
+        return ()
+    grace = ctx.thresholds.mismatch_grace_s
+    mtime = from_epoch(pf.mtime)
+    last = pf.last_event
+    # Only a settled file: an agent mid-move must not be reported (or "fixed") under its feet.
+    if (ctx.as_of - mtime).total_seconds() <= grace:
+        return ()
+    if last is not None and last.at is not None and (ctx.as_of - last.at).total_seconds() <= grace:
+        return ()
+    newer = j.state.newer_side or Side.DB
+    action = Action.SYNC_DB if newer is Side.FILE else Action.SYNC_FILE
+    expected = "/".join(sorted(ctx.judge.expected_dirs.get(rec.queue, {rec.queue})))
+    evidence = [
+        ev("DB queue", rec.queue, rec.newest_change, Side.DB),
+        ev("file directory", pf.queue, mtime, Side.FILE),
+        ev("expected directory", expected),
+    ]
+    if last is not None:
+        evidence.append(ev("last trail event", last.kind, last.at, Side.FILE))
+    evidence.append(ev("newer side", newer.value))
+    follow = pf.queue if newer is Side.FILE else rec.queue
+    return (finding(
+        "file_db_mismatch", j, Severity.WARNING,
+        f"DB says {rec.queue}, file is in {pf.queue}/; the {newer.value} side is newer "
+        f"({follow} is likely true)", evidence, action, newer),)
+
+
+def orphan_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
+    t = j.task
+    if t.record is not None:
+        return ()
+    real = [f for f in t.files if f.parseable]
+    if not real:
+        return ()
+    f = real[0]
+    return (finding("orphan_file", j, Severity.WARNING,
+                    f"{f.relpath} has no DB row", [
+                        ev("file", f.relpath, from_epoch(f.mtime), Side.FILE),
+                        ev("DB row", "none", None, Side.DB)], Action.REGISTER),)
+
+
+def corrupt_task(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
+    t = j.task
+    has_real = any(f.parseable for f in t.files)
+    out = []
+    for f in t.files:
+        if f.parseable:
+            continue
+        if f.is_stub and (has_real or t.record is not None):
+            continue  # a stub of a task that exists elsewhere: duplicate_file's business
+        out.append(finding("corrupt_task", j, Severity.CRITICAL,
+                           f"{f.relpath} cannot be parsed: {f.problem}", [
+                               ev("file", f.relpath, from_epoch(f.mtime), Side.FILE),
+                               ev("problem", f.problem),
+                               ev("size", f"{f.size} bytes"),
+                               ev("DB row", "yes" if t.record else "none", None, Side.DB)],
+                           Action.QUARANTINE))
+    return out[:1]
+
+
+def missing_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
+    t = j.task
+    rec = t.record
+    if rec is None or any(not f.is_stub for f in t.files):
+        return ()
+    evidence = [ev("DB queue", rec.queue, rec.newest_change, Side.DB),
+                ev("DB file_path", rec.file_path or "-", None, Side.DB),
+                ev("queue directories searched", "all")]
+    if t.files:
+        evidence.append(ev("only stubs", ", ".join(f.relpath for f in t.files)))
+    return (finding("missing_file", j, Severity.CRITICAL,
+                    f"DB row ({rec.queue}) but no task file in any queue directory",
+                    evidence, Action.REVIEW),)
+
+
+def duplicate_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
+    t = j.task
+    dirs = {f.queue for f in t.files}
+    if len(dirs) < 2:
+        return ()
+    primary = t.primary_file
+    extras = [f for f in t.files if f is not primary]
+    only_junk = all(not f.parseable for f in extras)
+    evidence = [ev("copy", f"{f.relpath} ({'real' if f.parseable else 'stub' if f.is_stub else 'corrupt'})",
+                   from_epoch(f.mtime), Side.FILE) for f in t.files]
+    return (finding("duplicate_file", j, Severity.WARNING,
+                    f"task file in {len(dirs)} queue directories: {', '.join(sorted(dirs))}",
+                    evidence, Action.QUARANTINE if only_junk else Action.REVIEW),)
+
+
+def stale_file_path(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
+    """Informative: the DB's file_path names another directory than where the file is."""
+    rec, pf = j.task.record, j.task.primary_file
+    if rec is None or pf is None or not pf.parseable or not rec.file_path:
+        return ()
+    norm = rec.file_path.replace("\\", "/")
+    want = f"/{pf.queue}/TASK-{j.task.task_id}.md"
+    if norm.endswith(want) or norm == want[1:]:
+        return ()
+    return (finding("stale_file_path", j, Severity.INFO,
+                    f"DB file_path points elsewhere than {pf.relpath}", [
+                        ev("DB file_path", rec.file_path, None, Side.DB),
+                        ev("file", pf.relpath, from_epoch(pf.mtime), Side.FILE)],
+                    Action.SYNC_DB),)
+
+
