@@ -172,7 +172,7 @@ def judge_liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
             _ev("DB", db_says, rec.updated_at if rec else None, Side.DB),
             _ev(f"agent {name} says it works on it", f"via {agent.current_task_source}", None,
                 Side.AGENT),
-            _ev(f"newest signal ({sig.name})", f"{age_text(age)} ago", sig.at, Side.AGENT),
+            _ev("newest signal", sig.name, sig.at, Side.AGENT),
         )
         if age <= th.stale_after_s:
             return (Liveness.LIVE, True, f"{name} still working (signal {age_text(age)} ago) "
@@ -197,9 +197,7 @@ def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
     tid = task.task_id
     claimant = sj.claimant
     claim_age = ctx.age(sj.claimed_at)
-    claim_ev = _ev("claimed", f"by {claimant or '?'}"
-                   + (f", {age_text(claim_age)} ago" if claim_age is not None else ""),
-                   sj.claimed_at, Side.DB)
+    claim_ev = _ev("claimed", f"by {claimant or '?'}", sj.claimed_at, Side.DB)
     agent = ctx.agents.get(claimant) if claimant else None
     if agent is None or not agent.has_state:
         evs = (claim_ev, _ev("agent state", f"none for {claimant or 'unknown agent'}"))
@@ -212,8 +210,7 @@ def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
     sig_age = ctx.age(sig.at) if sig else None
     evs: list[Evidence] = [claim_ev]
     if sig is not None:
-        evs.append(_ev(f"newest signal ({sig.name})", f"{age_text(sig_age or 0)} ago", sig.at,
-                       Side.AGENT))
+        evs.append(_ev("newest signal", sig.name, sig.at, Side.AGENT))
     evs.append(_ev("agent running", str(agent.running).lower(), None, Side.AGENT))
     old_enough = claim_age is None or claim_age > th.finished_grace_s
 
@@ -224,7 +221,7 @@ def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
         fin = agent.last_finished
         fin_age = ctx.age(fin)
         if fin is not None:
-            evs.append(_ev("agent finished", f"{age_text(fin_age or 0)} ago", fin, Side.AGENT))
+            evs.append(_ev("agent finished", "last_finished", fin, Side.AGENT))
         finished_long_ago = fin_age is None or fin_age > th.finished_grace_s
         quiet = sig_age is None or sig_age > th.finished_grace_s
         if old_enough and finished_long_ago and quiet:

@@ -1,0 +1,290 @@
+"""Headless report: the same verdicts as the console, as rich text for people or JSON for machines.
+
+The JSON has a versioned schema (``schema_version``); its pydantic model is the documentation
+(`qwarden report --json-schema` prints it). Every string that came from an agent or a task file
+goes through ``core.textsafe.clean`` and is rendered with rich ``Text`` — never as markup.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from core.model import Finding, Liveness, Severity, Snapshot
+from core.textsafe import clean, clean_line
+from core.timefmt import age_text, iso
+
+SCHEMA_VERSION = 1
+
+EXIT_HEALTHY, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNREADABLE = 0, 1, 2, 3
+
+
+class EvidenceOut(BaseModel):
+    fact: str
+    value: str
+    at: str | None = Field(None, description="UTC ISO 8601 with Z, when the fact was true")
+    side: Literal["db", "file", "agent", "notes"] | None = None
+
+
+class FindingOut(BaseModel):
+    kind: str = Field(description="stable kind name, e.g. zombie_claim")
+    task_id: str
+    severity: Literal["info", "warning", "critical"]
+    scored: bool = Field(description="false for informative kinds (stale_file_path, escalated)")
+    summary: str
+    evidence: list[EvidenceOut]
+    newer_side: Literal["db", "file"] | None = Field(
+        None, description="for mismatches: which copy changed last")
+    recommended_action: str
+
+
+class TaskOut(BaseModel):
+    id: str
+    title: str
+    db_queue: str | None = Field(description="queue column of the DB row; null: no row")
+    file_queue: str | None = Field(description="directory of the primary file; null: none")
+    effective_state: str
+    claimed_by: str | None
+    liveness: Literal["live", "at_risk", "dead", "idle", "unknown"]
+    split_brain_live: bool
+    recommended_action: str
+    findings: list[str] = Field(description="kinds of this task's findings")
+    liveness_reason: str
+
+
+class SignalOut(BaseModel):
+    name: str
+    at: str
+    age_s: float
+
+
+class AgentOut(BaseModel):
+    name: str
+    running: bool | None
+    pid: int | None
+    current_task: str | None
+    newest_signal: SignalOut | None
+    claims: list[str]
+
+
+class ProblemOut(BaseModel):
+    path: str
+    message: str
+
+
+class Report(BaseModel):
+    """qwarden report --json, schema_version 1."""
+
+    schema_name: Literal["qwarden.report"] = Field("qwarden.report", alias="schema")
+    schema_version: int = SCHEMA_VERSION
+    as_of: str
+    root: str
+    format: str
+    live: bool = Field(description="judged against the live machine (pids checked)")
+    status: Literal["healthy", "warning", "critical"]
+    exit_code: int
+    lanes: dict[str, int] = Field(description="tasks per effective state, in lane order")
+    findings_by_severity: dict[str, int]
+    findings_by_kind: dict[str, int]
+    tasks: list[TaskOut]
+    findings: list[FindingOut]
+    agents: list[AgentOut]
+    problems: list[ProblemOut] = Field(description="paths that could not be read")
+
+    model_config = {"populate_by_name": True}
+
+
+def exit_code(snap: Snapshot) -> int:
+    worst = snap.worst_severity()
+    if worst is Severity.CRITICAL:
+        return EXIT_CRITICAL
+    if worst is Severity.WARNING:
+        return EXIT_WARNING
+    return EXIT_HEALTHY
+
+
+def _status(code: int) -> Literal["healthy", "warning", "critical"]:
+    return {EXIT_HEALTHY: "healthy", EXIT_WARNING: "warning"}.get(code, "critical")  # type: ignore[return-value]
+
+
+def build_report(snap: Snapshot) -> Report:
+    code = exit_code(snap)
+    claims: dict[str, list[str]] = {}
+    for tid, v in snap.verdicts.items():
+        if v.claimed_by:
+            claims.setdefault(v.claimed_by, []).append(tid)
+    tasks = []
+    for tid in sorted(snap.tasks):
+        t = snap.tasks[tid]
+        v = snap.verdicts[tid]
+        tasks.append(TaskOut(
+            id=tid, title=clean_line(t.title, 300),
+            db_queue=t.record.queue if t.record else None, file_queue=t.file_queue,
+            effective_state=v.effective_state, claimed_by=_opt(v.claimed_by),
+            liveness=v.liveness.value, split_brain_live=v.split_brain_live,
+            recommended_action=v.recommended_action.value,
+            findings=[f.kind for f in snap.findings_for(tid)],
+            liveness_reason=clean_line(v.reason)))
+    agents = []
+    for name in sorted(snap.agents):
+        a = snap.agents[name]
+        sig = a.newest_signal()
+        agents.append(AgentOut(
+            name=clean_line(name), running=a.running, pid=a.pid,
+            current_task=_opt(a.current_task_id),
+            newest_signal=SignalOut(name=sig.name, at=iso(sig.at) or "",
+                                    age_s=round((snap.as_of - sig.at).total_seconds(), 3))
+            if sig else None,
+            claims=sorted(claims.get(name, []))))
+    return Report(
+        as_of=iso(snap.as_of) or "", root=snap.root, format=snap.source_format, live=snap.live,
+        status=_status(code), exit_code=code, lanes=snap.lane_counts(),
+        findings_by_severity={s.value: sum(1 for f in snap.findings if f.severity is s)
+                              for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)},
+        findings_by_kind=dict(sorted(Counter(f.kind for f in snap.findings).items())),
+        tasks=tasks, findings=[_finding_out(f) for f in snap.findings], agents=agents,
+        problems=[ProblemOut(path=clean_line(p.path), message=clean_line(p.message))
+                  for p in snap.problems])
+
+
+def _opt(s: str | None) -> str | None:
+    return clean_line(s) if s else None
+
+
+def _finding_out(f: Finding) -> FindingOut:
+    return FindingOut(
+        kind=f.kind, task_id=f.task_id, severity=f.severity.value, scored=f.scored,
+        summary=clean_line(f.summary, 1000),
+        evidence=[EvidenceOut(fact=clean_line(e.fact), value=clean_line(e.value, 1000),
+                              at=iso(e.at), side=e.side.value if e.side else None)
+                  for e in f.evidence],
+        newer_side=f.newer_side.value if f.newer_side and f.newer_side.value in ("db", "file")
+        else None,  # type: ignore[arg-type]
+        recommended_action=f.recommended_action.value)
+
+
+def render_json(snap: Snapshot) -> str:
+    return build_report(snap).model_dump_json(by_alias=True, indent=2)
+
+
+# ---------------------------------------------------------------- text
+
+SEV_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+LIVE_STYLE = {Liveness.LIVE: "green", Liveness.AT_RISK: "yellow", Liveness.DEAD: "bold red",
+              Liveness.UNKNOWN: "magenta", Liveness.IDLE: "dim"}
+# What the operator types for each recommended action (the interventions issue wires them).
+ACTION_HINT = {
+    "release_claim": "qwarden release {id}", "retry": "qwarden retry {id}",
+    "sync_db": "qwarden sync {id}", "sync_file": "qwarden sync {id}",
+    "register": "qwarden register {id}", "quarantine": "qwarden quarantine {id}",
+    "clear_error": "qwarden clear-error {id}", "accept": "qwarden accept {id}",
+    "split": "qwarden split {id}", "escalate": "qwarden escalate {id}",
+    "cancel": "qwarden cancel {id}",
+}
+
+
+def _when(at: datetime | None, as_of: datetime) -> str:
+    if at is None:
+        return ""
+    return f" ({iso(at)}, {age_text((as_of - at).total_seconds())} ago)"
+
+
+def render_text(snap: Snapshot, console: Console, show_all: bool = False,
+                per_kind_limit: int = 10) -> None:
+    code = exit_code(snap)
+    head = Text()
+    head.append("qwarden report ", style="bold")
+    head.append(clean_line(snap.root))
+    head.append(f"  as of {iso(snap.as_of)}")
+    head.append("  (live machine)" if snap.live else "  (--as-of: pids not checked)",
+                style="dim")
+    console.print(head)
+    status = Text()
+    status.append("status: ")
+    status.append(_status(code).upper(), style={0: "bold green", 1: "bold yellow"}.get(
+        code, "bold red"))
+    sev = Counter(f.severity for f in snap.findings)
+    status.append(f"   {sev[Severity.CRITICAL]} critical, {sev[Severity.WARNING]} warning, "
+                  f"{sev[Severity.INFO]} info   {len(snap.tasks)} tasks, "
+                  f"{len(snap.agents)} agents")
+    console.print(status)
+
+    lanes = Text("lanes: ")
+    for lane, n in snap.lane_counts().items():
+        lanes.append(f"{lane} ", style="dim" if n == 0 else "")
+        lanes.append(f"{n}  ", style="dim" if n == 0 else "bold")
+    console.print(lanes)
+
+    by_sev: dict[Severity, dict[str, list[Finding]]] = {}
+    for f in snap.findings:
+        by_sev.setdefault(f.severity, {}).setdefault(f.kind, []).append(f)
+    for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO):
+        kinds = by_sev.get(s)
+        if not kinds:
+            continue
+        console.print(Text(f"\n{s.value.upper()}", style=SEV_STYLE[s]))
+        for kind, fs in kinds.items():
+            console.print(Text(f"  {kind} ({len(fs)})", style="bold"))
+            shown = fs if show_all else fs[:per_kind_limit]
+            for f in shown:
+                line = Text("    ")
+                line.append(f.task_id, style="bold")
+                title = snap.tasks[f.task_id].title if f.task_id in snap.tasks else ""
+                if title:
+                    line.append(f" {clean_line(title, 60)}", style="dim")
+                line.append(f"  {clean_line(f.summary, 300)}")
+                console.print(line)
+                if s is not Severity.INFO:
+                    for e in f.evidence:
+                        et = Text("      · ", style="dim")
+                        et.append(f"{clean_line(e.fact)}: {clean_line(e.value, 300)}")
+                        et.append(_when(e.at, snap.as_of), style="dim")
+                        console.print(et)
+                    console.print(Text(f"      → {f.recommended_action.value}",
+                                       style="green"))
+            if len(fs) > len(shown):
+                console.print(Text(f"    … and {len(fs) - len(shown)} more "
+                                   "(--all shows every one)", style="dim"))
+
+    risky = [(tid, v) for tid, v in snap.verdicts.items()
+             if v.liveness in (Liveness.AT_RISK, Liveness.DEAD, Liveness.UNKNOWN)]
+    if risky:
+        console.print(Text("\nCLAIMS AT RISK", style="bold"))
+        t = Table(box=None, pad_edge=False)
+        for col in ("task", "agent", "liveness", "why"):
+            t.add_column(col)
+        for tid, v in sorted(risky, key=lambda kv: kv[1].liveness.value)[:50]:
+            t.add_row(Text(tid), Text(clean_line(v.claimed_by or "-")),
+                      Text(v.liveness.value, style=LIVE_STYLE[v.liveness]),
+                      Text(clean_line(v.reason, 120)))
+        console.print(t)
+
+    todo: dict[str, list[str]] = {}
+    for tid, v in snap.verdicts.items():
+        a = v.recommended_action.value
+        if a in ACTION_HINT and snap.findings_for(tid):
+            todo.setdefault(a, []).append(tid)
+    if todo:
+        console.print(Text("\nWHAT TO DO NEXT", style="bold"))
+        for action, ids in sorted(todo.items(), key=lambda kv: -len(kv[1])):
+            ids.sort()
+            line = Text(f"  {action:<14}", style="green")
+            line.append(f"{len(ids):>4} task(s)  e.g. ")
+            line.append(ACTION_HINT[action].format(id=ids[0]), style="bold")
+            console.print(line)
+    if not snap.findings:
+        console.print(Text("\nNothing wrong found.", style="green"))
+
+
+def render_group(snap: Snapshot) -> Group:
+    """The text report as one renderable (for the live demo's Live display)."""
+    console = Console(record=True, width=120)
+    with console.capture():
+        render_text(snap, console)
+    return Group(Text.from_ansi(console.export_text(styles=True)))
