@@ -175,6 +175,8 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
         if key not in TRAIL_KEYS:
             continue
         kind = _STARTERS.get(key)
+        if kind is not None and key.endswith("_AT") and parse_local_iso(value) is None:
+            continue  # prose that happens to start with a trail key (e.g. in ## Context)
         if key == "CLAIMED_AT" and cur_kind != "CLAIMED":
             kind = "CLAIMED"  # a claim block written without CLAIMED_BY
         if kind is not None:
