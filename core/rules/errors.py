@@ -64,6 +64,7 @@ def recycling_task(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
 
 _EXC_LINE = re.compile(r"^\s*[\w.]*(Error|Exception|Fault|Failure|Interrupt|Exit)\b.*", re.I)
 _MASKS = (
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<addr>"),
     (re.compile(r"\b[0-9a-f]{8,}\b", re.I), "<id>"),
     (re.compile(r"(['\"]).*?\1"), "<str>"),
     (re.compile(r"\b\d+\b"), "<n>"),

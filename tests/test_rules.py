@@ -1,0 +1,265 @@
+"""Each finding rule on its own, on real files and a real SQLite DB, positive and negative."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.engine import Engine
+from core.model import Liveness, Snapshot
+from core.timefmt import parse_as_of
+from tests.builders import StateBuilder
+
+
+@pytest.fixture(autouse=True)
+def _utc(utc_tz: None) -> None:
+    pass
+
+
+@pytest.fixture
+def b(tmp_path: Path) -> StateBuilder:
+    return StateBuilder(tmp_path)
+
+
+def judge(b: StateBuilder) -> Snapshot:
+    return Engine(b.build(), as_of=parse_as_of(b.now.isoformat())).scan()
+
+
+def kinds(snap: Snapshot, tid: str) -> set[str]:
+    return {f.kind for f in snap.findings_for(tid) if f.scored}
+
+
+def claim(age: float, agent: str = "a1") -> list:
+    return [("CLAIMED_BY", agent), ("CLAIMED_AT", age)]
+
+
+# ---------------------------------------------------------------- file_db_mismatch
+def test_db_mode_claim_with_file_in_incoming_is_normal(b: StateBuilder) -> None:
+    b.task("t1", db_queue="claimed", file_queues=("incoming",), trail=claim(600),
+           db={"claimed_by": "a1", "claimed_at": 600})
+    b.agent("a1", heartbeat_age=30, status=("t1", 30))
+    snap = judge(b)
+    assert kinds(snap, "t1") == set()
+    assert snap.verdicts["t1"].liveness is Liveness.LIVE
+
+
+def test_mismatch_file_newer_recommends_sync_db(b: StateBuilder) -> None:
+    b.task("t1", db_queue="failed", file_queues=("incoming",),
+           trail=claim(1200) + [("FAILED_AT", 1100), ("RETRIED_AT", 900)],
+           db={"claimed_by": "a1", "claimed_at": 1200, "updated_at": 1100})
+    snap = judge(b)
+    f = next(f for f in snap.findings_for("t1") if f.kind == "file_db_mismatch")
+    assert f.newer_side.value == "file" and f.recommended_action.value == "sync_db"
+    assert snap.verdicts["t1"].effective_state == "incoming"
+
+
+def test_mismatch_db_newer_recommends_sync_file(b: StateBuilder) -> None:
+    b.task("t1", db_queue="done", file_queues=("provisional",),
+           trail=claim(3000) + [("SUBMITTED_AT", 2000), ("COMMITS_COUNT", 2)],
+           db={"updated_at": 900, "commits_count": 2})
+    snap = judge(b)
+    f = next(f for f in snap.findings_for("t1") if f.kind == "file_db_mismatch")
+    assert f.newer_side.value == "db" and f.recommended_action.value == "sync_file"
+
+
+def test_mismatch_within_grace_is_not_reported(b: StateBuilder) -> None:
+    b.task("t1", db_queue="done", file_queues=("provisional",), file_age_s=60,
+           trail=claim(3000) + [("SUBMITTED_AT", 60)], db={"updated_at": 900, "commits_count": 1})
+    assert "file_db_mismatch" not in kinds(judge(b), "t1")
+
+
+# ---------------------------------------------------------------- orphan / corrupt / missing / dup
+def test_orphan_file(b: StateBuilder) -> None:
+    b.task("t1", db_queue=None)
+    snap = judge(b)
+    assert kinds(snap, "t1") == {"orphan_file"}
+    assert snap.verdicts["t1"].recommended_action.value == "register"
+
+
+def test_corrupt_file_is_not_also_orphan(b: StateBuilder) -> None:
+    b.task("t1", db_queue=None, raw={"incoming": b"\x00\x01\xffgarbage"})
+    assert kinds(judge(b), "t1") == {"corrupt_task"}
+
+
+def test_missing_file(b: StateBuilder) -> None:
+    b.task("t1", db_queue="incoming", file_queues=())
+    assert kinds(judge(b), "t1") == {"missing_file"}
+
+
+def test_stub_in_second_dir_is_duplicate_not_corrupt(b: StateBuilder) -> None:
+    b.task("t1", db_queue="done", file_queues=("done", "provisional"),
+           trail=claim(3000) + [("SUBMITTED_AT", 2500), ("COMMITS_COUNT", 2),
+                                ("ACCEPTED_AT", 2000), ("ACCEPTED_BY", "scheduler")],
+           db={"commits_count": 2},
+           raw={"provisional": b"\nACCEPTED_AT: 2026-11-22T20:00:00\nACCEPTED_BY: recycler\n"})
+    snap = judge(b)
+    assert kinds(snap, "t1") == {"duplicate_file"}
+    assert snap.tasks["t1"].primary_file.queue == "done"
+
+
+def test_lone_stub_without_row_is_corrupt(b: StateBuilder) -> None:
+    b.task("t1", db_queue=None, raw={"incoming": b"ACCEPTED_AT: 2026-11-22T20:00:00\n"})
+    assert kinds(judge(b), "t1") == {"corrupt_task"}
+
+
+# ---------------------------------------------------------------- claims
+def test_zombie_agent_without_any_state(b: StateBuilder) -> None:
+    b.task("t1", db_queue="claimed", trail=claim(4 * 3600, "ghost"),
+           db={"claimed_by": "ghost", "claimed_at": 4 * 3600})
+    snap = judge(b)
+    assert kinds(snap, "t1") == {"zombie_claim"}
+    assert snap.verdicts["t1"].liveness is Liveness.DEAD
+
+
+def test_young_claim_without_agent_state_is_unknown_not_zombie(b: StateBuilder) -> None:
+    b.task("t1", db_queue="claimed", trail=claim(600, "ghost"),
+           db={"claimed_by": "ghost", "claimed_at": 600})
+    snap = judge(b)
+    assert kinds(snap, "t1") == set()
+    assert snap.verdicts["t1"].liveness is Liveness.UNKNOWN
+
+
+def test_zombie_agent_not_running_and_finished_long_ago(b: StateBuilder) -> None:
+    b.task("t1", db_queue="claimed", trail=claim(1800), db={"claimed_by": "a1",
+                                                            "claimed_at": 1800})
+    b.agent("a1", running=False, started_age=1700, finished_age=1200)
+    assert kinds(judge(b), "t1") == {"zombie_claim"}
+
+
+def test_crash_stamped_last_finished_does_not_hide_a_zombie(b: StateBuilder) -> None:
+    # Octopoid's own rule is defeated when the scheduler stamps last_finished on a crash.
+    b.task("t1", db_queue="claimed", trail=claim(3 * 3600), db={"claimed_by": "a1",
+                                                                "claimed_at": 3 * 3600})
+    b.agent("a1", running=True, started_age=3 * 3600, finished_age=2 * 3600)
+    assert kinds(judge(b), "t1") == {"zombie_claim"}
+
+
+def test_stale_heartbeat_is_at_risk(b: StateBuilder) -> None:
+    b.task("t1", db_queue="claimed", trail=claim(2700), db={"claimed_by": "a1",
+                                                            "claimed_at": 2700})
+    b.agent("a1", started_age=2700, heartbeat_age=840, status=("t1", 840))
+    snap = judge(b)
+    assert kinds(snap, "t1") == {"stale_heartbeat"}
+    assert snap.verdicts["t1"].liveness is Liveness.AT_RISK
+
+
+def test_claim_ended_by_later_trail_event_is_not_a_claim(b: StateBuilder) -> None:
+    b.task("t1", db_queue="claimed", file_queues=("needs_continuation",),
+           trail=claim(3 * 3600) + [("NEEDS_CONTINUATION_AT", 3 * 3600 - 60),
+                                    ("CONTINUATION_REASON", "max_turns_reached")],
+           db={"claimed_by": "a1", "claimed_at": 3 * 3600})
+    snap = judge(b)
+    assert kinds(snap, "t1") == {"file_db_mismatch"}  # never zombie_claim
+    assert snap.verdicts["t1"].effective_state == "needs_continuation"
+
+
+def test_split_brain_live(b: StateBuilder) -> None:
+    b.task("t1", db_queue="incoming", trail=claim(3600, "a7"))
+    b.agent("a7", started_age=3600, heartbeat_age=20, status=("t1", 30), current_task="t1")
+    snap = judge(b)
+    assert kinds(snap, "t1") == {"split_brain"}
+    v = snap.verdicts["t1"]
+    assert v.liveness is Liveness.LIVE and v.split_brain_live
+    assert v.recommended_action.value == "continue_supervision"
+
+
+def test_split_brain_with_older_signal_is_at_risk_review(b: StateBuilder) -> None:
+    b.task("t1", db_queue="incoming", trail=claim(3600, "a7"))
+    b.agent("a7", started_age=3600, heartbeat_age=900, status=("t1", 900))
+    snap = judge(b)
+    assert kinds(snap, "t1") == {"split_brain"}
+    v = snap.verdicts["t1"]
+    assert v.liveness is Liveness.AT_RISK and not v.split_brain_live
+    assert v.recommended_action.value == "review"
+
+
+def test_dead_agents_leftover_record_is_no_finding(b: StateBuilder) -> None:
+    b.task("t1", db_queue="incoming", trail=claim(3600, "a7"))
+    b.agent("a7", running=False, started_age=3600, finished_age=3000, status=("t1", 3000))
+    assert kinds(judge(b), "t1") == set()
+
+
+# ---------------------------------------------------------------- errors, recycling
+def test_stale_error_after_retry(b: StateBuilder) -> None:
+    b.task("t1", db_queue="incoming", trail=claim(1200) + [
+        ("FAILED_AT", 1100), ("## Error", "```\nboom\n```"), ("RETRIED_AT", 900)])
+    snap = judge(b)
+    assert kinds(snap, "t1") == {"stale_error"}
+    assert snap.verdicts["t1"].recommended_action.value == "clear_error"
+
+
+def test_error_moved_under_history_is_not_stale(b: StateBuilder) -> None:
+    b.task("t1", db_queue="incoming", trail=claim(1200) + [
+        ("## History", None), ("FAILED_AT", 1100), ("## Error", "```\nboom\n```"),
+        ("RETRIED_AT", 900)])
+    assert kinds(judge(b), "t1") == set()
+
+
+def test_recycling_from_trail_and_from_db_counts(b: StateBuilder) -> None:
+    b.task("t1", db_queue="incoming", trail=claim(5000) + [
+        ("REJECTED_AT", 4000), ("RETRIED_AT", 3000), ("REVIEW_REJECTED_AT", 2000)])
+    b.task("t2", db_queue="incoming", db={"attempt_count": 2, "rejection_count": 1})
+    b.task("t3", db_queue="incoming", db={"attempt_count": 1, "rejection_count": 1})
+    snap = judge(b)
+    assert "recycling_task" in kinds(snap, "t1")
+    assert kinds(snap, "t2") == {"recycling_task"}
+    assert kinds(snap, "t3") == set()
+
+
+def test_repeated_failure_groups_masked_signatures(b: StateBuilder) -> None:
+    for i, tid in enumerate(("f1", "f2", "f3")):
+        b.task(tid, db_queue="failed", file_queues=("failed",), trail=claim(1200) + [
+            ("FAILED_AT", 1100),
+            ("## Error", f"```\nTraceback\n  File \"app.py\", line {40 + i}\n"
+                         f"KeyError: 'user-{i}{i}' at 0xdeadbeef{i}\n```")])
+    b.task("f4", db_queue="failed", file_queues=("failed",), trail=claim(1200) + [
+        ("FAILED_AT", 1100), ("## Error", "```\nValueError: other\n```")])
+    snap = judge(b)
+    assert all(kinds(snap, t) == {"repeated_failure"} for t in ("f1", "f2", "f3"))
+    assert kinds(snap, "f4") == set()
+
+
+# ---------------------------------------------------------------- completion, deps
+def test_unverified_completion_and_its_negatives(b: StateBuilder) -> None:
+    b.task("u1", db_queue="provisional", file_queues=("provisional",),
+           trail=claim(3000) + [("SUBMITTED_AT", 2000), ("COMMITS_COUNT", 0)],
+           db={"commits_count": 0})
+    b.task("u2", db_queue="provisional", file_queues=("provisional",),
+           trail=claim(3000) + [("SUBMITTED_AT", 2000), ("COMMITS_COUNT", 0)],
+           db={"commits_count": 0,
+               "check_results": '{"gk-testing": {"status": "pass", "summary": "ok"}}'})
+    b.task("u3", db_queue="done", file_queues=("done",),
+           trail=claim(3000) + [("SUBMITTED_AT", 2000), ("COMMITS_COUNT", 3)],
+           db={"commits_count": 3})
+    snap = judge(b)
+    assert kinds(snap, "u1") == {"unverified_completion"}
+    assert snap.verdicts["u1"].recommended_action.value == "review"
+    assert kinds(snap, "u2") == set()
+    assert kinds(snap, "u3") == set()
+    assert snap.verdicts["u2"].recommended_action.value == "accept"
+
+
+def test_blocked_by_failed_missing_or_zombie(b: StateBuilder) -> None:
+    b.task("dead", db_queue="claimed", trail=claim(4 * 3600, "ghost"),
+           db={"claimed_by": "ghost", "claimed_at": 4 * 3600})
+    b.task("bad", db_queue="failed", file_queues=("failed",),
+           trail=claim(1200) + [("FAILED_AT", 1100)])
+    b.task("ok", db_queue="incoming")
+    b.task("w1", db_queue="incoming", db={"blocked_by": "dead"})
+    b.task("w2", db_queue="incoming", db={"blocked_by": "bad, ok"})
+    b.task("w3", db_queue="incoming", db={"blocked_by": "nosuch"})
+    b.task("w4", db_queue="incoming", db={"blocked_by": "ok"})
+    snap = judge(b)
+    for t in ("w1", "w2", "w3"):
+        assert kinds(snap, t) == {"blocked_by_stuck"}, t
+    assert kinds(snap, "w4") == set()
+
+
+# ---------------------------------------------------------------- modes
+def test_file_only_mode_without_db(tmp_path: Path) -> None:
+    b = StateBuilder(tmp_path, db=False)
+    b.task("t1", db_queue=None)
+    snap = judge(b)
+    # No DB to compare against: nothing is an orphan in file-only mode... but we still read.
+    assert "t1" in snap.tasks
