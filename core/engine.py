@@ -77,6 +77,10 @@ class Engine:
     def _db(self) -> sqlite3.Connection | None:
         if self._file_only:
             return None
+        if self._conn is not None and self.source.db_uri() != self.source.connected_uri:
+            # -wal appeared or vanished: reopen in the matching read-only mode
+            self._conn.close()
+            self._conn = None
         if self._conn is None:
             if not self.source.db_exists():
                 if not self.source.database_enabled():
@@ -343,34 +347,42 @@ class Engine:
             self._notify()
 
     async def _watch_db(self) -> None:
+        """PRAGMA data_version (aiosqlite) plus the files' stat, at most every second."""
         import aiosqlite
 
         if not self.source.db_exists():
             return
-        uri = f"file:{quote(str(self.source.db_path))}?mode=ro"
-        try:
-            async with aiosqlite.connect(uri, uri=True) as db:
-                await db.execute("PRAGMA query_only = ON")
-                version = None
-                while not self._stop.is_set():
-                    try:
+        interval = self.config.live.db_check_interval_s
+        while not self._stop.is_set():
+            uri = self.source.db_uri()
+            try:
+                async with aiosqlite.connect(uri, uri=True) as db:
+                    await db.execute("PRAGMA query_only = ON")
+                    version = fp = None
+                    while not self._stop.is_set() and self.source.db_uri() == uri:
                         cur = await db.execute("PRAGMA data_version")
                         row = await cur.fetchone()
                         v = row[0] if row else None
-                    except sqlite3.Error as exc:
-                        self.last_error = f"{self.source.db_path}: {exc}"
-                        v = version
-                    if version is not None and v != version:
-                        await self._apply(db_changed=True)
-                    version = v
-                    try:
-                        await asyncio.wait_for(self._stop.wait(),
-                                               timeout=self.config.live.db_check_interval_s)
-                        return
-                    except asyncio.TimeoutError:
-                        pass
-        except (sqlite3.Error, OSError) as exc:
-            self.last_error = f"{self.source.db_path}: cannot watch: {exc}"
+                        new_fp = self.source.db_fingerprint()
+                        if version is not None and (v != version or new_fp != fp):
+                            await self._apply(db_changed=True)
+                        version, fp = v, new_fp
+                        if await self._sleep(interval):
+                            return
+            except (sqlite3.Error, OSError) as exc:
+                self.last_error = f"{self.source.db_path}: cannot watch: {exc}"
+                if await self._sleep(interval * 5):
+                    return
+            # the needed mode changed (-wal appeared/vanished): reopen and catch up
+            await self._apply(db_changed=True)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped; True when the engine is stopping."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     async def _watch_files(self) -> None:
         from watchfiles import awatch

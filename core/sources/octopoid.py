@@ -125,6 +125,7 @@ class OctopoidSource:
         self._stats: dict[str, _Stat] = {}
         self._files: dict[str, TaskFile] = {}
         self._columns: tuple[str, ...] | None = None
+        self.connected_uri: str | None = None
 
     # -- paths ---------------------------------------------------------------
     def relpath(self, path: str | os.PathLike[str]) -> str:
@@ -295,13 +296,40 @@ class OctopoidSource:
         m = re.search(r"^database:\s*\n(?:[ \t]+.*\n)*?[ \t]+enabled:\s*(\w+)", text, re.M)
         return not (m and m.group(1).lower() in ("false", "no", "off", "0"))
 
+    def db_uri(self) -> str:
+        """Read-only URI. A WAL-mode DB nobody has open has no -wal/-shm files, and even a
+        ``mode=ro`` reader would create them; then nothing uncommitted can exist, so the main
+        file alone is the whole truth and ``immutable=1`` reads it without creating a file."""
+        uri = f"file:{quote(str(self.db_path))}?mode=ro"
+        try:
+            with open(self.db_path, "rb") as fh:
+                header = fh.read(20)
+        except OSError:
+            return uri
+        wal_mode = len(header) == 20 and header[18] == 2
+        if wal_mode and not Path(str(self.db_path) + "-wal").exists():
+            uri += "&immutable=1"
+        return uri
+
+    def db_fingerprint(self) -> tuple[tuple[int, int] | None, ...]:
+        """(mtime, size) of state.db and its -wal: notices writes an immutable reader can't."""
+        out: list[tuple[int, int] | None] = []
+        for suffix in ("", "-wal"):
+            try:
+                st = os.stat(str(self.db_path) + suffix)
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
     def connect(self) -> sqlite3.Connection:
         """Open state.db read-only: ``mode=ro`` URI plus ``PRAGMA query_only``."""
         if not self.db_path.exists():
             raise SourceError(f"{self.db_path}: database missing")
         if not os.access(self.db_path, os.R_OK):
             raise SourceError(f"{self.db_path}: permission denied")
-        uri = f"file:{quote(str(self.db_path))}?mode=ro"
+        uri = self.db_uri()
+        self.connected_uri = uri
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_ms / 1000,
                                    check_same_thread=False)
