@@ -68,6 +68,7 @@ class Engine:
         self._tasks_running: list[asyncio.Task[None]] = []
         self._pending_publish: set[str] = set()
         self._file_only = False
+        self._watch_ready = asyncio.Event()
 
     # ------------------------------------------------------------------ clock
     def clock(self) -> datetime:
@@ -274,15 +275,41 @@ class Engine:
             self._notify()
 
     async def start(self) -> Snapshot:
+        if self.live:
+            # The watcher starts first so nothing written during the scan is missed; once it
+            # is known to be running, a stat-only pass catches up what happened before.
+            self._tasks_running.append(asyncio.create_task(self._watch_files()))
         async with self._lock:
             snap = await asyncio.to_thread(self.scan)
         self._notify()
         if self.live:
             self.next_poll_at = self.clock() + timedelta(seconds=self.config.live.poll_interval_s)
-            loop_tasks = [self._watch_files(), self._watch_db(), self._poll_loop(),
-                          self._tick_loop()]
-            self._tasks_running = [asyncio.create_task(c) for c in loop_tasks]
+            loop_tasks = [self._watch_db(), self._poll_loop(), self._tick_loop(),
+                          self._catch_up_when_watching()]
+            self._tasks_running += [asyncio.create_task(c) for c in loop_tasks]
         return snap
+
+    async def _catch_up_when_watching(self) -> None:
+        try:
+            await asyncio.wait_for(self._watch_ready.wait(), timeout=10)
+        except asyncio.TimeoutError:
+            return
+        async with self._lock:
+            def work() -> None:
+                fs = self.source.scan_files()
+                rels = fs.changed | fs.removed
+                if rels:
+                    dirty = set()
+                    for rel in rels:
+                        tid = rel.rsplit("/", 1)[-1][5:-3]
+                        dirty.add(tid)
+                        s = self._files_by_task.setdefault(tid, set())
+                        (s.add if rel in fs.files else s.discard)(rel)
+                    for tid in dirty:
+                        self._rebuild_task(tid)
+                    self.rejudge(dirty)
+            await asyncio.to_thread(work)
+        self._notify()
 
     async def stop(self) -> None:
         self._stop.set()
@@ -393,7 +420,9 @@ class Engine:
         root = str(self.root)
         async for changes in awatch(*paths, stop_event=self._stop,
                                     debounce=self.config.live.debounce_ms, step=20,
-                                    recursive=True, ignore_permission_denied=True):
+                                    recursive=True, ignore_permission_denied=True,
+                                    rust_timeout=500, yield_on_timeout=True):
+            self._watch_ready.set()  # the first (possibly empty) batch: watching for real
             rels: set[str] = set()
             agent_names: set[str] = set()
             for _change, path in changes:

@@ -12,6 +12,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from core.model import ErrorBlock, Side, TaskFile, TrailEvent
+from core.textsafe import clean_line
 from core.timefmt import parse_local_iso
 
 TASK_FILE_RE = re.compile(r"^TASK-([A-Za-z0-9][A-Za-z0-9_-]{0,63})\.md$")
@@ -73,7 +74,6 @@ _DETAIL_KEY = {"REJECTED": "REJECTION_REASON", "NEEDS_CONTINUATION": "CONTINUATI
 
 HISTORY_HEADING = "## History"
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _fenced_spans(text: str) -> list[tuple[int, int]]:
@@ -147,7 +147,7 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
             return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
                             parseable=False, truncated=truncated,
                             problem=f"header names TASK-{m.group(1)}, file is TASK-{task_id}")
-        title = _CONTROL_RE.sub("", m.group(2)).strip()
+        title = clean_line(m.group(2), 1000).strip()  # escapes go where data enters
 
     body = text if not tail else text + "\n" + tail
     fences = _fenced_spans(body) if _FENCE in body else []

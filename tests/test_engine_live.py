@@ -1,0 +1,109 @@
+"""The live engine: incremental updates from file moves, DB writes and agent files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from core.config import Config, LiveOptions
+from core.engine import Engine
+from core.model import Snapshot
+from tests.builders import StateBuilder
+
+
+async def wait_for(engine: Engine, pred: Callable[[Snapshot], bool], timeout: float = 8.0
+                   ) -> Snapshot:
+    got: asyncio.Queue[Snapshot] = asyncio.Queue()
+    unsub = engine.subscribe(got.put_nowait)
+    try:
+        if engine.snapshot is not None and pred(engine.snapshot):
+            return engine.snapshot
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            snap = await asyncio.wait_for(got.get(), timeout=max(0.01, left))
+            if pred(snap):
+                return snap
+    finally:
+        unsub()
+
+
+@pytest.fixture
+def live_state(tmp_path: Path, utc_tz: None) -> StateBuilder:
+    b = StateBuilder(tmp_path, now=datetime.now())
+    b.task("mv000001", db_queue="claimed", trail=[("CLAIMED_BY", "a1"), ("CLAIMED_AT", 120)],
+           db={"claimed_by": "a1", "claimed_at": 120})
+    b.task("db000001", db_queue="incoming")
+    b.agent("a1", started_age=120, heartbeat_age=5, status=("mv000001", 5))
+    b.build()
+    return b
+
+
+async def test_file_move_and_db_write_update_incrementally(
+        live_state: StateBuilder) -> None:
+    b = live_state
+    cfg = Config(live=LiveOptions(db_check_interval_s=0.2, rejudge_interval_s=0.5))
+    engine = Engine(b.root, cfg)
+    snap = await engine.start()
+    try:
+        assert snap.verdicts["mv000001"].liveness.value == "live"
+        gen = snap.generation
+        # An agent submits: the file moves to provisional/ with a trail block (no DB write yet).
+        q = b.root / "shared" / "queue"
+        src = q / "incoming" / "TASK-mv000001.md"
+        text = src.read_text() + f"\nSUBMITTED_AT: {datetime.now().isoformat()}\n" \
+                                 "COMMITS_COUNT: 2\nTURNS_USED: 9\n"
+        (q / "provisional" / "TASK-mv000001.md").write_text(text)
+        src.unlink()
+        snap = await wait_for(engine, lambda s: s.tasks["mv000001"].file_queue == "provisional")
+        assert snap.generation > gen and "mv000001" in snap.changed
+        assert snap.verdicts["mv000001"].effective_state == "provisional"
+        assert snap.tasks["db000001"] is not None
+        # The scheduler writes the DB: only that row is re-read.
+        conn = sqlite3.connect(b.root / "state.db")
+        conn.execute("UPDATE tasks SET queue='provisional', commits_count=2, "
+                     "updated_at=? WHERE id='mv000001'", (datetime.now().isoformat(),))
+        conn.execute("UPDATE tasks SET priority='P0' WHERE id='db000001'")
+        conn.commit()
+        conn.close()
+        snap = await wait_for(engine, lambda s: s.tasks["db000001"].record.priority == "P0")
+        assert snap.tasks["mv000001"].record.queue == "provisional"
+        assert engine.last_error is None
+    finally:
+        await engine.stop()
+
+
+async def test_poll_now_does_not_overlap_and_keeps_last_snapshot_on_error(
+        live_state: StateBuilder) -> None:
+    engine = Engine(live_state.root, Config(live=LiveOptions(poll_interval_s=3600)))
+    await engine.start()
+    try:
+        results = await asyncio.gather(engine.poll_now(), engine.poll_now())
+        assert all(r is not None for r in results)
+        good = engine.snapshot
+        (live_state.root / "state.db").write_bytes(b"garbage" * 1000)
+        engine._conn.close()  # type: ignore[union-attr]
+        engine._conn = None
+        assert await engine.poll_now() is None
+        assert engine.last_error and "state.db" in engine.last_error
+        assert engine.snapshot is good
+    finally:
+        await engine.stop()
+
+
+def test_core_never_imports_textual() -> None:
+    code = ("import sys, pkgutil, importlib, core\n"
+            "for m in pkgutil.walk_packages(core.__path__, 'core.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
