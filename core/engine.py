@@ -99,6 +99,7 @@ class Engine:
             self._records = self.source.read_records(conn)
             self._row_keys = self.source.change_keys(conn)
             self._agent_rows = self.source.read_agent_rows(conn)
+        self.judge.has_db = conn is not None
         agents, agent_problems = self.source.read_agents(self._agent_rows, check_pids=self.live)
         self._agents = agents
         self._files_by_task = {}

@@ -93,11 +93,12 @@ class Judge:
         self._blocked_on: dict[str, set[str]] = {}  # blocker id -> tasks naming it
         self._blocks: dict[str, tuple[str, ...]] = {}
         self.time_sensitive: set[str] = set()
+        self.has_db = True
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
         return JudgeContext(as_of=as_of, thresholds=self.config.thresholds, live=live,
                             expected_dirs=self.expected_dirs, agents=agents,
-                            agents_naming=agents_naming(agents))
+                            agents_naming=agents_naming(agents), has_db=self.has_db)
 
     def run(self, tasks: Mapping[str, Task], agents: Mapping[str, Agent], as_of: datetime,
             live: bool, dirty: Iterable[str] | None = None) -> set[str]:

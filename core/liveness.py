@@ -46,6 +46,7 @@ class JudgeContext:
     expected_dirs: Mapping[str, frozenset[str]]
     agents: Mapping[str, Agent]
     agents_naming: Mapping[str, tuple[str, ...]]  # task id -> agents that say they work on it
+    has_db: bool = True  # False in Octopoid's file-only mode: no row is expected
 
     def age(self, t: datetime | None) -> float | None:
         return None if t is None else (self.as_of - t).total_seconds()

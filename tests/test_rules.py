@@ -260,6 +260,8 @@ def test_blocked_by_failed_missing_or_zombie(b: StateBuilder) -> None:
 def test_file_only_mode_without_db(tmp_path: Path) -> None:
     b = StateBuilder(tmp_path, db=False)
     b.task("t1", db_queue=None)
+    b.task("t2", db_queue=None, raw={"incoming": b"\x00bad"})
     snap = judge(b)
-    # No DB to compare against: nothing is an orphan in file-only mode... but we still read.
-    assert "t1" in snap.tasks
+    # agents.yaml says database.enabled: false, so no row is expected: not an orphan.
+    assert kinds(snap, "t1") == set()
+    assert kinds(snap, "t2") == {"corrupt_task"}
