@@ -20,7 +20,8 @@ class Thresholds(BaseModel):
     mismatch_grace_s: float = Field(300, ge=0, description="a file must be settled this long")
     zombie_after_s: float = Field(3600, gt=0, description="no signal for this long: zombie")
     stale_after_s: float = Field(300, gt=0, description="no signal for this long: at risk")
-    finished_grace_s: float = Field(300, ge=0, description="agent not running, finished this long ago")
+    finished_grace_s: float = Field(300, ge=0,
+                                    description="agent not running, finished this long ago")
     recycling_min: int = Field(3, ge=1, description="trips back to waiting before recycling_task")
     repeated_failure_min: int = Field(3, ge=2, description="tasks sharing an error signature")
 
@@ -71,7 +72,8 @@ def config_candidates(root: Path | None) -> list[Path]:
     return paths
 
 
-def load_config(root: Path | None = None, explicit: Path | None = None) -> tuple[Config, Path | None]:
+def load_config(root: Path | None = None,
+                explicit: Path | None = None) -> tuple[Config, Path | None]:
     """Return the config and the file it came from (None: built-in defaults)."""
     candidates = [explicit] if explicit is not None else config_candidates(root)
     for path in candidates:

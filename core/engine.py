@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import sqlite3
@@ -19,7 +20,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from urllib.parse import quote
 
 from core.config import Config
 from core.judge import Judge, assemble_tasks
@@ -54,11 +54,12 @@ class Engine:
         self.next_poll_at: datetime | None = None
         self.last_error: str | None = None
         self._records: dict[str, TaskRecord] = {}
-        self._row_keys: dict[str, tuple[object, ...]] = {}
+        self._row_keys: dict[str, int] = {}
         self._agent_rows: dict[str, dict[str, object]] = {}
         self._agents: dict[str, Agent] = {}
         self._tasks: dict[str, Task] = {}
-        self._files_by_task: dict[str, set[str]] = {}
+        # task id -> relpaths of its files (a tuple: nearly always one, and small in memory)
+        self._files_by_task: dict[str, tuple[str, ...]] = {}
         self._problems: dict[str, ReadProblem] = {}
         self._conn: sqlite3.Connection | None = None
         self._generation = 0
@@ -68,6 +69,7 @@ class Engine:
         self._tasks_running: list[asyncio.Task[None]] = []
         self._pending_publish: set[str] = set()
         self._file_only = False
+        self._naming: set[str] = set()
         self._watch_ready = asyncio.Event()
 
     # ------------------------------------------------------------------ clock
@@ -92,41 +94,135 @@ class Engine:
         return self._conn
 
     def scan(self) -> Snapshot:
-        """Full read and judgement (synchronous). Raises SourceError if the queue is unreadable."""
-        fs = self.source.scan_files()
+        """Full read and judgement (synchronous). Raises SourceError if the queue is unreadable.
+        Once warm, only what changed is re-read and re-judged (files by stat, rows by a light
+        fingerprint), so the periodic reconciliation stays cheap at 100,000 tasks."""
+        if self.snapshot is not None:
+            return self._reconcile()
+        gc_was = gc.isenabled()
+        gc.disable()  # allocation-heavy and acyclic: collections would only rescan the heap
+        try:
+            conn = self._db()
+            if conn is not None:
+                self._records = self.source.read_records(conn)
+                self._row_keys = self.source.change_keys(conn)
+                self._agent_rows = self.source.read_agent_rows(conn)
+            self.judge.has_db = conn is not None
+            agents, agent_problems = self.source.read_agents(self._agent_rows,
+                                                             check_pids=self.live)
+            self._agents = agents
+            self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
+            fs = self.source.scan_files(self._needs_trail)
+            self._files_by_task = {}
+            for rel, f in fs.files.items():
+                self._link_file(f.task_id, rel, True)
+            self._tasks = assemble_tasks(fs.files.values(), self._records)
+            self._problems = {p.path: p for p in fs.problems + agent_problems}
+            self.judge.run(self._tasks, self._agents, self.clock(), self.live)
+            self.last_poll_at = self.clock()
+            snap = self._publish(frozenset(self._tasks))
+        finally:
+            if gc_was:
+                gc.freeze()  # what the scan built is long-lived: keep it out of later GCs
+                gc.enable()
+        return snap
+
+    def _reconcile(self) -> Snapshot:
+        """The warm full pass: everything is checked, only changes are re-read."""
+        dirty: set[str] = set()
         conn = self._db()
         if conn is not None:
-            self._records = self.source.read_records(conn)
-            self._row_keys = self.source.change_keys(conn)
-            self._agent_rows = self.source.read_agent_rows(conn)
-        self.judge.has_db = conn is not None
+            dirty |= self.apply_db_changes()
         agents, agent_problems = self.source.read_agents(self._agent_rows, check_pids=self.live)
+        for name in set(agents) | set(self._agents):
+            old, new = self._agents.get(name), agents.get(name)
+            if old != new:
+                for a in (old, new):
+                    if a is not None and a.current_task_id:
+                        dirty.add(a.current_task_id)
+                dirty |= self._tasks_claimed_by(name)
         self._agents = agents
-        self._files_by_task = {}
-        for rel, f in fs.files.items():
-            self._files_by_task.setdefault(f.task_id, set()).add(rel)
-        self._tasks = assemble_tasks(fs.files.values(), self._records)
+        self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
+        fs = self.source.scan_files(self._needs_trail)
+        for rel in fs.changed | fs.removed:
+            tid = rel.rsplit("/", 1)[-1][5:-3]
+            dirty.add(tid)
+            self._link_file(tid, rel, rel in fs.files)
         self._problems = {p.path: p for p in fs.problems + agent_problems}
-        self.judge.run(self._tasks, self._agents, self.clock(), self.live)
+        for tid in dirty:
+            self._rebuild_task(tid)
+        snap = self.rejudge(dirty)
         self.last_poll_at = self.clock()
-        return self._publish(frozenset(self._tasks))
+        return snap
+
+    def _link_file(self, tid: str, rel: str, present: bool) -> None:
+        cur = self._files_by_task.get(tid, ())
+        if present and rel not in cur:
+            self._files_by_task[tid] = (*cur, rel)
+        elif not present and rel in cur:
+            rest = tuple(r for r in cur if r != rel)
+            if rest:
+                self._files_by_task[tid] = rest
+            else:
+                del self._files_by_task[tid]
+
+    def _needs_trail(self, task_id: str, queue: str) -> bool:
+        """Whether a file must be parsed fully even though its bytes hold no trail marker."""
+        rec = self._records.get(task_id)
+        if rec is None or rec.queue == "claimed" or task_id in self._naming:
+            return True
+        if queue not in EXPECTED_DIRS.get(rec.queue, frozenset({rec.queue})):
+            return True
+        return rec.commits_count is None and queue in ("provisional", "done")
 
     def _rebuild_task(self, tid: str) -> None:
-        rels = self._files_by_task.get(tid, set())
-        files = [self.source.files[r] for r in rels if r in self.source.files]
+        rels = self._files_by_task.get(tid, ())
+        files = []
+        for r in sorted(rels):
+            f = self.source.files.get(r)
+            if f is None:
+                continue
+            if not f.trail_complete and self._needs_trail(tid, f.queue):
+                f, _ = self.source.read_one(r, full=True)
+                if f is None:
+                    continue
+            files.append(f)
         rec = self._records.get(tid)
         if rec is None and not files:
             self._tasks.pop(tid, None)
             return
-        self._tasks[tid] = Task(task_id=tid, record=rec,
-                                files=tuple(sorted(files, key=lambda f: f.relpath)))
+        self._tasks[tid] = Task(task_id=tid, record=rec, files=tuple(files))
+
+    def full_task(self, task_id: str) -> Task | None:
+        """The task with every file parsed fully (for detail views); not kept."""
+        task = self._tasks.get(task_id)
+        if task is None or all(f.trail_complete for f in task.files):
+            return task
+        files = []
+        for f in task.files:
+            if not f.trail_complete:
+                full, _ = self.source.read_one(f.relpath, full=True)
+                f = full or f
+            files.append(f)
+        return Task(task_id=task_id, record=task.record, files=tuple(files),
+                    history=task.history, notes=task.notes)
+
+    def db_row(self, task_id: str) -> dict[str, object]:
+        """Every column of the task's DB row (for the detail view's DB side)."""
+        try:
+            conn = self._db()
+        except SourceError:
+            return {}
+        return self.source.read_row(conn, task_id) if conn is not None else {}
 
     def apply_file_changes(self, rels: set[str]) -> set[str]:
         """Re-read the given queue files (relpaths); returns the affected task ids."""
         dirty: set[str] = set()
         for rel in rels:
             old = self.source.files.get(rel)
-            tf, problems = self.source.read_one(rel)
+            tid = rel.rsplit("/", 1)[-1][5:-3]
+            tf, problems = self.source.read_one(rel, full=self._needs_trail(
+                tid, rel.split("/")[2]))
             for p in problems:
                 self._problems[p.path] = p
             if not problems:
@@ -135,11 +231,10 @@ class Engine:
                 if f is None:
                     continue
                 dirty.add(f.task_id)
-                s = self._files_by_task.setdefault(f.task_id, set())
                 if f is tf:
-                    s.add(rel)
+                    self._link_file(f.task_id, rel, True)
                 elif tf is None:
-                    s.discard(rel)
+                    self._link_file(f.task_id, rel, False)
         for tid in dirty:
             self._rebuild_task(tid)
         return dirty
@@ -223,7 +318,7 @@ class Engine:
     def trace(self, task_id: str) -> tuple[TrailEvent, ...]:
         """One merged timeline: DB history, the file trail, notes attempts, agent signals."""
         events: list[TrailEvent] = []
-        task = self._tasks.get(task_id)
+        task = self.full_task(task_id)
         try:
             conn = self._db()
             if conn is not None:
@@ -293,7 +388,7 @@ class Engine:
     async def _catch_up_when_watching(self) -> None:
         try:
             await asyncio.wait_for(self._watch_ready.wait(), timeout=10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         async with self._lock:
             def work() -> None:
@@ -304,8 +399,7 @@ class Engine:
                     for rel in rels:
                         tid = rel.rsplit("/", 1)[-1][5:-3]
                         dirty.add(tid)
-                        s = self._files_by_task.setdefault(tid, set())
-                        (s.add if rel in fs.files else s.discard)(rel)
+                        self._link_file(tid, rel, rel in fs.files)
                     for tid in dirty:
                         self._rebuild_task(tid)
                     self.rejudge(dirty)
@@ -354,7 +448,7 @@ class Engine:
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             await self.poll_now()
 
@@ -365,7 +459,7 @@ class Engine:
                 await asyncio.wait_for(self._stop.wait(),
                                        timeout=self.config.live.rejudge_interval_s)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             async with self._lock:
                 try:
@@ -409,7 +503,7 @@ class Engine:
         try:
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def _watch_files(self) -> None:

@@ -8,8 +8,8 @@ tasks that depend on them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Iterable, Mapping
 
 from core.config import Config
 from core.liveness import JudgeContext, make_verdict

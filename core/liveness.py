@@ -7,9 +7,9 @@ whatever the DB says. When evidence is missing the answer is ``unknown``, never 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping
 
 from core.config import Thresholds
 from core.model import Action, Agent, Evidence, Liveness, Side, Task, TrailEvent, Verdict

@@ -11,10 +11,13 @@ engine's thread and the UI. Pydantic lives only at the boundaries (config, repor
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Mapping
+
+from core.timefmt import parse_db_time
 
 EMPTY_MAP: Mapping[str, str] = MappingProxyType({})
 
@@ -116,6 +119,10 @@ class TaskFile:
     errors: tuple[ErrorBlock, ...] = ()
     truncated: bool = False  # only a bounded prefix was read
     problem: str = ""  # why it could not be parsed
+    # False when only the header was parsed: the file's bytes held no failure, retry or
+    # continuation marker and the DB agrees where it is, so no rule needs its trail. The
+    # engine re-reads it fully when that changes or a view asks (Engine.full_task).
+    trail_complete: bool = True
 
     @property
     def last_event(self) -> TrailEvent | None:
@@ -124,7 +131,12 @@ class TaskFile:
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
-    """What the queue's database row says about a task. Missing columns stay None."""
+    """What the queue's database row says about a task. Missing columns stay None.
+
+    Timestamps are kept as the text the DB holds and parsed when asked for: a 100,000-row
+    queue has half a million of them and most are never looked at. The full row (every
+    column) is read on demand by ``Engine.db_row``.
+    """
 
     task_id: str
     queue: str
@@ -133,24 +145,66 @@ class TaskRecord:
     title: str | None = None
     file_path: str | None = None
     claimed_by: str | None = None
-    claimed_at: datetime | None = None
+    claimed_at_text: str | None = None
     blocked_by: tuple[str, ...] = ()
     commits_count: int | None = None
     attempt_count: int | None = None
     rejection_count: int | None = None
-    check_results: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: EMPTY_MAP)  # type: ignore[arg-type,return-value]
+    check_results_text: str | None = None
     project_id: str | None = None
-    submitted_at: datetime | None = None
-    completed_at: datetime | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    raw: Mapping[str, object] = field(default_factory=lambda: EMPTY_MAP)  # every column as read, for the detail view
+    submitted_at_text: str | None = None
+    completed_at_text: str | None = None
+    created_at_text: str | None = None
+    updated_at_text: str | None = None
+
+    @property
+    def claimed_at(self) -> datetime | None:
+        return parse_db_time(self.claimed_at_text)
+
+    @property
+    def submitted_at(self) -> datetime | None:
+        return parse_db_time(self.submitted_at_text)
+
+    @property
+    def completed_at(self) -> datetime | None:
+        return parse_db_time(self.completed_at_text)
+
+    @property
+    def created_at(self) -> datetime | None:
+        return parse_db_time(self.created_at_text)
+
+    @property
+    def updated_at(self) -> datetime | None:
+        return parse_db_time(self.updated_at_text)
+
+    @property
+    def check_results(self) -> Mapping[str, Mapping[str, str]]:
+        return parse_check_results(self.check_results_text)
 
     @property
     def newest_change(self) -> datetime | None:
         stamps = [t for t in (self.updated_at, self.claimed_at, self.submitted_at,
                               self.completed_at) if t is not None]
         return max(stamps) if stamps else None
+
+
+def parse_check_results(text: str | None) -> Mapping[str, Mapping[str, str]]:
+    """``check_results`` JSON ``{check: {status, summary, timestamp}}``; anything else: empty."""
+    if not text:
+        return EMPTY_MAP  # type: ignore[return-value]
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return EMPTY_MAP  # type: ignore[return-value]
+    if not isinstance(obj, dict):
+        return EMPTY_MAP  # type: ignore[return-value]
+    out: dict[str, dict[str, str]] = {}
+    for k, val in obj.items():
+        if isinstance(val, dict):
+            out[str(k)] = {str(a): str(b) for a, b in val.items()}
+        else:
+            out[str(k)] = {"status": str(val)}
+    return MappingProxyType(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +371,6 @@ class Snapshot:
 
     def lane_counts(self) -> dict[str, int]:
         counts = {lane: 0 for lane in self.lanes}
-        for tid, v in self.verdicts.items():
+        for v in self.verdicts.values():
             counts[v.effective_state] = counts.get(v.effective_state, 0) + 1
         return counts

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.model import Finding, Liveness, Severity, Snapshot
-from core.textsafe import clean, clean_line
+from core.textsafe import clean_line
 from core.timefmt import age_text, iso
 
 SCHEMA_VERSION = 1

@@ -30,6 +30,8 @@ def clean(text: str | None, keep_newlines: bool = True) -> str:
     """Plain printable text: escapes removed, control characters dropped (tabs become spaces)."""
     if not text:
         return ""
+    if text.isprintable():  # the common case, checked in C
+        return text
     text = strip_escapes(text).replace("\t", "    ").replace("\r\n", "\n").replace("\r", "\n")
     text = _CTRL_RE.sub("", text)
     if not keep_newlines:
@@ -38,6 +40,8 @@ def clean(text: str | None, keep_newlines: bool = True) -> str:
 
 
 def clean_line(text: str | None, limit: int = 500) -> str:
+    if text and text.isprintable():
+        return text if len(text) <= limit else text[: limit - 1] + "…"
     s = clean(text, keep_newlines=False)
     return s if len(s) <= limit else s[: limit - 1] + "…"
 

@@ -9,32 +9,50 @@ Anything else gives None: a bad timestamp is missing evidence, not a crash.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
-UTC = timezone.utc
+UTC = UTC
 
 
-def _local_offset(naive: datetime) -> timedelta:
-    # time.mktime follows TZ and DST for that instant; cheaper than astimezone on hot paths.
-    try:
-        ts = time.mktime(naive.timetuple())
-    except (OverflowError, ValueError):
-        return timedelta(0)
-    return datetime.fromtimestamp(ts) - datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
+_TZ_BY_HOUR: dict[str, timezone] = {}
+
+
+def _local_tz(naive: datetime, hour_key: str) -> timezone:
+    """The local UTC offset in force at that hour, as a fixed-offset zone (cached per hour:
+    a 100,000-task queue has ~600,000 local stamps, and time.mktime is the slow part)."""
+    tz = _TZ_BY_HOUR.get(hour_key)
+    if tz is None:
+        try:
+            ts = time.mktime(naive.timetuple())
+            off = datetime.fromtimestamp(ts) - datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
+        except (OverflowError, ValueError, OSError):
+            off = timedelta(0)
+        tz = UTC if not off else timezone(off)
+        if len(_TZ_BY_HOUR) > 100_000:
+            _TZ_BY_HOUR.clear()
+        _TZ_BY_HOUR[hour_key] = tz
+    return tz
+
+
+def reset_local_zone_cache() -> None:
+    """For tests that change TZ."""
+    _TZ_BY_HOUR.clear()
 
 
 def parse_local_iso(text: str | None) -> datetime | None:
     """isoformat() text; naive means the writer's local time (the ``T`` form)."""
     if not text:
         return None
-    text = text.strip()
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        try:
+            dt = datetime.fromisoformat(text.strip())
+        except ValueError:
+            return None
     if dt.tzinfo is None:
-        return (dt - _local_offset(dt)).replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+        return dt.replace(tzinfo=_local_tz(dt, text[:13]))
+    return dt
 
 
 def parse_db_time(text: object) -> datetime | None:
@@ -48,14 +66,13 @@ def parse_db_time(text: object) -> datetime | None:
             return None
     if not isinstance(text, str):
         return None
-    s = text.strip()
-    if len(s) >= 11 and s[10] == " ":
+    if len(text) >= 11 and text[10] == " ":
         try:
-            dt = datetime.fromisoformat(s)
+            dt = datetime.fromisoformat(text)
         except ValueError:
             return None
-        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    return parse_local_iso(s)
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+    return parse_local_iso(text)
 
 
 def parse_any(text: str | None) -> datetime | None:

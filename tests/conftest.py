@@ -18,10 +18,15 @@ def utc_tz(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fixtures' local times are those of a machine running in UTC."""
     import time
 
+    from core.timefmt import reset_local_zone_cache
+
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    reset_local_zone_cache()
     yield
+    monkeypatch.undo()
     time.tzset()
+    reset_local_zone_cache()
 
 
 def restore_sample(dst: Path) -> dict:

@@ -7,9 +7,9 @@ tasks. Rules never read files or the DB: only the snapshot's data.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterable, Mapping
 
 from core.liveness import JudgeContext, StateJudgement
 from core.model import Action, Evidence, Finding, Severity, Side, Task, Verdict
@@ -35,7 +35,7 @@ class RuleContext:
         return self.judge.as_of
 
     @property
-    def thresholds(self):  # noqa: ANN201 - Thresholds
+    def thresholds(self):
         return self.judge.thresholds
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from core.model import Action, Finding, Severity, Side
 from core.rules.base import Judged, RuleContext, ev, finding

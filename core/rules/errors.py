@@ -4,7 +4,7 @@ cause."""
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from core.liveness import RUNNABLE_STATES
 from core.model import Action, Finding, Severity, Side

@@ -3,9 +3,9 @@ duplicate, stale file_path."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from core.model import Action, Finding, Severity, Side
+from core.model import Action, Finding, Severity, Side, TaskFile
 from core.rules.base import Judged, RuleContext, ev, finding
 from core.timefmt import from_epoch
 
@@ -96,8 +96,10 @@ def duplicate_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     primary = t.primary_file
     extras = [f for f in t.files if f is not primary]
     only_junk = all(not f.parseable for f in extras)
-    evidence = [ev("copy", f"{f.relpath} ({'real' if f.parseable else 'stub' if f.is_stub else 'corrupt'})",
-                   from_epoch(f.mtime), Side.FILE) for f in t.files]
+    def what(f: TaskFile) -> str:
+        return "real" if f.parseable else "stub" if f.is_stub else "corrupt"
+    evidence = [ev("copy", f"{f.relpath} ({what(f)})", from_epoch(f.mtime), Side.FILE)
+                for f in t.files]
     return (finding("duplicate_file", j, Severity.WARNING,
                     f"task file in {len(dirs)} queue directories: {', '.join(sorted(dirs))}",
                     evidence, Action.QUARANTINE if only_junk else Action.REVIEW),)

@@ -11,10 +11,10 @@ import os
 import re
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote
 
 from core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
@@ -93,13 +93,6 @@ class FileScan:
     problems: list[ReadProblem]
 
 
-@dataclass
-class _Stat:
-    mtime_ns: int
-    size: int
-    ino: int
-
-
 def _within(root_real: str, path: str) -> bool:
     real = os.path.realpath(path)
     return real == root_real or real.startswith(root_real + os.sep)
@@ -122,7 +115,7 @@ class OctopoidSource:
         self.max_file_bytes = max_file_bytes
         self.busy_retries = busy_retries
         self.busy_timeout_ms = busy_timeout_ms
-        self._stats: dict[str, _Stat] = {}
+        self._stats: dict[str, tuple[int, int, int]] = {}  # relpath -> (mtime_ns, size, ino)
         self._files: dict[str, TaskFile] = {}
         self._columns: tuple[str, ...] | None = None
         self.connected_uri: str | None = None
@@ -141,8 +134,10 @@ class OctopoidSource:
         return [p for p in (self.queue_dir, self.agents_dir, self.notes_dir) if p.is_dir()]
 
     # -- task files ----------------------------------------------------------
-    def scan_files(self) -> FileScan:
-        """Walk every queue dir; re-read only what changed since the last scan."""
+    def scan_files(self, needs_trail: Any = None) -> FileScan:
+        """Walk every queue dir; re-read only what changed since the last scan.
+        ``needs_trail(task_id, queue) -> bool`` says which files must be parsed fully even
+        without trail markers (default: all of them)."""
         problems: list[ReadProblem] = []
         seen: set[str] = set()
         changed: set[str] = set()
@@ -186,12 +181,13 @@ class OctopoidSource:
                         problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
                         continue
                     seen.add(rel)
-                    key = _Stat(st.st_mtime_ns, st.st_size, st.st_ino)
+                    key = (st.st_mtime_ns, st.st_size, st.st_ino)
                     old = self._stats.get(rel)
                     if old is not None and old == key and rel in self._files:
                         continue
+                    full = needs_trail is None or needs_trail(m.group(1), qe.name)
                     tf = self._read_task_file(e.path, m.group(1), qe.name, rel, st.st_mtime,
-                                              st.st_size, problems)
+                                              st.st_size, problems, full)
                     if tf is None:
                         self._stats.pop(rel, None)
                         self._files.pop(rel, None)
@@ -206,7 +202,7 @@ class OctopoidSource:
             self._stats.pop(rel, None)
         return FileScan(files=self._files, changed=changed, removed=removed, problems=problems)
 
-    def read_one(self, rel: str) -> tuple[TaskFile | None, list[ReadProblem]]:
+    def read_one(self, rel: str, full: bool = True) -> tuple[TaskFile | None, list[ReadProblem]]:
         """Re-read one queue file after a watch event (None: it is gone)."""
         problems: list[ReadProblem] = []
         parts = rel.split("/")
@@ -234,12 +230,12 @@ class OctopoidSource:
             problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
             return None, problems
         tf = self._read_task_file(str(path), m.group(1), parts[2], rel, st.st_mtime,
-                                  st.st_size, problems)
+                                  st.st_size, problems, full)
         if tf is None:
             self._files.pop(rel, None)
             self._stats.pop(rel, None)
             return None, problems
-        self._stats[rel] = _Stat(st.st_mtime_ns, st.st_size, st.st_ino)
+        self._stats[rel] = (st.st_mtime_ns, st.st_size, st.st_ino)
         self._files[rel] = tf
         return tf, problems
 
@@ -248,7 +244,8 @@ class OctopoidSource:
         return self._files
 
     def _read_task_file(self, path: str, task_id: str, queue: str, rel: str, mtime: float,
-                        size: int, problems: list[ReadProblem]) -> TaskFile | None:
+                        size: int, problems: list[ReadProblem], full: bool = True
+                        ) -> TaskFile | None:
         limit = self.max_file_bytes
         tail = b""
         try:
@@ -272,7 +269,7 @@ class OctopoidSource:
             problems.append(ReadProblem(rel, f"cannot read: {exc.strerror}"))
             return TaskFile(task_id=task_id, queue=queue, relpath=rel, mtime=mtime, size=size,
                             parseable=False, problem=f"unreadable: {exc.strerror}")
-        return parse_task_bytes(data, task_id, queue, rel, mtime, size, truncated, tail)
+        return parse_task_bytes(data, task_id, queue, rel, mtime, size, truncated, tail, full)
 
     def read_text(self, rel: str, limit: int | None = None) -> str:
         """Bounded text of a file under the root, for the detail view (replacement chars)."""
@@ -386,21 +383,35 @@ class OctopoidSource:
                                             conn.execute(q, chunk).fetchall()))
         except sqlite3.DatabaseError as exc:
             raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
+        read = record_reader(cols)
         for row in rows:
-            rec = record_from_row(cols, row)
+            rec = read(row)
             if rec is not None:
                 out[rec.task_id] = rec
         return out
 
-    def change_keys(self, conn: sqlite3.Connection) -> dict[str, tuple[Any, ...]]:
-        """A light per-row fingerprint to tell which rows changed (then read only those)."""
+    def read_row(self, conn: sqlite3.Connection, task_id: str) -> dict[str, Any]:
+        """Every column of one row, for the detail view."""
+        try:
+            cur = self._retry(lambda: conn.execute("SELECT * FROM tasks WHERE id = ?",
+                                                   (task_id,)))
+            row = cur.fetchone()
+        except sqlite3.DatabaseError:
+            return {}
+        if row is None:
+            return {}
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def change_keys(self, conn: sqlite3.Connection) -> dict[str, int]:
+        """A light per-row fingerprint (hash of the columns that matter) to tell which rows
+        changed; then only those are read whole."""
         cols = [c for c in CHANGE_COLUMNS if self._columns is None or c in self._columns]
         sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM tasks"
         try:
             rows = self._retry(lambda: conn.execute(sql).fetchall())
         except sqlite3.DatabaseError as exc:
             raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
-        return {str(r[0]): tuple(r[1:]) for r in rows if r[0] is not None}
+        return {str(r[0]): hash(r[1:]) for r in rows if r[0] is not None}
 
     def read_agent_rows(self, conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
         try:
@@ -647,54 +658,49 @@ def _split_ids(v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_results(v: Any) -> dict[str, dict[str, str]]:
-    if not v:
-        return {}
-    try:
-        obj = json.loads(v) if isinstance(v, str) else v
-    except ValueError:
-        return {}
-    if not isinstance(obj, dict):
-        return {}
-    out: dict[str, dict[str, str]] = {}
-    for k, val in obj.items():
-        if isinstance(val, dict):
-            out[str(k)] = {str(a): str(b) for a, b in val.items()}
-        else:
-            out[str(k)] = {"status": str(val)}
-    return out
+def _text(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    return v if isinstance(v, str) else str(v)
 
 
-@dataclass
-class _Cols:
-    index: dict[str, int] = field(default_factory=dict)
+def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
+    """A fast row -> TaskRecord function for this column list (positions resolved once)."""
+    pos = {c: i for i, c in enumerate(cols)}
+
+    def col(name: str) -> Any:
+        i = pos.get(name)
+        return (lambda r: r[i]) if i is not None else (lambda r: None)
+
+    g = {name: col(name) for name in (
+        "id", "queue", "priority", "role", "title", "file_path", "claimed_by", "claimed_at",
+        "blocked_by", "commits_count", "attempt_count", "rejection_count", "check_results",
+        "project_id", "submitted_at", "completed_at", "created_at", "updated_at")}
+
+    def read(row: tuple[Any, ...]) -> TaskRecord | None:
+        tid = g["id"](row)
+        if tid is None:
+            return None
+        tid = str(tid)
+        if tid.startswith("TASK-"):
+            tid = tid[5:]
+        return TaskRecord(
+            task_id=tid, queue=str(g["queue"](row) or "incoming"),
+            priority=_text(g["priority"](row)), role=_text(g["role"](row)),
+            title=_text(g["title"](row)), file_path=_text(g["file_path"](row)),
+            claimed_by=_text(g["claimed_by"](row)), claimed_at_text=_text(g["claimed_at"](row)),
+            blocked_by=_split_ids(g["blocked_by"](row)),
+            commits_count=_int(g["commits_count"](row)),
+            attempt_count=_int(g["attempt_count"](row)),
+            rejection_count=_int(g["rejection_count"](row)),
+            check_results_text=_text(g["check_results"](row)),
+            project_id=_text(g["project_id"](row)),
+            submitted_at_text=_text(g["submitted_at"](row)),
+            completed_at_text=_text(g["completed_at"](row)),
+            created_at_text=_text(g["created_at"](row)),
+            updated_at_text=_text(g["updated_at"](row)))
+    return read
 
 
 def record_from_row(cols: tuple[str, ...] | list[str], row: tuple[Any, ...]) -> TaskRecord | None:
-    d = dict(zip(cols, row, strict=True))
-    tid = d.get("id")
-    if tid is None:
-        return None
-    tid = str(tid)
-    if tid.startswith("TASK-"):
-        tid = tid[5:]
-    return TaskRecord(
-        task_id=tid,
-        queue=str(d.get("queue") or "incoming"),
-        priority=_str(d.get("priority")),
-        role=_str(d.get("role")),
-        file_path=_str(d.get("file_path")),
-        claimed_by=_str(d.get("claimed_by")),
-        claimed_at=parse_db_time(d.get("claimed_at")),
-        blocked_by=_split_ids(d.get("blocked_by")),
-        commits_count=_int(d.get("commits_count")),
-        attempt_count=_int(d.get("attempt_count")),
-        rejection_count=_int(d.get("rejection_count")),
-        check_results=MappingProxyType(_check_results(d.get("check_results"))),
-        project_id=_str(d.get("project_id")),
-        submitted_at=parse_db_time(d.get("submitted_at")),
-        completed_at=parse_db_time(d.get("completed_at")),
-        created_at=parse_db_time(d.get("created_at")),
-        updated_at=parse_db_time(d.get("updated_at")),
-        raw=MappingProxyType(d),
-    )
+    return record_reader(cols)(row)
