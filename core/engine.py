@@ -70,6 +70,7 @@ class Engine:
         self._pending_publish: set[str] = set()
         self._file_only = False
         self._naming: set[str] = set()
+        self._db_marker: tuple[object, ...] | None = None
         self._watch_ready = asyncio.Event()
 
     # ------------------------------------------------------------------ clock
@@ -104,6 +105,7 @@ class Engine:
         try:
             conn = self._db()
             if conn is not None:
+                self._db_marker = (self.source.data_version(conn), self.source.db_fingerprint())
                 self._records = self.source.read_records(conn)
                 self._row_keys = self.source.change_keys(conn)
                 self._agent_rows = self.source.read_agent_rows(conn)
@@ -132,7 +134,11 @@ class Engine:
         dirty: set[str] = set()
         conn = self._db()
         if conn is not None:
-            dirty |= self.apply_db_changes()
+            # Skip the row fingerprint pass when no other connection wrote since last time.
+            marker = (self.source.data_version(conn), self.source.db_fingerprint())
+            if marker != self._db_marker:
+                dirty |= self.apply_db_changes()
+                self._db_marker = marker
         agents, agent_problems = self.source.read_agents(self._agent_rows, check_pids=self.live)
         for name in set(agents) | set(self._agents):
             old, new = self._agents.get(name), agents.get(name)

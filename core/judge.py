@@ -94,6 +94,7 @@ class Judge:
         self._blocks: dict[str, tuple[str, ...]] = {}
         self.time_sensitive: set[str] = set()
         self.has_db = True
+        self._failed: set[str] = set()  # effectively failed task ids (group rules' input)
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
         return JudgeContext(as_of=as_of, thresholds=self.config.thresholds, live=live,
@@ -112,6 +113,7 @@ class Judge:
             self._blocked_on.clear()
             self._blocks.clear()
             self.time_sensitive.clear()
+            self._failed.clear()
             ids: set[str] = set(tasks)
         else:
             ids = set(dirty)
@@ -142,17 +144,31 @@ class Judge:
             for _, rule in TASK_RULES:
                 found.extend(rule(j, rctx))
             self.task_findings[tid] = tuple(found)
-        # Group rules look across tasks; they are cheap (only failed tasks) so run each time.
+        # Group rules look across failed tasks: rerun only when a failed task came or went.
+        failed_now = {t for t in ids if self.judged[t].verdict.effective_state == "failed"}
+        if dirty is not None and not (failed_now | (self._failed & ids)):
+            self._failed -= ids
+            return self._finish(ids, set())
+        self._failed = (self._failed - ids) | failed_now
         group: list[Finding] = []
         for _, grule in GROUP_RULES:
-            group.extend(grule(rctx, self.judged.values()))
+            group.extend(grule(rctx, (self.judged[t] for t in self._failed)))
         changed_group = {f.task_id for f in group} ^ {f.task_id for f in self.group_findings}
         old_group = {f.task_id for f in self.group_findings}
         self.group_findings = tuple(group)
         by_task_group: dict[str, list[Finding]] = {}
         for f in group:
             by_task_group.setdefault(f.task_id, []).append(f)
-        touched = ids | changed_group | (old_group & set(by_task_group))
+        return self._finish(ids, changed_group | (old_group & set(by_task_group)), by_task_group)
+
+    def _finish(self, ids: set[str], extra: set[str],
+                by_task_group: dict[str, list[Finding]] | None = None) -> set[str]:
+        """Final verdicts (with the one recommended action) for everything re-judged."""
+        if by_task_group is None:
+            by_task_group = {}
+            for f in self.group_findings:
+                by_task_group.setdefault(f.task_id, []).append(f)
+        touched = ids | extra
         for tid in touched:
             j = self.judged.get(tid)
             if j is None:
@@ -181,6 +197,7 @@ class Judge:
         self._blocks[tid] = new
 
     def _forget(self, tid: str) -> None:
+        self._failed.discard(tid)
         self.judged.pop(tid, None)
         self.task_findings.pop(tid, None)
         self.verdicts.pop(tid, None)

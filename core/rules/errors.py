@@ -3,6 +3,7 @@ cause."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -72,6 +73,7 @@ _MASKS = (
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def error_signature(text: str) -> str | None:
     """The last exception line with numbers, ids and quoted values masked."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
