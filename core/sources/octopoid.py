@@ -7,6 +7,7 @@ The reader keeps a stat cache so a rescan re-reads only files whose (mtime, size
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 import sqlite3
@@ -583,8 +584,10 @@ def _str(v: Any) -> str | None:
 
 
 def _int(v: Any) -> int | None:
-    if v is None or isinstance(v, bool):
-        return None if v is None else int(v)
+    if v is None or type(v) is int:
+        return v
+    if isinstance(v, bool):
+        return int(v)
     try:
         return int(v)
     except (TypeError, ValueError):
@@ -664,41 +667,35 @@ def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else str(v)
 
 
+_RECORD_COLS = ("id", "queue", "priority", "role", "title", "file_path", "claimed_by",
+                "claimed_at", "blocked_by", "commits_count", "attempt_count", "rejection_count",
+                "check_results", "project_id", "submitted_at", "completed_at", "created_at",
+                "updated_at")
+
+
 def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
-    """A fast row -> TaskRecord function for this column list (positions resolved once)."""
+    """A fast row -> TaskRecord function for this column list: positions are resolved once
+    and one C-level itemgetter pulls the values (a missing column reads as None)."""
     pos = {c: i for i, c in enumerate(cols)}
-
-    def col(name: str) -> Any:
-        i = pos.get(name)
-        return (lambda r: r[i]) if i is not None else (lambda r: None)
-
-    g = {name: col(name) for name in (
-        "id", "queue", "priority", "role", "title", "file_path", "claimed_by", "claimed_at",
-        "blocked_by", "commits_count", "attempt_count", "rejection_count", "check_results",
-        "project_id", "submitted_at", "completed_at", "created_at", "updated_at")}
+    missing = len(cols)
+    get = operator.itemgetter(*[pos.get(c, missing) for c in _RECORD_COLS])
+    pad = (None,)
 
     def read(row: tuple[Any, ...]) -> TaskRecord | None:
-        tid = g["id"](row)
+        (tid, queue, priority, role, title, file_path, claimed_by, claimed_at, blocked_by,
+         commits, attempts, rejections, checks, project, submitted, completed, created,
+         updated) = get(row + pad)
         if tid is None:
             return None
         tid = str(tid)
         if tid.startswith("TASK-"):
             tid = tid[5:]
         return TaskRecord(
-            task_id=tid, queue=str(g["queue"](row) or "incoming"),
-            priority=_text(g["priority"](row)), role=_text(g["role"](row)),
-            title=_text(g["title"](row)), file_path=_text(g["file_path"](row)),
-            claimed_by=_text(g["claimed_by"](row)), claimed_at_text=_text(g["claimed_at"](row)),
-            blocked_by=_split_ids(g["blocked_by"](row)),
-            commits_count=_int(g["commits_count"](row)),
-            attempt_count=_int(g["attempt_count"](row)),
-            rejection_count=_int(g["rejection_count"](row)),
-            check_results_text=_text(g["check_results"](row)),
-            project_id=_text(g["project_id"](row)),
-            submitted_at_text=_text(g["submitted_at"](row)),
-            completed_at_text=_text(g["completed_at"](row)),
-            created_at_text=_text(g["created_at"](row)),
-            updated_at_text=_text(g["updated_at"](row)))
+            tid, str(queue or "incoming"), _text(priority), _text(role), _text(title),
+            _text(file_path), _text(claimed_by), _text(claimed_at),
+            _split_ids(blocked_by) if blocked_by else (), _int(commits), _int(attempts),
+            _int(rejections), _text(checks), _text(project), _text(submitted),
+            _text(completed), _text(created), _text(updated))
     return read
 
 

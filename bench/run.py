@@ -1,0 +1,171 @@
+"""qwarden benchmarks (`make bench`): printed figures, never timed tests.
+
+Core, on generated 10k and 100k-task states (``core.demo.generate``):
+- cold report: a fresh ``qwarden report --json`` process, beside the raw read floor of the same
+  files (``find … | xargs cat``), both with the page cache warm, as a ratio;
+- warm rescan with nothing changed (in-process, second ``Engine.scan``);
+- one file move -> updated findings (the engine's incremental path, and end to end through the
+  file watcher);
+- peak RSS of the report process.
+Then the console's figures (bench/bench_tui.py) when the TUI is installed.
+
+Usage: python bench/run.py [--sizes 10000,100000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TARGETS_100K = {"cold_ratio": 1.5, "warm_s": 0.3, "change_ms": 50.0, "rss_mb": 250.0}
+
+
+def _floor(root: Path) -> float:
+    cmd = f"find {root}/shared/queue -type f -print0 | xargs -0 cat > /dev/null"
+    subprocess.run(cmd, shell=True, check=True)  # warm the page cache first
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run(cmd, shell=True, check=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _cold_report(root: Path, as_of: str) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of a fresh report process (median of 3 / max RSS)."""
+    times = []
+    rss = 0.0
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "core.cli", "report", "--json", "--root",
+                               str(root), "--as-of", as_of], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t)
+        if proc.returncode not in (0, 1, 2):
+            raise SystemExit(f"report failed with exit {proc.returncode}")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        rss = max(rss, after / 1024, before / 1024)
+    return statistics.median(times), rss
+
+
+def _warm_and_change(root: Path, as_of: str) -> tuple[float, float, float]:
+    from core.engine import Engine
+    from core.timefmt import parse_as_of
+
+    eng = Engine(root, as_of=parse_as_of(as_of))
+    eng.scan()
+    warm = []
+    for _ in range(3):
+        t = time.perf_counter()
+        eng.scan()
+        warm.append(time.perf_counter() - t)
+    # One agent moves one task file (incoming -> provisional with a SUBMITTED block).
+    q = root / "shared" / "queue"
+    src = next((q / "incoming").glob("TASK-*.md"))
+    dst = q / "provisional" / src.name
+    changes = []
+    for i in range(5):
+        a, b = (src, dst) if i % 2 == 0 else (dst, src)
+        os.replace(a, b)
+        rels = {eng.source.relpath(a), eng.source.relpath(b)}
+        t = time.perf_counter()
+        dirty = eng.apply_file_changes(rels)
+        snap = eng.rejudge(dirty)
+        changes.append(time.perf_counter() - t)
+        assert snap.tasks[src.name[5:-3]].file_queue == b.parent.name
+    return statistics.median(warm), statistics.median(changes) * 1000, _watch_latency(root)
+
+
+def _watch_latency(root: Path) -> float:
+    """End to end on the live engine: os.replace -> subscriber sees the new directory (ms)."""
+    from core.engine import Engine
+
+    async def run() -> float:
+        eng = Engine(root)
+        await eng.start()
+        await asyncio.wait_for(eng._watch_ready.wait(), 10)
+        q = root / "shared" / "queue"
+        src = next((q / "incoming").glob("TASK-*.md"))
+        dst = q / "provisional" / src.name
+        tid = src.name[5:-3]
+        seen = asyncio.Event()
+
+        def on(snap) -> None:  # type: ignore[no-untyped-def]
+            t = snap.tasks.get(tid)
+            if t is not None and t.file_queue == "provisional":
+                seen.set()
+        eng.subscribe(on)
+        t0 = time.perf_counter()
+        os.replace(src, dst)
+        await asyncio.wait_for(seen.wait(), 30)
+        dt = (time.perf_counter() - t0) * 1000
+        os.replace(dst, src)
+        await eng.stop()
+        return dt
+
+    return asyncio.run(run())
+
+
+def bench_core(sizes: list[int], keep: Path | None) -> None:
+    from core.demo.generate import generate
+
+    print("core (warm page cache; median of 3)")
+    print(f"{'tasks':>8} {'gen s':>7} {'floor s':>8} {'report s':>9} {'ratio':>6} "
+          f"{'warm s':>7} {'change ms':>10} {'watch ms':>9} {'RSS MB':>7}")
+    for n in sizes:
+        base = (keep / f"q{n}") if keep else Path(tempfile.mkdtemp(prefix=f"qwarden-bench-{n}-"))
+        if base.exists() and keep:
+            shutil.rmtree(base)
+        t = time.perf_counter()
+        truth = generate(base, n, seed=1)
+        gen_s = time.perf_counter() - t
+        root = base / ".orchestrator"
+        floor = _floor(root)
+        cold, rss = _cold_report(root, truth["as_of"])
+        warm, change_ms, watch_ms = _warm_and_change(root, truth["as_of"])
+        print(f"{n:>8} {gen_s:>7.1f} {floor:>8.2f} {cold:>9.2f} {cold / floor:>6.2f} "
+              f"{warm:>7.2f} {change_ms:>10.1f} {watch_ms:>9.0f} {rss:>7.0f}", flush=True)
+        if n == 100_000:
+            ok = {"cold_ratio": cold / floor <= TARGETS_100K["cold_ratio"],
+                  "warm_s": warm <= TARGETS_100K["warm_s"],
+                  "change_ms": change_ms <= TARGETS_100K["change_ms"],
+                  "rss_mb": rss <= TARGETS_100K["rss_mb"]}
+            print("100k targets: " + ", ".join(
+                f"{k} <= {TARGETS_100K[k]} {'met' if v else 'NOT met'}" for k, v in ok.items()))
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--keep", type=Path, help="keep generated states here")
+    ap.add_argument("--skip-tui", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("TZ", "UTC")
+    time.tzset()
+    bench_core([int(s) for s in args.sizes.split(",")], args.keep)
+    if not args.skip_tui:
+        try:
+            from bench.bench_tui import main as bench_tui
+        except ImportError as exc:
+            print(f"(console benchmarks skipped: {exc})")
+        else:
+            bench_tui()
+
+
+if __name__ == "__main__":
+    main()
