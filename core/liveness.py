@@ -201,11 +201,11 @@ def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
     claim_ev = _ev("claimed", f"by {claimant or '?'}", sj.claimed_at, Side.DB)
     agent = ctx.agents.get(claimant) if claimant else None
     if agent is None or not agent.has_state:
-        evs = (claim_ev, _ev("agent state", f"none for {claimant or 'unknown agent'}"))
+        none = (claim_ev, _ev("agent state", f"none for {claimant or 'unknown agent'}"))
         if claim_age is not None and claim_age > th.zombie_after_s:
             return (Liveness.DEAD, False, f"no state for {claimant}; claim "
-                    f"{age_text(claim_age)} old", evs, "zombie")
-        return Liveness.UNKNOWN, False, "no agent state yet", evs, None
+                    f"{age_text(claim_age)} old", none, "zombie")
+        return Liveness.UNKNOWN, False, "no agent state yet", none, None
 
     sig = agent.newest_signal(tid)
     sig_age = ctx.age(sig.at) if sig else None

@@ -143,7 +143,7 @@ def build_report(snap: Snapshot) -> Report:
             if sig else None,
             claims=sorted(claims.get(name, []))))
     return Report(
-        as_of=iso(snap.as_of) or "", root=snap.root, format=snap.source_format, live=snap.live,
+        schema="qwarden.report", as_of=iso(snap.as_of) or "", root=snap.root, format=snap.source_format, live=snap.live,
         status=_status(code), exit_code=code, lanes=snap.lane_counts(),
         findings_by_severity={s.value: sum(1 for f in snap.findings if f.severity is s)
                               for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)},

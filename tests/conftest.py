@@ -32,7 +32,7 @@ def utc_tz(monkeypatch: pytest.MonkeyPatch) -> None:
 def restore_sample(dst: Path) -> dict:
     """Copy the shared sample, then restore mtimes as its README says."""
     shutil.copytree(SHARED_SAMPLE, dst)
-    for dp, dn, fn in os.walk(dst):
+    for dp, _dn, fn in os.walk(dst):
         os.chmod(dp, 0o755)
         for f in fn:
             os.chmod(os.path.join(dp, f), 0o644)

@@ -40,7 +40,7 @@ def test_config_beside_root_wins_and_thresholds_apply(tmp_path: Path, monkeypatc
     snap = Engine(root, cfg, as_of=parse_as_of(b.now.isoformat())).scan()
     assert {f.kind for f in snap.findings_for("t1")} == {"zombie_claim"}  # 14 min > 10 min
     (tmp_path / "qwarden.toml").write_text("[thresholds]\nno_such_key = 1\n")
-    with pytest.raises(ConfigError, match="qwarden.toml"):
+    with pytest.raises(ConfigError, match=r"qwarden\.toml"):
         load_config(root)
 
 

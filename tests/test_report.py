@@ -31,7 +31,7 @@ def nasty_state(tmp_path: Path) -> StateBuilder:
         ("CLAIMED_BY", "a1"), ("CLAIMED_AT", 1200), ("FAILED_AT", 1100),
         ("## Error", f"```\n{NASTY}\nValueError: {NASTY}\n```"), ("RETRIED_AT", 900)])
     b.task("evil0002", db_queue=None, title=NASTY)
-    b.agent(f"a1", running=False, started_age=1300, finished_age=1000)
+    b.agent("a1", running=False, started_age=1300, finished_age=1000)
     b.build()
     return b
 

@@ -34,7 +34,7 @@ def stale_error(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     first = next((ln for ln in err.text.splitlines() if ln.strip()), "")
     evidence = [ev("FAILED_AT", "still in the file", err.failed_at, Side.FILE),
                 ev("error", first[:200])]
-    if retried:
+    if retried and last_retry is not None:
         evidence.append(ev("RETRIED_AT", "after the failure", pf.trail[last_retry].at, Side.FILE))
     evidence.append(ev("effective state", j.verdict.effective_state))
     return (finding("stale_error", j, Severity.WARNING,

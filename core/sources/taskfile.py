@@ -216,8 +216,8 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
             s = line.strip()
             if not s:
                 continue
-            km = _KV_RE.match(s)
-            if km is None or km.group(1) not in TRAIL_KEYS:
+            lm = _KV_RE.match(s)
+            if lm is None or lm.group(1) not in TRAIL_KEYS:
                 other_lines = True
                 break
         if events and not other_lines:
