@@ -113,7 +113,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     for prob in snap.problems:
         _err(f"{prob.path}: {prob.message}")
     if args.json:
-        sys.stdout.write(render_json(snap) + "\n")
+        # indented for a person at a terminal, compact for machines (44 MB -> 25 MB at 100k)
+        sys.stdout.write(render_json(snap, indent=2 if sys.stdout.isatty() else None) + "\n")
     else:
         console = Console(highlight=False, soft_wrap=False, emoji=False,
                           no_color="NO_COLOR" in os.environ)
