@@ -95,6 +95,8 @@ class Judge:
         self.time_sensitive: set[str] = set()
         self.has_db = True
         self._failed: set[str] = set()  # effectively failed task ids (group rules' input)
+        self._sorted: tuple[Finding, ...] | None = None
+        self._group_by_task: dict[str, list[Finding]] = {}
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
         return JudgeContext(as_of=as_of, thresholds=self.config.thresholds, live=live,
@@ -114,6 +116,7 @@ class Judge:
             self._blocks.clear()
             self.time_sensitive.clear()
             self._failed.clear()
+            self._sorted = None
             ids: set[str] = set(tasks)
         else:
             ids = set(dirty)
@@ -138,12 +141,21 @@ class Judge:
                 self.time_sensitive.discard(tid)
         # Tasks blocked by a task whose verdict changed must see the new verdict.
         rctx = RuleContext(judge=ctx, judged=self.judged)
+        rules = [rule for _, rule in TASK_RULES]
         for tid in ids:
             j = self.judged[tid]
             found: list[Finding] = []
-            for _, rule in TASK_RULES:
+            for rule in rules:
                 found.extend(rule(j, rctx))
-            self.task_findings[tid] = tuple(found)
+            old = self.task_findings.get(tid, ())
+            if found:
+                new = tuple(found)
+                if new != old:
+                    self._sorted = None
+                self.task_findings[tid] = new
+            elif old:
+                self._sorted = None
+                del self.task_findings[tid]
         # Group rules look across failed tasks: rerun only when a failed task came or went.
         failed_now = {t for t in ids if self.judged[t].verdict.effective_state == "failed"}
         if dirty is not None and not (failed_now | (self._failed & ids)):
@@ -155,6 +167,8 @@ class Judge:
             group.extend(grule(rctx, (self.judged[t] for t in self._failed)))
         changed_group = {f.task_id for f in group} ^ {f.task_id for f in self.group_findings}
         old_group = {f.task_id for f in self.group_findings}
+        if tuple(group) != self.group_findings:
+            self._sorted = None
         self.group_findings = tuple(group)
         by_task_group: dict[str, list[Finding]] = {}
         for f in group:
@@ -165,9 +179,9 @@ class Judge:
                 by_task_group: dict[str, list[Finding]] | None = None) -> set[str]:
         """Final verdicts (with the one recommended action) for everything re-judged."""
         if by_task_group is None:
-            by_task_group = {}
-            for f in self.group_findings:
-                by_task_group.setdefault(f.task_id, []).append(f)
+            by_task_group = self._group_by_task
+        else:
+            self._group_by_task = by_task_group
         touched = ids | extra
         for tid in touched:
             j = self.judged.get(tid)
@@ -197,6 +211,8 @@ class Judge:
         self._blocks[tid] = new
 
     def _forget(self, tid: str) -> None:
+        if tid in self.task_findings:
+            self._sorted = None
         self._failed.discard(tid)
         self.judged.pop(tid, None)
         self.task_findings.pop(tid, None)
@@ -208,9 +224,12 @@ class Judge:
                 s.discard(tid)
 
     def findings(self) -> tuple[Finding, ...]:
-        out: list[Finding] = []
-        for fs in self.task_findings.values():
-            out.extend(fs)
-        out.extend(self.group_findings)
-        out.sort(key=lambda f: (-f.severity.rank, f.kind, f.task_id))
-        return tuple(out)
+        """Every finding, most severe first; rebuilt only after a finding changed."""
+        if self._sorted is None:
+            out: list[Finding] = []
+            for fs in self.task_findings.values():
+                out.extend(fs)
+            out.extend(self.group_findings)
+            out.sort(key=lambda f: (-f.severity.rank, f.kind, f.task_id))
+            self._sorted = tuple(out)
+        return self._sorted
