@@ -15,24 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE tasks (
-    id TEXT PRIMARY KEY, file_path TEXT NOT NULL UNIQUE, queue TEXT NOT NULL DEFAULT 'incoming',
-    priority TEXT DEFAULT 'P2', complexity TEXT, role TEXT, branch TEXT DEFAULT 'main',
-    blocked_by TEXT, claimed_by TEXT, claimed_at DATETIME, commits_count INTEGER DEFAULT 0,
-    turns_used INTEGER, attempt_count INTEGER DEFAULT 0, has_plan BOOLEAN DEFAULT FALSE,
-    plan_id TEXT, project_id TEXT, auto_accept BOOLEAN DEFAULT FALSE,
-    rejection_count INTEGER DEFAULT 0, pr_number INTEGER, pr_url TEXT, checks TEXT,
-    check_results TEXT, needs_rebase BOOLEAN DEFAULT FALSE, last_rebase_attempt_at DATETIME,
-    staging_url TEXT, submitted_at TEXT, completed_at TEXT,
-    created_at DATETIME DEFAULT CURRENT_TIMESTAMP, updated_at DATETIME DEFAULT CURRENT_TIMESTAMP);
-CREATE TABLE agents (name TEXT PRIMARY KEY, role TEXT, running BOOLEAN DEFAULT FALSE, pid INTEGER,
-    current_task_id TEXT, last_run_start DATETIME, last_run_end DATETIME);
-CREATE TABLE task_history (id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL,
-    event TEXT NOT NULL, agent TEXT, details TEXT, timestamp DATETIME DEFAULT CURRENT_TIMESTAMP);
-CREATE TABLE schema_info (key TEXT PRIMARY KEY, value TEXT);
-INSERT INTO schema_info VALUES ('version', '12');
-"""
+from core.demo.octodb import SCHEMA_V12
+
+# Octopoid's own schema, so rule tests see the real column set.
+SCHEMA = SCHEMA_V12
 
 
 @dataclass

@@ -1,0 +1,451 @@
+"""``qwarden demo --generate N``: a static Octopoid v1 state with a known anomaly mix.
+
+Writes ``OUT/.orchestrator/`` (task files, a WAL-mode state.db, agents/) and ``OUT/truth.json``
+in the shared sample's format: ``as_of``, ``generated_at``, ``mtimes``, ``tasks`` (id -> the
+scored finding kinds it must get), ``scenarios``, ``seed``, ``plan``. Deterministic per seed.
+Each scenario mirrors what Octopoid's own steps leave behind (see octopoid-v1.md), and is built
+so that it trips exactly the kinds it names and no other scored kind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from core.demo.octodb import (
+    TASK_COLUMNS,
+    error_block,
+    init_root,
+    local_iso,
+    sqlite_utc,
+    task_text,
+    trail_block,
+    write_agent,
+)
+
+GENERATED_AT = datetime(2026, 11, 22, 22, 0, 0)  # naive local, like Octopoid's stamps
+AS_OF = GENERATED_AT + timedelta(minutes=10)
+MAX_AGENT_DIRS = 50
+
+TITLES = ("Add export button", "Refactor parser", "Fix flaky test", "Migrate schema",
+          "Render thumbnails", "Optimise query", "Wire up settings page", "Port module to async",
+          "Document the API", "Harden login flow", "Cache avatars", "Split billing service")
+
+
+@dataclass
+class Planned:
+    tid: str
+    scenario: str
+    kinds: list[str]
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (queue dir, bytes)
+    row: dict[str, Any] | None = None
+    history: list[tuple[str, str | None, str | None, datetime]] = field(default_factory=list)
+
+
+class _Gen:
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.rnd = random.Random(seed)
+        self.used: set[str] = set()
+        self.tasks: list[Planned] = []
+        self.agents: list[dict[str, Any]] = []
+        self.agent_no = 0
+
+    # ---- helpers ------------------------------------------------------------------
+    def new_id(self) -> str:
+        while True:
+            tid = f"{self.rnd.getrandbits(32):08x}"
+            if tid not in self.used:
+                self.used.add(tid)
+                return tid
+
+    def ago(self, seconds: float) -> datetime:
+        """A moment ``seconds`` before as_of (naive local)."""
+        return AS_OF - timedelta(seconds=seconds)
+
+    def word(self) -> str:
+        """A word no signature mask touches (no digits, not hex), so errors stay distinct."""
+        return "".join(self.rnd.choice("ghijklmnopqrstuvwxyz") for _ in range(7))
+
+    def title(self) -> str:
+        return self.rnd.choice(TITLES)
+
+    def new_agent(self, **spec: Any) -> str:
+        self.agent_no += 1
+        name = f"impl-agent-{self.agent_no}"
+        spec["name"] = name
+        self.agents.append(spec)
+        return name
+
+    def base(self, tid: str, title: str, created: datetime, **header: str) -> str:
+        return task_text(tid, title, created, priority=self.rnd.choice(("P1", "P2", "P2", "P3")),
+                         extra_header=header or None,
+                         context=f"Context for {title}.\n\nDetails: {self.rnd.random():.6f}")
+
+    def row(self, tid: str, queue: str, dirname: str, created: datetime, updated: datetime,
+            **cols: Any) -> dict[str, Any]:
+        r: dict[str, Any] = {
+            "id": tid,
+            "file_path": f"/home/operator/boxen/.orchestrator/shared/queue/{dirname}/"
+                         f"TASK-{tid}.md",
+            "queue": queue, "priority": "P2", "role": "implement", "branch": "main",
+            "commits_count": 0, "attempt_count": 0, "rejection_count": 0, "has_plan": 0,
+            "created_at": sqlite_utc(created), "updated_at": local_iso(updated)}
+        r.update(cols)
+        return r
+
+    def add(self, p: Planned) -> Planned:
+        self.tasks.append(p)
+        return p
+
+    # ---- scenarios (each names exactly the scored kinds it must get) ---------------
+    def happy_done(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl, sub, acc = self.ago(7200), self.ago(6000), self.ago(4000), self.ago(3000)
+        commits = self.rnd.randint(1, 6)
+        text = (self.base(tid, t, c)
+                + trail_block(("CLAIMED_BY", "impl-agent-0"), ("CLAIMED_AT", cl))
+                + trail_block(("SUBMITTED_AT", sub), ("COMMITS_COUNT", commits),
+                              ("TURNS_USED", self.rnd.randint(5, 90)))
+                + trail_block(("ACCEPTED_AT", acc), ("ACCEPTED_BY", "scheduler")))
+        return self.add(Planned(tid, "happy path: done with commits", [],
+                                [("done", text.encode())],
+                                self.row(tid, "done", "done", c, acc, claimed_at=local_iso(cl),
+                                         commits_count=commits, submitted_at=local_iso(sub),
+                                         completed_at=local_iso(acc)),
+                                [("created", None, None, c), ("claimed", "impl-agent-0", None, cl),
+                                 ("submitted", None, f"commits={commits}", sub),
+                                 ("accepted", "scheduler", None, acc)]))
+
+    def backlog(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c = self.ago(self.rnd.randint(900, 86400))
+        return self.add(Planned(tid, "incoming backlog", [],
+                                [("incoming", self.base(tid, t, c).encode())],
+                                self.row(tid, "incoming", "incoming", c, c),
+                                [("created", None, None, c)]))
+
+    def provisional_ok(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl, sub = self.ago(7200), self.ago(6000), self.ago(3000)
+        checks = json.dumps({"gk-testing": {"status": "pass", "summary": "all 57 tests pass",
+                                            "timestamp": local_iso(sub)}})
+        text = (self.base(tid, t, c, CHECKS="gk-testing")
+                + trail_block(("CLAIMED_BY", "impl-agent-0"), ("CLAIMED_AT", cl))
+                + trail_block(("SUBMITTED_AT", sub), ("COMMITS_COUNT", 3), ("TURNS_USED", 44)))
+        return self.add(Planned(tid, "provisional with commits and passing checks", [],
+                                [("provisional", text.encode())],
+                                self.row(tid, "provisional", "provisional", c, sub,
+                                         claimed_by="impl-agent-0", claimed_at=local_iso(cl),
+                                         commits_count=3, submitted_at=local_iso(sub),
+                                         checks="gk-testing", check_results=checks)))
+
+    def normal_claim(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl = self.ago(3600), self.ago(self.rnd.randint(120, 1800))
+        agent = self.new_agent(running=True, last_started=cl, heartbeat=self.ago(15),
+                               status=(tid, self.ago(20), 40), current_task=(tid, cl))
+        text = self.base(tid, t, c) + trail_block(("CLAIMED_BY", agent), ("CLAIMED_AT", cl))
+        return self.add(Planned(tid, "normal DB-mode claim: file stays in incoming/, agent alive",
+                                [], [("incoming", text.encode())],
+                                self.row(tid, "claimed", "incoming", c, cl, claimed_by=agent,
+                                         claimed_at=local_iso(cl)),
+                                [("created", None, None, c), ("claimed", agent, None, cl)]))
+
+    def mismatch_continuation(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl, nc = self.ago(7200), self.ago(5000), self.ago(4000)
+        text = (self.base(tid, t, c) + trail_block(("CLAIMED_BY", "impl-agent-0"),
+                                                   ("CLAIMED_AT", cl))
+                + trail_block(("NEEDS_CONTINUATION_AT", nc),
+                              ("CONTINUATION_REASON", "max_turns_reached"),
+                              ("WIP_BRANCH", f"agent/{tid}"), ("LAST_AGENT", "impl-agent-0")))
+        return self.add(Planned(tid, "needs_continuation: file moved, DB still claimed",
+                                ["file_db_mismatch"], [("needs_continuation", text.encode())],
+                                self.row(tid, "claimed", "incoming", c, cl,
+                                         claimed_by="impl-agent-0", claimed_at=local_iso(cl))))
+
+    def mismatch_db_newer(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl, sub, acc = self.ago(7200), self.ago(6000), self.ago(5000), self.ago(2000)
+        text = (self.base(tid, t, c) + trail_block(("CLAIMED_BY", "impl-agent-0"),
+                                                   ("CLAIMED_AT", cl))
+                + trail_block(("SUBMITTED_AT", sub), ("COMMITS_COUNT", 2), ("TURNS_USED", 30)))
+        return self.add(Planned(tid, "accepted in the DB only: file left in provisional/",
+                                ["file_db_mismatch"], [("provisional", text.encode())],
+                                self.row(tid, "done", "provisional", c, acc,
+                                         claimed_at=local_iso(cl), commits_count=2,
+                                         submitted_at=local_iso(sub),
+                                         completed_at=local_iso(acc))))
+
+    def retried_with_stale_error(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl, fa, rt = self.ago(7200), self.ago(5000), self.ago(4000), self.ago(3000)
+        text = (self.base(tid, t, c) + trail_block(("CLAIMED_BY", "impl-agent-0"),
+                                                   ("CLAIMED_AT", cl))
+                + error_block(fa, f"Claude invocation failed with exit code 1\n"
+                                  f"Traceback: boom {tid}")
+                + trail_block(("RETRIED_AT", rt)))
+        return self.add(Planned(tid, "fail then retry: DB stays failed, file back in incoming "
+                                     "with old error", ["file_db_mismatch", "stale_error"],
+                                [("incoming", text.encode())],
+                                self.row(tid, "failed", "incoming", c, fa,
+                                         claimed_by="impl-agent-0", claimed_at=local_iso(cl))))
+
+    def orphan(self) -> Planned:
+        tid = self.new_id()
+        text = self.base(tid, "Hand-written task", self.ago(86400))
+        return self.add(Planned(tid, "orphan: file with no DB row", ["orphan_file"],
+                                [("incoming", text.encode())]))
+
+    def corrupt(self) -> Planned:
+        tid = self.new_id()
+        junk = b"\x00\x01garbage\xff\xfe not a task \x1b[31m\n" * self.rnd.randint(1, 4)
+        return self.add(Planned(tid, "corrupt: unparseable bytes, no DB row", ["corrupt_task"],
+                                [(self.rnd.choice(("incoming", "done")), junk)]))
+
+    def missing(self) -> Planned:
+        tid = self.new_id()
+        c = self.ago(3600)
+        return self.add(Planned(tid, "missing file: DB row, no file anywhere", ["missing_file"],
+                                [], self.row(tid, "incoming", "incoming", c, c)))
+
+    def duplicate_stub(self) -> Planned:
+        p = self.happy_done()
+        p.scenario = "duplicate: real file in done/, stub in provisional/"
+        p.kinds = ["duplicate_file"]
+        p.files.append(("provisional", trail_block(("ACCEPTED_AT", self.ago(2500)),
+                                                   ("ACCEPTED_BY", "recycler")).encode()))
+        return p
+
+    def zombie(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl = self.ago(4 * 3600), self.ago(3 * 3600)
+        ghost = f"ghost-agent-{self.rnd.randint(1, 9)}"  # no state at all: the process is gone
+        text = self.base(tid, t, c) + trail_block(("CLAIMED_BY", ghost), ("CLAIMED_AT", cl))
+        return self.add(Planned(tid, "zombie: claimed 3h, the claiming agent left no state",
+                                ["zombie_claim"], [("incoming", text.encode())],
+                                self.row(tid, "claimed", "incoming", c, cl, claimed_by=ghost,
+                                         claimed_at=local_iso(cl))))
+
+    def zombie_stamped(self) -> Planned | None:
+        if self.agent_no >= MAX_AGENT_DIRS:
+            return None
+        tid, t = self.new_id(), self.title()
+        c, cl = self.ago(4 * 3600), self.ago(3 * 3600)
+        agent = self.new_agent(running=True, last_started=cl, last_finished=self.ago(2 * 3600))
+        text = self.base(tid, t, c) + trail_block(("CLAIMED_BY", agent), ("CLAIMED_AT", cl))
+        return self.add(Planned(tid, "zombie: claimed 3h, agent process gone for 2h "
+                                     "(crash stamped last_finished)", ["zombie_claim"],
+                                [("incoming", text.encode())],
+                                self.row(tid, "claimed", "incoming", c, cl, claimed_by=agent,
+                                         claimed_at=local_iso(cl))))
+
+    def stale_heartbeat(self) -> Planned | None:
+        if self.agent_no >= MAX_AGENT_DIRS:
+            return None
+        tid, t = self.new_id(), self.title()
+        c, cl = self.ago(7200), self.ago(2700)
+        hb = self.ago(840)
+        agent = self.new_agent(running=True, last_started=cl, heartbeat=hb,
+                               status=(tid, hb, 12), current_task=(tid, cl))
+        text = self.base(tid, t, c) + trail_block(("CLAIMED_BY", agent), ("CLAIMED_AT", cl))
+        return self.add(Planned(tid, "at risk: agent says running but evidence is 14 min old",
+                                ["stale_heartbeat"], [("incoming", text.encode())],
+                                self.row(tid, "claimed", "incoming", c, cl, claimed_by=agent,
+                                         claimed_at=local_iso(cl))))
+
+    def split_brain(self) -> Planned | None:
+        if self.agent_no >= MAX_AGENT_DIRS:
+            return None
+        tid, t = self.new_id(), self.title()
+        c, cl, reset = self.ago(7200), self.ago(3600), self.ago(900)
+        agent = self.new_agent(running=True, last_started=cl, heartbeat=self.ago(20),
+                               status=(tid, self.ago(33), 85), current_task=(tid, cl))
+        text = self.base(tid, t, c) + trail_block(("CLAIMED_BY", agent), ("CLAIMED_AT", cl))
+        return self.add(Planned(tid, "split brain: DB reset to incoming, agent still working "
+                                     "with fresh heartbeat", ["split_brain"],
+                                [("incoming", text.encode())],
+                                self.row(tid, "incoming", "incoming", c, reset),
+                                [("created", None, None, c), ("claimed", agent, None, cl),
+                                 ("reset", None, "claimed timeout exceeded", reset)]))
+
+    def recycling(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c = self.ago(86400)
+        return self.add(Planned(tid, "recycling: retried and rejected 3 times (DB counts)",
+                                ["recycling_task"], [("incoming", self.base(tid, t, c).encode())],
+                                self.row(tid, "incoming", "incoming", c, self.ago(3600),
+                                         attempt_count=2, rejection_count=1)))
+
+    def failed_group(self, size: int) -> list[Planned]:
+        column = self.rnd.choice(("manual_die", "owner_id", "tenant", "locale"))
+        out = []
+        for i in range(size):
+            tid, t = self.new_id(), f"Feature {i} touching sessions"
+            c, cl, fa = self.ago(7200), self.ago(5000), self.ago(4000)
+            err = (f"Traceback (most recent call last):\n  File \"app.py\", line {40 + i}\n"
+                   f"sqlite3.OperationalError: no such column: sessions.{column}")
+            text = (self.base(tid, t, c) + trail_block(("CLAIMED_BY", "impl-agent-0"),
+                                                       ("CLAIMED_AT", cl)) + error_block(fa, err))
+            out.append(self.add(Planned(
+                tid, "repeated failure: same error signature across tasks",
+                ["repeated_failure"], [("failed", text.encode())],
+                self.row(tid, "failed", "incoming", c, fa, claimed_by="impl-agent-0",
+                         claimed_at=local_iso(cl)))))
+        return out
+
+    def lone_failure(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl, fa = self.ago(7200), self.ago(5000), self.ago(4000)
+        text = (self.base(tid, t, c) + trail_block(("CLAIMED_BY", "impl-agent-0"),
+                                                   ("CLAIMED_AT", cl))
+                + error_block(fa, f"AssertionError: {self.word()} {self.word()} went wrong"))
+        return self.add(Planned(tid, "failed once with its own error", [],
+                                [("failed", text.encode())],
+                                self.row(tid, "failed", "incoming", c, fa,
+                                         claimed_by="impl-agent-0", claimed_at=local_iso(cl))))
+
+    def unverified(self) -> Planned:
+        tid, t = self.new_id(), "Claims to be done"
+        c, cl, sub = self.ago(7200), self.ago(6000), self.ago(3000)
+        text = (self.base(tid, t, c) + trail_block(("CLAIMED_BY", "impl-agent-0"),
+                                                   ("CLAIMED_AT", cl))
+                + trail_block(("SUBMITTED_AT", sub), ("COMMITS_COUNT", 0), ("TURNS_USED", 12)))
+        return self.add(Planned(tid, "unverified completion: submitted with 0 commits",
+                                ["unverified_completion"], [("provisional", text.encode())],
+                                self.row(tid, "provisional", "provisional", c, sub,
+                                         claimed_by="impl-agent-0", claimed_at=local_iso(cl),
+                                         submitted_at=local_iso(sub))))
+
+    def blocked(self, blocker: str) -> Planned:
+        tid = self.new_id()
+        c = self.ago(3600)
+        text = self.base(tid, "Follow-up blocked on a stuck task", c, BLOCKED_BY=blocker)
+        return self.add(Planned(tid, "blocked by a zombie/failed task", ["blocked_by_stuck"],
+                                [("incoming", text.encode())],
+                                self.row(tid, "incoming", "incoming", c, c, blocked_by=blocker)))
+
+    def escalated(self, stale_path: bool) -> Planned:
+        tid, t = self.new_id(), "Parked by a human"
+        c, esc = self.ago(7200), self.ago(3000)
+        text = self.base(tid, t, c) + trail_block(("ESCALATED_AT", esc),
+                                                  ("PLAN_ID", f"plan-{tid}"))
+        return self.add(Planned(tid, "stale file_path (unscored): file in escalated/, file_path "
+                                     "says provisional/" if stale_path else
+                                "held: escalated by a human (unscored kinds only)", [],
+                                [("escalated", text.encode())],
+                                self.row(tid, "escalated",
+                                         "provisional" if stale_path else "escalated", c, esc,
+                                         plan_id=f"plan-{tid}", has_plan=1)))
+
+
+def plan(n: int, seed: int) -> _Gen:
+    """Choose the scenarios: about 0.5% of tasks per anomaly kind (at least one each), the
+    rest happy, backlog, provisional and live claims."""
+    g = _Gen(n, seed)
+    per = max(1, n // 200)
+    anomalies: list[Any] = [
+        g.mismatch_continuation, g.mismatch_db_newer, g.retried_with_stale_error, g.orphan,
+        g.corrupt, g.missing, g.duplicate_stub, g.zombie, g.recycling, g.unverified,
+        g.lone_failure]
+    for fn in anomalies:
+        for _ in range(per):
+            fn()
+    for fn in (g.zombie_stamped, g.stale_heartbeat, g.split_brain):
+        for _ in range(min(per, 6)):
+            fn()
+    for _ in range(max(1, per // 3)):
+        g.failed_group(g.rnd.randint(3, 5))
+    stuck = [p.tid for p in g.tasks if p.kinds == ["zombie_claim"]] + \
+            [p.tid for p in g.tasks if p.scenario.startswith("failed once")]
+    for i in range(per):
+        g.blocked(stuck[i % len(stuck)])
+    for i in range(max(1, per // 2)):
+        g.escalated(stale_path=i % 2 == 0)
+    for _ in range(min(max(1, per), MAX_AGENT_DIRS - g.agent_no)):
+        g.normal_claim()
+    fillers = (g.happy_done, g.happy_done, g.happy_done, g.backlog, g.provisional_ok)
+    while len(g.tasks) < n:
+        g.rnd.choice(fillers)()
+    return g
+
+
+def _truncate(g: _Gen, n: int) -> list[Planned]:
+    """Below ~40 tasks the anomaly plan does not fit: keep n, and a failure group cut below
+    the threshold no longer expects repeated_failure."""
+    kept = g.tasks
+    groups: dict[str, list[Planned]] = {}
+    for p in kept:
+        if p.kinds == ["repeated_failure"]:
+            groups.setdefault(p.files[0][1].decode().rsplit("\n", 2)[-2], []).append(p)
+    for members in groups.values():
+        if len(members) < 3:
+            for p in members:
+                p.kinds, p.scenario = [], "failed (its group was cut by a small --generate N)"
+    return kept
+
+
+def generate(out: Path, n: int, seed: int = 0) -> dict[str, Any]:
+    """Write the state and truth.json; returns the truth."""
+    g = plan(n, seed)
+    g.tasks = _truncate(g, n)
+    root = init_root(out)
+    gen_ts = GENERATED_AT.timestamp()
+    q = root / "shared" / "queue"
+    mtimes: dict[str, float] = {}
+    for p in g.tasks:
+        for queue, data in p.files:
+            path = q / queue / f"TASK-{p.tid}.md"
+            path.write_bytes(data)
+            os.utime(path, (gen_ts, gen_ts))
+    for a in g.agents:
+        write_agent(root, a["name"], running=a["running"], last_started=a["last_started"],
+                    last_finished=a.get("last_finished"), heartbeat=a.get("heartbeat"),
+                    status=a.get("status"), current_task=a.get("current_task"), mtime=gen_ts)
+        for fname in ("heartbeat", "status.json"):
+            f = root / "agents" / a["name"] / fname
+            if f.exists():
+                mtimes[f"agents/{a['name']}/{fname}"] = f.stat().st_mtime
+    conn = sqlite3.connect(root / "state.db")
+    with conn:
+        conn.executemany(
+            f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(TASK_COLUMNS))})",
+            [tuple(p.row.get(c) for c in TASK_COLUMNS) for p in g.tasks if p.row])
+        conn.executemany(
+            "INSERT INTO task_history (task_id, event, agent, details, timestamp) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(p.tid, ev, agent, details, sqlite_utc(at)) for p in g.tasks
+             for ev, agent, details, at in p.history])
+        conn.executemany(
+            "INSERT INTO agents (name, role, running, pid, current_task_id) VALUES "
+            "(?, 'implementer', ?, NULL, ?)",
+            [(a["name"], 1 if a["running"] else 0,
+              a["current_task"][0] if a.get("current_task") else None) for a in g.agents])
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    for suffix in ("-wal", "-shm"):
+        p = Path(str(root / "state.db") + suffix)
+        if p.exists():
+            p.unlink()  # an idle Octopoid DB: everything checkpointed
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            path = Path(dirpath) / f
+            rel = path.relative_to(root).as_posix()
+            if rel not in mtimes:
+                os.utime(path, (gen_ts, gen_ts))
+    truth = {
+        "as_of": local_iso(AS_OF), "generated_at": local_iso(GENERATED_AT),
+        "mtimes": dict(sorted(mtimes.items())), "plan": f"generated-{n}",
+        "scenarios": {p.tid: p.scenario for p in g.tasks},
+        "seed": seed, "tasks": {p.tid: p.kinds for p in g.tasks},
+    }
+    (out / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True))
+    return truth
