@@ -138,7 +138,6 @@ class Engine:
             marker = (self.source.data_version(conn), self.source.db_fingerprint())
             if marker != self._db_marker:
                 dirty |= self.apply_db_changes()
-                self._db_marker = marker
         agents, agent_problems = self.source.read_agents(self._agent_rows, check_pids=self.live)
         for name in set(agents) | set(self._agents):
             old, new = self._agents.get(name), agents.get(name)
@@ -245,11 +244,18 @@ class Engine:
             self._rebuild_task(tid)
         return dirty
 
+    def _db_moved(self) -> bool:
+        conn = self._db()
+        if conn is None:
+            return False
+        return (self.source.data_version(conn), self.source.db_fingerprint()) != self._db_marker
+
     def apply_db_changes(self) -> set[str]:
         """Find changed rows by fingerprint and re-read only those."""
         conn = self._db()
         if conn is None:
             return set()
+        self._db_marker = (self.source.data_version(conn), self.source.db_fingerprint())
         keys = self.source.change_keys(conn)
         changed = {k for k, v in keys.items() if self._row_keys.get(k) != v}
         removed = set(self._row_keys) - set(keys)
@@ -543,7 +549,10 @@ class Engine:
                 dirty: set[str] = set()
                 if rels:
                     dirty |= self.apply_file_changes(rels)
-                if db_changed:
+                # A file or agent event often follows a DB write by milliseconds (claim, then
+                # status.json): look at the DB now rather than judge against a stale row and
+                # report a split brain that is only our own polling lag.
+                if db_changed or self._db_moved():
                     dirty |= self.apply_db_changes()
                 if agent_names:
                     dirty |= self.apply_agent_changes(agent_names)

@@ -7,6 +7,7 @@ goes through ``core.textsafe.clean`` and is rendered with rich ``Text`` — neve
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from datetime import datetime
@@ -294,9 +295,9 @@ def render_text(snap: Snapshot, console: Console, show_all: bool = False,
         console.print(Text("\nNothing wrong found.", style="green"))
 
 
-def render_group(snap: Snapshot) -> Group:
+def render_group(snap: Snapshot, width: int = 120) -> Group:
     """The text report as one renderable (for the live demo's Live display)."""
-    console = Console(record=True, width=120)
-    with console.capture():
-        render_text(snap, console)
-    return Group(Text.from_ansi(console.export_text(styles=True)))
+    buf = io.StringIO()
+    render_text(snap, Console(file=buf, width=width, force_terminal=True,
+                              color_system="standard"), per_kind_limit=4)
+    return Group(Text.from_ansi(buf.getvalue()))
