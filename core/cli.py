@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.config import Config, ConfigError, load_config
-from core.report import EXIT_UNREADABLE, exit_code, render_json, render_text
+from core.report import EXIT_UNREADABLE, exit_code, render_json, render_text, write_json
 from core.sources.octopoid import SourceError, resolve_root
 from core.timefmt import parse_as_of
 
@@ -113,8 +113,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     for prob in snap.problems:
         _err(f"{prob.path}: {prob.message}")
     if args.json:
-        # indented for a person at a terminal, compact for machines (44 MB -> 25 MB at 100k)
-        sys.stdout.write(render_json(snap, indent=2 if sys.stdout.isatty() else None) + "\n")
+        if sys.stdout.isatty():  # indented for a person at a terminal
+            sys.stdout.write(render_json(snap) + "\n")
+        else:  # compact and streamed for machines
+            write_json(snap, sys.stdout)
     else:
         console = Console(highlight=False, soft_wrap=False, emoji=False,
                           no_color="NO_COLOR" in os.environ)

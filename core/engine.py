@@ -156,7 +156,7 @@ class Engine:
         self._problems = {p.path: p for p in fs.problems + agent_problems}
         for tid in dirty:
             self._rebuild_task(tid)
-        snap = self.rejudge(dirty)
+        snap = self.rejudge(dirty, aged=True)
         self.last_poll_at = self.clock()
         return snap
 
@@ -297,9 +297,12 @@ class Engine:
     def _tasks_claimed_by(self, name: str) -> set[str]:
         return {tid for tid, v in self.judge.verdicts.items() if v.claimed_by == name}
 
-    def rejudge(self, dirty: set[str] | None = None) -> Snapshot:
-        """Re-judge changed + time-sensitive tasks at the current clock and publish."""
-        ids = set(dirty or ()) | set(self.judge.time_sensitive)
+    def rejudge(self, dirty: set[str] | None = None, aged: bool = False) -> Snapshot:
+        """Re-judge the changed tasks (and, with ``aged``, every task whose verdict can change
+        with time alone: live claims, split brains, unsettled mismatches) and publish."""
+        ids = set(dirty or ())
+        if aged and self.live:
+            ids |= self.judge.time_sensitive
         touched = self.judge.run(self._tasks, self._agents, self.clock(), self.live, ids)
         return self._publish(frozenset(touched | set(dirty or ())))
 
@@ -475,7 +478,7 @@ class Engine:
                 pass
             async with self._lock:
                 try:
-                    await asyncio.to_thread(self.rejudge, set())
+                    await asyncio.to_thread(self.rejudge, set(), True)
                 except Exception as exc:
                     self.last_error = f"re-judge failed: {exc!r}"
             self._notify()

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from core.config import Config
-from core.liveness import JudgeContext, make_verdict
+from core.liveness import JudgeContext, make_verdict, mismatch_settled
 from core.model import (
     Action,
     Agent,
@@ -134,8 +134,12 @@ class Judge:
             j = Judged(task=task, verdict=v, state=sj, claim_problem=problem)
             self.judged[tid] = j
             self._index_blockers(j)
-            if (sj.effectively_claimed or problem or sj.mismatch
-                    or tid in ctx.agents_naming):
+            # Verdicts that time alone can change (a dead claim stays dead until a signal
+            # comes, and a signal is an event).
+            if ((sj.effectively_claimed and v.liveness is not Liveness.DEAD)
+                    or problem in ("split_brain_live", "split_brain_stale", "stale")
+                    or tid in ctx.agents_naming
+                    or (sj.mismatch and not mismatch_settled(task, ctx))):
                 self.time_sensitive.add(tid)
             else:
                 self.time_sensitive.discard(tid)

@@ -125,6 +125,20 @@ def effective_state(task: Task, expected_dirs: Mapping[str, frozenset[str]]) -> 
     return StateJudgement(state, False, None, None, newer, True)
 
 
+def mismatch_settled(task: Task, ctx: JudgeContext) -> bool:
+    """A misplaced file is reported only once settled: mtime and last trail event both older
+    than the grace (an agent mid-move must not be "fixed" under its feet)."""
+    pf = task.primary_file
+    if pf is None:
+        return True
+    grace = ctx.thresholds.mismatch_grace_s
+    if ctx.as_of.timestamp() - pf.mtime <= grace:
+        return False
+    last = pf.last_event
+    return not (last is not None and last.at is not None
+                and (ctx.as_of - last.at).total_seconds() <= grace)
+
+
 def _newer_side(task: Task) -> Side:
     rec = task.record
     db_t = rec.newest_change if rec is not None else None

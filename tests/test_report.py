@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from core.engine import Engine
-from core.report import Report, build_report, exit_code, render_json, render_text
+from core.report import Report, build_report, exit_code, render_json, render_text, write_json
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 
@@ -92,3 +92,12 @@ def test_cli_json_schema_and_stdout_stderr_split(tmp_path: Path) -> None:
     json.loads(proc.stdout)  # stdout is only the result
     assert "agents/a1/status.json: not valid JSON" in proc.stderr
     assert proc.returncode == 1
+
+
+def test_streamed_json_equals_the_document(tmp_path: Path) -> None:
+    b = nasty_state(tmp_path)
+    snap = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
+    buf = io.StringIO()
+    write_json(snap, buf)
+    assert json.loads(buf.getvalue()) == json.loads(render_json(snap))
+    Report.model_validate_json(buf.getvalue())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from core.liveness import mismatch_settled
 from core.model import Action, Finding, Severity, Side, TaskFile
 from core.rules.base import Judged, RuleContext, ev, finding
 from core.timefmt import from_epoch
@@ -14,14 +15,10 @@ def file_db_mismatch(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     rec, pf = j.task.record, j.task.primary_file
     if not j.state.mismatch or rec is None or pf is None or not pf.parseable:
         return ()
-    grace = ctx.thresholds.mismatch_grace_s
+    if not mismatch_settled(j.task, ctx.judge):
+        return ()
     mtime = from_epoch(pf.mtime)
     last = pf.last_event
-    # Only a settled file: an agent mid-move must not be reported (or "fixed") under its feet.
-    if (ctx.as_of - mtime).total_seconds() <= grace:
-        return ()
-    if last is not None and last.at is not None and (ctx.as_of - last.at).total_seconds() <= grace:
-        return ()
     newer = j.state.newer_side or Side.DB
     action = Action.SYNC_DB if newer is Side.FILE else Action.SYNC_FILE
     expected = "/".join(sorted(ctx.judge.expected_dirs.get(rec.queue, {rec.queue})))
