@@ -96,7 +96,7 @@ def _watch_latency(root: Path) -> float:
     async def run() -> float:
         eng = Engine(root)
         await eng.start()
-        await asyncio.wait_for(eng._watch_ready.wait(), 10)
+        await asyncio.wait_for(eng.caught_up.wait(), 60)  # steady state, not start-up
         q = root / "shared" / "queue"
         src = next((q / "incoming").glob("TASK-*.md"))
         dst = q / "provisional" / src.name

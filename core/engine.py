@@ -72,6 +72,7 @@ class Engine:
         self._naming: set[str] = set()
         self._db_marker: tuple[object, ...] | None = None
         self._watch_ready = asyncio.Event()
+        self.caught_up = asyncio.Event()  # watching, and what changed during start-up is in
 
     # ------------------------------------------------------------------ clock
     def clock(self) -> datetime:
@@ -419,6 +420,7 @@ class Engine:
                         self._rebuild_task(tid)
                     self.rejudge(dirty)
             await asyncio.to_thread(work)
+        self.caught_up.set()
         self._notify()
 
     async def stop(self) -> None:
