@@ -1,0 +1,195 @@
+"""The live console: ``QwardenApp`` over one ``Engine``, and ``run_tui`` for the CLI.
+
+One snapshot feeds every view. The engine calls back on the event loop after each incremental
+update or poll; a burst collapses into one render (the changed ids are accumulated), nothing is
+rendered while a modal or another view is on top, and a failed poll keeps the last snapshot and
+shows the engine's error in the header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.message import Message
+from textual.screen import Screen
+
+from core.config import Config
+from core.engine import Engine
+from core.model import Snapshot
+from tui.keys import APP_BINDINGS
+from tui.screens.agents import AgentsScreen
+from tui.screens.findings import FindingsScreen
+from tui.screens.help import HelpScreen
+from tui.screens.main import MainScreen
+from tui.themes import QWARDEN_THEMES, STATUS_DEFAULTS, STYLESHEET, choose_theme
+
+
+class SnapshotArrived(Message):
+    """Latest wins: a queued one is replaced by a newer one (the changed ids are kept apart)."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SnapshotArrived)
+
+
+class QwardenApp(App[int]):
+    CSS_PATH = str(STYLESHEET)
+    TITLE = "qwarden"
+    BINDINGS = APP_BINDINGS
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(self, engine: Engine, config: Config, theme: str | None = None,
+                 read_only: bool = False, simulation: Any = None,
+                 root_label: str | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.config = config
+        self.read_only = read_only or config.read_only
+        self.simulation = simulation
+        self.root_label = root_label if root_label is not None else str(engine.root)
+        self._theme_choice = theme
+        self._pending: Snapshot | None = None
+        self._pending_changed: set[str] | None = set()
+        self._unsubscribe: Any = None
+        self._sim_stop: asyncio.Event | None = None
+        self.main_screen = MainScreen(self.root_label, self.read_only)
+        self.start_error: str | None = None
+        for t in QWARDEN_THEMES:
+            self.register_theme(t)
+        self.theme = choose_theme(theme, config.theme, set(self.available_themes))
+        if config.keys:
+            self.set_keymap(dict(config.keys))
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(STATUS_DEFAULTS)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def on_mount(self) -> None:
+        await self.push_screen(self.main_screen)
+        self._unsubscribe = self.engine.subscribe(self._on_engine_snapshot)
+        self.start_engine()
+        if self.engine.live:
+            self.set_interval(1.0, self._tick)
+
+    @work(exclusive=True, group="engine", exit_on_error=False)
+    async def start_engine(self) -> None:
+        try:
+            await self.engine.start()
+        except Exception as exc:  # unreadable root: say so, keep the console up
+            self.start_error = f"cannot read the queue: {exc}"
+            self.main_screen.header.error = self.start_error
+            self.main_screen.header.refresh()
+            return
+        if self.simulation is not None:
+            self._sim_stop = asyncio.Event()
+            self.run_worker(self.simulation.run(self._sim_stop), group="simulation",
+                            exit_on_error=False)
+
+    async def on_unmount(self) -> None:
+        if self._sim_stop is not None:
+            self._sim_stop.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        await self.engine.stop()
+
+    # ------------------------------------------------------------------ snapshots
+    def _on_engine_snapshot(self, snap: Snapshot) -> None:
+        if self._pending_changed is not None:
+            self._pending_changed |= snap.changed
+        self._pending = snap
+        self.post_message(SnapshotArrived())
+
+    def on_snapshot_arrived(self, _message: SnapshotArrived) -> None:
+        self.flush_snapshot()
+
+    @property
+    def main_is_current(self) -> bool:
+        return self.screen is self.main_screen
+
+    def flush_snapshot(self) -> None:
+        """Apply the pending snapshot, unless a modal or another view is on top (then it waits
+        for the main screen to come back)."""
+        if self._pending is None or not self.main_is_current:
+            return
+        snap, changed = self._pending, self._pending_changed
+        self._pending, self._pending_changed = None, set()
+        with self.batch_update():
+            self.main_screen.apply_snapshot(snap, changed)
+
+    def _tick(self) -> None:
+        """Once a second: the poll countdown and the log tail (never raises)."""
+        if not self.main_is_current:
+            return
+        try:
+            self.main_screen.header.refresh()
+            self.main_screen.refresh_log()
+        except Exception as exc:  # a timer callback that raises would end the app
+            self.main_screen.header.error = f"display: {exc!r}"
+
+    # ------------------------------------------------------------------ actions
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def action_poll_now(self) -> None:
+        self.main_screen.header.refresh()
+        await self.engine.poll_now()
+        self.main_screen.header.refresh()
+
+    def action_toggle_pause(self) -> None:
+        self.engine.set_paused(not self.engine.paused)
+        self.main_screen.header.refresh()
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.keymap_view()))
+
+    def keymap_view(self) -> dict[str, str]:
+        return dict(self.config.keys)
+
+    def _push_view(self, screen: Screen[str | None]) -> None:
+        def done(tid: str | None) -> None:
+            if tid:
+                self.main_screen.go_to_task(tid)
+        self.push_screen(screen, done)
+
+    def action_findings(self) -> None:
+        snap = self.main_screen.snapshot
+        if snap is not None and self.main_is_current:
+            self._push_view(FindingsScreen(snap))
+
+    def action_agents(self) -> None:
+        snap = self.main_screen.snapshot
+        if snap is not None and self.main_is_current:
+            self._push_view(AgentsScreen(snap))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Findings", "Every finding grouped by kind", self.action_findings)
+        yield SystemCommand("Agents", "Agents, their signals and claims", self.action_agents)
+        yield SystemCommand("Poll now", "Full reconciliation now (ctrl+r)",
+                            self.action_poll_now)
+        yield SystemCommand("Pause / resume", "Stop or resume live updates (p)",
+                            self.action_toggle_pause)
+        yield SystemCommand("Keys", "Every key binding (?)", self.action_help)
+        for lane in self.main_screen.index.lanes:
+            yield SystemCommand(f"Lane: {lane}", f"Show the {lane} lane",
+                                lambda lane=lane: self.main_screen.switch_lane(lane))
+
+
+def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
+            simulation: Any = None) -> int:
+    """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code."""
+    engine = Engine(root, config, as_of=as_of)
+    home = os.path.expanduser("~")
+    label = str(engine.root)
+    if label.startswith(home + os.sep):
+        label = "~" + label[len(home):]
+    app = QwardenApp(engine, config, theme=theme, read_only=config.read_only,
+                     simulation=simulation, root_label=label)
+    result = app.run()
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,70 @@
+"""Every key binding of the console, with a stable id (rebindable through ``[keys]`` in the
+config: binding id -> key, applied with ``App.set_keymap``). Help and footer read this table."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+# Global keys (on the App).
+APP_BINDINGS: list[Binding] = [
+    Binding("q", "quit", "Quit", id="app.quit"),
+    Binding("question_mark", "help", "Help", id="app.help"),
+    Binding("ctrl+r", "poll_now", "Poll now", id="app.poll"),
+    Binding("p", "toggle_pause", "Pause", id="app.pause"),
+    Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
+    Binding("F", "findings", "Findings", id="app.findings"),
+    Binding("A", "agents", "Agents", id="app.agents"),
+]
+
+# Keys of the main screen (lanes, detail, trace).
+MAIN_BINDINGS: list[Binding] = [
+    Binding("slash", "filter", "Filter", id="main.filter"),
+    Binding("colon", "jump", "Jump", id="main.jump"),
+    Binding("escape", "back", "Back/clear", id="main.back"),
+    Binding("tab", "next_pane", "Pane", id="main.next_pane"),
+    Binding("shift+tab", "prev_pane", "Pane back", id="main.prev_pane", show=False),
+    Binding("right_square_bracket,right", "next_lane", "Next lane", id="main.next_lane",
+            show=False),
+    Binding("left_square_bracket,left", "prev_lane", "Prev lane", id="main.prev_lane",
+            show=False),
+]
+
+# Keys of the lane list (and the findings list): cursor movement.
+LIST_BINDINGS: list[Binding] = [
+    Binding("j,down", "cursor_down", "Down", id="list.down", show=False),
+    Binding("k,up", "cursor_up", "Up", id="list.up", show=False),
+    Binding("g,home", "cursor_top", "Top", id="list.top", show=False),
+    Binding("G,end", "cursor_bottom", "Bottom", id="list.bottom", show=False),
+    Binding("pageup,ctrl+b", "page_up", "Page up", id="list.page_up", show=False),
+    Binding("pagedown,ctrl+f", "page_down", "Page down", id="list.page_down", show=False),
+    Binding("enter", "select", "Detail", id="list.select"),
+]
+
+# Reserved for the interventions issue: shown in help, bound to nothing yet.
+RESERVED_KEYS: list[tuple[str, str]] = [
+    ("a", "accept"), ("r", "retry"), ("s", "split"), ("x", "cancel"),
+    ("l", "release claim"), ("f", "sync file/DB"), ("e", "escalate"),
+]
+
+EXTRA_HELP: list[tuple[str, str]] = [
+    ("1..9, 0", "go to lane N"),
+    ("/ !re", "filter: a regex; a leading ! keeps the rows that do NOT match"),
+    (": name", "jump to a lane or task id (also :findings, :agents, :help, :q)"),
+]
+
+
+def all_bindings() -> list[tuple[str, list[Binding]]]:
+    return [("Global", APP_BINDINGS), ("Main screen", MAIN_BINDINGS),
+            ("Lists", LIST_BINDINGS)]
+
+
+def display_keys(binding: Binding, keymap: dict[str, str]) -> str:
+    """The keys a binding answers to, after the user's keymap, as shown in help."""
+    keys = keymap.get(binding.id or "", binding.key)
+    names = []
+    for k in keys.split(","):
+        k = k.strip()
+        names.append({"question_mark": "?", "slash": "/", "colon": ":",
+                      "left_square_bracket": "[", "right_square_bracket": "]",
+                      "escape": "esc"}.get(k, k))
+    return " ".join(names)

@@ -1,0 +1,288 @@
+"""The main screen: header, lane tabs, the current lane (virtualized), detail and trace panes.
+
+It never reads files or the DB: the app hands it each snapshot (with the ids changed since the
+last one it saw); the trace and log tail come through the engine's API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from core.model import Snapshot
+from tui.keys import MAIN_BINDINGS
+from tui.lanes import LaneFilter, LaneIndex
+from tui.screens.prompt import PromptScreen
+from tui.widgets.detail_pane import DetailPane
+from tui.widgets.header_bar import HeaderBar
+from tui.widgets.lane_list import LaneList
+from tui.widgets.lane_tabs import LaneTabs
+from tui.widgets.row_list import RowList
+from tui.widgets.trace_pane import TracePane
+
+if TYPE_CHECKING:
+    from tui.app import QwardenApp
+
+LANE_KEYS = [Binding(str((i + 1) % 10), f"lane({i})", f"Lane {i + 1}", show=False,
+                     id=f"main.lane{i + 1}") for i in range(10)]
+JUMP_WORDS = ("findings", "agents", "help", "quit")
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = MAIN_BINDINGS + LANE_KEYS
+
+    def __init__(self, root_label: str, read_only: bool) -> None:
+        super().__init__()
+        self.index = LaneIndex()
+        self.snapshot: Snapshot | None = None
+        self.lane: str | None = None
+        self.filters: dict[str, LaneFilter] = {}
+        self.cursor_memory: dict[str, str] = {}  # lane -> task id under the cursor
+        self.root_label = root_label
+        self.read_only = read_only
+        self._detail_timer: Timer | None = None
+        self._trace_timer: Timer | None = None
+
+    @property
+    def qapp(self) -> QwardenApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(self.qapp.engine, self.root_label, self.read_only, id="header")
+        yield LaneTabs(id="lane-tabs")
+        with Horizontal(id="body"):
+            yield LaneList(id="lane-list")
+            with Vertical(id="side"):
+                yield DetailPane(id="detail")
+                yield TracePane(id="trace")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.lane_list.focus()
+        self._update_title()
+
+    def on_screen_resume(self) -> None:
+        # snapshots that arrived while a modal or another view was on top
+        self.call_after_refresh(self.qapp.flush_snapshot)
+
+    @property
+    def lane_list(self) -> LaneList:
+        return self.query_one("#lane-list", LaneList)
+
+    @property
+    def header(self) -> HeaderBar:
+        return self.query_one("#header", HeaderBar)
+
+    # ------------------------------------------------------------------ snapshots
+    def apply_snapshot(self, snap: Snapshot, changed: set[str] | None) -> None:
+        """Take a new snapshot. ``changed``: task ids changed since the last one applied
+        (None: everything)."""
+        first = self.snapshot is None
+        touched = self.index.update(snap, None if first else changed)
+        self.snapshot = snap
+        lst = self.lane_list
+        lst.snapshot = snap
+        if self.lane is None or self.lane not in self.index.lanes:
+            self.lane = next((ln for ln in self.index.lanes if self.index.count(ln)),
+                             self.index.lanes[0] if self.index.lanes else None)
+        if first or self.lane in touched:
+            self._refresh_rows()
+        else:
+            lst.refresh_rows()  # ages and glyphs may have moved
+        self._update_chrome()
+        current = lst.current_key
+        if first or changed is None or (current is not None and current in changed):
+            self._show_detail(trace=True)
+
+    def _refresh_rows(self, keep: str | None = None) -> None:
+        if self.lane is None:
+            self.lane_list.set_rows([], keep)
+            return
+        rows = self.index.filtered(self.lane, self.filters.get(self.lane))
+        self.lane_list.set_rows(rows, keep)
+        self._update_title()
+
+    def _update_title(self) -> None:
+        lane = self.lane or "—"
+        shown = len(self.lane_list.rows)
+        flt = self.filters.get(lane)
+        title = Content(f"{lane}[{shown}]")
+        if flt is not None:
+            total = self.index.count(lane)
+            title = Content.assemble(title, f" </{flt.text}> of {total}")
+        self.lane_list.border_title = title
+
+    def _update_chrome(self) -> None:
+        counts = [(ln, self.index.count(ln)) for ln in self.index.lanes]
+        self.header.show(self.snapshot, counts)
+        cur = self.index.lanes.index(self.lane) if self.lane in self.index.lanes else 0
+        self.query_one(LaneTabs).show(
+            [(ln, n, ln in self.filters) for ln, n in counts], cur)
+        self._update_title()
+
+    # ------------------------------------------------------------------ detail + trace
+    def on_row_list_highlighted(self, event: RowList.Highlighted) -> None:
+        if event.row_list is not self.lane_list:
+            return
+        if self.lane is not None and event.key is not None:
+            self.cursor_memory[self.lane] = event.key
+        # debounced: holding j over 100 rows renders the detail once
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self._detail_timer = self.set_timer(0.03, lambda: self._show_detail(trace=False))
+        if self._trace_timer is not None:
+            self._trace_timer.stop()
+        self._trace_timer = self.set_timer(0.12, self._show_trace)
+
+    def _show_detail(self, trace: bool) -> None:
+        key = self.lane_list.current_key
+        self.query_one(DetailPane).show(self.snapshot, key)
+        if trace:
+            self._show_trace()
+
+    def _show_trace(self) -> None:
+        eng = self.qapp.engine
+        self.query_one(TracePane).show(self.snapshot, self.lane_list.current_key, eng.trace,
+                                       eng.log_tail)
+
+    def refresh_log(self) -> None:
+        self.query_one(TracePane).refresh_log(self.snapshot, self.qapp.engine.log_tail)
+
+    def on_row_list_selected(self, event: RowList.Selected) -> None:
+        self.query_one(DetailPane).focus()
+
+    # ------------------------------------------------------------------ lanes
+    def switch_lane(self, lane: str) -> None:
+        if lane == self.lane or lane not in self.index.lanes:
+            return
+        if self.lane is not None and self.lane_list.current_key is not None:
+            self.cursor_memory[self.lane] = self.lane_list.current_key
+        self.lane = lane
+        self.lane_list.set_reactive(RowList.cursor, 0)
+        self._refresh_rows(keep=self.cursor_memory.get(lane))
+        self._update_chrome()
+        self._show_detail(trace=True)
+
+    def action_lane(self, n: int) -> None:
+        if 0 <= n < len(self.index.lanes):
+            self.switch_lane(self.index.lanes[n])
+
+    def _step_lane(self, step: int) -> None:
+        lanes = self.index.lanes
+        if not lanes:
+            return
+        cur = lanes.index(self.lane) if self.lane in lanes else 0
+        self.switch_lane(lanes[(cur + step) % len(lanes)])
+
+    def action_next_lane(self) -> None:
+        self._step_lane(1)
+
+    def action_prev_lane(self) -> None:
+        self._step_lane(-1)
+
+    # ------------------------------------------------------------------ panes
+    def _panes(self) -> list:  # type: ignore[type-arg]
+        return [self.lane_list, self.query_one(DetailPane), self.query_one(TracePane)]
+
+    def _cycle(self, step: int) -> None:
+        panes = self._panes()
+        cur = panes.index(self.focused) if self.focused in panes else 0
+        panes[(cur + step) % len(panes)].focus()
+
+    def action_next_pane(self) -> None:
+        self._cycle(1)
+
+    def action_prev_pane(self) -> None:
+        self._cycle(-1)
+
+    def action_back(self) -> None:
+        if self.focused is not self.lane_list:
+            self.lane_list.focus()
+        elif self.lane is not None and self.lane in self.filters:
+            self.set_filter(self.lane, "")
+
+    # ------------------------------------------------------------------ filter
+    def action_filter(self) -> None:
+        if self.lane is None:
+            return
+        cur = self.filters.get(self.lane)
+        lane = self.lane
+        self.app.push_screen(
+            PromptScreen("/", cur.text if cur else "", "regex  (!regex inverts; empty clears)"),
+            lambda value: self.set_filter(lane, value) if value is not None else None)
+
+    def set_filter(self, lane: str, text: str) -> bool:
+        """Set (empty: clear) a lane's filter; it is remembered for that lane."""
+        try:
+            flt = LaneFilter.parse(text)
+        except re.error as exc:
+            self.app.notify(f"bad filter: {exc}", severity="error", markup=False)
+            return False
+        if flt is None:
+            self.filters.pop(lane, None)
+        else:
+            self.filters[lane] = flt
+        if lane == self.lane:
+            self._refresh_rows()
+            self._update_chrome()
+        return True
+
+    # ------------------------------------------------------------------ jump
+    def action_jump(self) -> None:
+        self.app.push_screen(
+            PromptScreen(":", "", "lane, task id, findings, agents, help, quit",
+                         suggestions=[*self.index.lanes, *JUMP_WORDS]),
+            lambda value: self.jump(value) if value else None)
+
+    def jump(self, text: str) -> bool:
+        t = text.strip()
+        low = t.lower()
+        actions: dict[str, Callable[[], object]] = {
+            "findings": self.qapp.action_findings, "agents": self.qapp.action_agents,
+            "help": self.qapp.action_help, "q": self.qapp.exit, "quit": self.qapp.exit,
+        }
+        if low in actions:
+            actions[low]()
+            return True
+        lanes = self.index.lanes
+        if low in lanes:
+            self.switch_lane(low)
+            return True
+        snap = self.snapshot
+        tid = t[5:] if low.startswith("task-") else t
+        if snap is not None and tid:
+            if tid in snap.tasks:
+                return self.go_to_task(tid)
+            hits = [x for x in snap.tasks if x.startswith(tid)] if len(tid) >= 3 else []
+            if len(hits) == 1:
+                return self.go_to_task(hits[0])
+        prefixed = [ln for ln in lanes if ln.startswith(low)]
+        if len(prefixed) == 1:
+            self.switch_lane(prefixed[0])
+            return True
+        self.app.notify(f"no lane or task matches {t!r}", severity="warning", markup=False)
+        return False
+
+    def go_to_task(self, tid: str) -> bool:
+        lane = self.index.lane_of.get(tid)
+        if lane is None:
+            return False
+        self.switch_lane(lane)
+        flt = self.filters.get(lane)
+        if flt is not None and tid not in self.index.filtered(lane, flt):
+            self.filters.pop(lane)
+            self.app.notify(f"filter of {lane} cleared to show TASK-{tid}", markup=False)
+        self._refresh_rows(keep=tid)
+        self._update_chrome()
+        self.lane_list.focus()
+        self._show_detail(trace=True)
+        return True

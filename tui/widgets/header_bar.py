@@ -1,0 +1,122 @@
+"""The header: root, lane counts, findings by severity, poll clock, paused/read-only, errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Protocol
+
+from rich.text import Text
+from textual.widget import Widget
+
+from core.model import Severity, Snapshot
+from core.textsafe import clean_line
+from core.timefmt import age_text, iso
+
+
+class EngineLike(Protocol):
+    last_poll_at: datetime | None
+    next_poll_at: datetime | None
+    last_error: str | None
+    paused: bool
+    live: bool
+
+    def clock(self) -> datetime: ...
+
+
+class HeaderBar(Widget):
+    COMPONENT_CLASSES = {
+        "header-bar--title", "header-bar--flag", "header-bar--error", "header-bar--critical",
+        "header-bar--warning", "header-bar--info", "header-bar--muted", "header-bar--ok",
+    }
+
+    def __init__(self, engine: EngineLike, root_label: str, read_only: bool,
+                 *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.engine = engine
+        self.root_label = root_label
+        self.read_only = read_only
+        self.snapshot: Snapshot | None = None
+        self.lane_counts: list[tuple[str, int]] = []
+        self.error: str | None = None  # the app's own (e.g. a failed start)
+
+    def show(self, snap: Snapshot | None, lane_counts: list[tuple[str, int]]) -> None:
+        self.snapshot = snap
+        self.lane_counts = lane_counts
+        self.refresh()
+
+    def _st(self, name: str):  # type: ignore[no-untyped-def]
+        return self.get_component_rich_style(f"header-bar--{name}", partial=True)
+
+    def clock_text(self) -> str:
+        eng = self.engine
+        now = eng.clock()
+        if not eng.live:
+            return f"as of {iso(now)} (frozen)"
+        parts = []
+        if eng.last_poll_at is not None:
+            parts.append(f"last poll {age_text((now - eng.last_poll_at).total_seconds())} ago")
+        else:
+            parts.append("first scan…")
+        if eng.paused:
+            parts.append("updates paused")
+        elif eng.next_poll_at is not None:
+            left = (eng.next_poll_at - now).total_seconds()
+            parts.append(f"next in {age_text(left)}" if left > 0 else "polling…")
+        return " · ".join(parts)
+
+    def render(self) -> Text:
+        width = max(20, self.size.width - 2)
+        snap = self.snapshot
+        # line 1: name, root, flags
+        line1 = Text(no_wrap=True, overflow="ellipsis")
+        line1.append("qwarden ", self._st("title"))
+        flags = Text()
+        if self.engine.paused:
+            flags.append(" PAUSED ", self._st("flag"))
+            flags.append(" ")
+        if self.read_only:
+            flags.append(" READ-ONLY ", self._st("flag"))
+            flags.append(" ")
+        room = width - len(line1) - len(flags) - 1
+        root = clean_line(self.root_label, 1000)
+        if len(root) > room > 1:
+            root = "…" + root[-(room - 1):]
+        line1.append(root)
+        pad = width - len(line1) - len(flags)
+        if pad > 0:
+            line1.append(" " * pad)
+        line1.append_text(flags)
+        # line 2: lane counts
+        line2 = Text(no_wrap=True, overflow="ellipsis")
+        if snap is None:
+            line2.append("scanning…", self._st("muted"))
+        else:
+            for i, (lane, n) in enumerate(self.lane_counts):
+                if i:
+                    line2.append("  ")
+                line2.append(lane, self._st("muted") if n == 0 else None)
+                line2.append(f" {n}", self._st("muted") if n == 0 else self._st("title"))
+        # line 3: findings by severity, poll clock, error
+        line3 = Text(no_wrap=True, overflow="ellipsis")
+        if snap is not None:
+            by_sev = Counter(f.severity for f in snap.findings)
+            if not by_sev:
+                line3.append("no findings", self._st("ok"))
+            for sev, label in ((Severity.CRITICAL, "critical"), (Severity.WARNING, "warning"),
+                               (Severity.INFO, "info")):
+                n = by_sev.get(sev, 0)
+                if n:
+                    line3.append(f"{label} {n}", self._st(label))
+                    line3.append("  ")
+            line3.append(f"· {len(snap.tasks)} tasks · ", self._st("muted"))
+        err = self.error or self.engine.last_error
+        if err:  # first, so it is never cut off at 80 columns
+            line3 = Text(no_wrap=True, overflow="ellipsis")
+            line3.append("ERROR ", self._st("error"))
+            line3.append(clean_line(err, 300), self._st("error"))
+            line3.append("  · ", self._st("muted"))
+        line3.append(self.clock_text(), self._st("muted"))
+        for line in (line1, line2, line3):
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n", no_wrap=True, end="").join([line1, line2, line3])
