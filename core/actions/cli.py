@@ -1,0 +1,236 @@
+"""CLI for the interventions: ``qwarden ACTION TASK_ID``, ``qwarden undo [ID]``, ``qwarden log``.
+
+Exit codes: 0 done (or dry run shown), 1 refused / stale / not confirmed, 3 the queue could not
+be read. The plan goes to stdout; diagnostics to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.actions.apply import Result, apply, inverse_plan, recover
+from core.actions.journal import Journal
+from core.actions.octopoid_actions import PLANNERS, TOUCHES_CLAIM, judge_task, make_plan
+from core.actions.plan import Plan, Refused, StalePlan
+from core.config import Config, ConfigError, load_config
+from core.sources.octopoid import SourceError, resolve_root
+
+EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE = 0, 1, 3
+
+HELP = {
+    "accept": "provisional -> done (unverified completions need --force)",
+    "retry": "failed/escalated/needs_continuation/zombie -> incoming, error kept in history",
+    "release": "drop a zombie claim back to incoming",
+    "sync": "apply a file_db_mismatch's direction (--direction sync_db|sync_file)",
+    "cancel": "move to rejected/ with the reason (--note) in trail and history",
+    "clear-error": "move a stale FAILED_AT/## Error block under ## History",
+    "quarantine": "move a corrupt/orphan/duplicate file to shared/quarantine/ (bytes kept)",
+    "register": "create the DB row for an orphan task file",
+    "escalate": "write a human-inbox message in ROOT/messages/",
+    "mark-read": "mark a finished task as reviewed",
+}
+
+
+def _err(msg: str) -> None:
+    print(f"qwarden: {msg}", file=sys.stderr)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    s = argparse.SUPPRESS  # keep the top-level value when the subcommand omits it
+    p.add_argument("--root", default=s, help="the .orchestrator dir or its parent")
+    p.add_argument("--config", type=Path, default=s, help="config TOML")
+    p.add_argument("--read-only", dest="read_only", action="store_true", default=s,
+                   help="refuse every write")
+
+
+def _write_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", "-y", action="store_true", help="apply without asking")
+    p.add_argument("--dry-run", action="store_true", help="show the exact changes, write nothing")
+
+
+def add_action_commands(subparsers: Any) -> None:
+    for kind in PLANNERS:
+        p = subparsers.add_parser(kind, help=HELP[kind])
+        p.add_argument("task_id", metavar="TASK_ID", help="8 hex chars (TASK- prefix optional)")
+        p.add_argument("--note", default="", help="operator note / reason (trail and history)")
+        _write_opts(p)
+        p.add_argument("--force", action="store_true",
+                       help="override a guard (live claim, unverified completion, ...)")
+        if kind == "quarantine":
+            p.add_argument("--queue", help="which file, when the task has several")
+        if kind == "sync":
+            p.add_argument("--direction", choices=("sync_db", "sync_file"),
+                           help="default: the finding's recommended direction")
+        if kind == "escalate":
+            p.add_argument("--type", dest="msg_type", default="warning",
+                           choices=("info", "warning", "error", "question"))
+        _common(p)
+    u = subparsers.add_parser("undo", help="reverse an action (default: the newest) if nothing "
+                                           "changed since")
+    u.add_argument("action_id", nargs="?", type=int, metavar="ACTION_ID")
+    _write_opts(u)
+    _common(u)
+    lg = subparsers.add_parser("log", help="the intervention audit trail")
+    lg.add_argument("--limit", type=int, default=50)
+    lg.add_argument("--task", help="only this task")
+    lg.add_argument("--json", action="store_true", help="the raw audit.jsonl records")
+    _common(lg)
+
+
+def _actor() -> str:
+    try:
+        return f"qwarden:{getpass.getuser()}"
+    except Exception:  # no passwd entry in a container: still say who (the tool)
+        return "qwarden"
+
+
+def _confirm(question: str, args: argparse.Namespace) -> bool:
+    if getattr(args, "yes", False):
+        return True
+    if not sys.stdin.isatty():
+        _err("not a terminal and no --yes: nothing written (use --yes to apply, "
+             "--dry-run to only see the plan)")
+        return False
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _show(plan: Plan) -> None:
+    for line in plan.describe():
+        print(line)
+
+
+def run_verify(cmd: str, root: Path, task_id: str, timeout_s: float = 600) -> tuple[bool, str]:
+    """The config's ``actions.verify`` command (a shell line; ``{task_id}`` and ``{root}``
+    substituted, also in $QWARDEN_TASK_ID / $QWARDEN_ROOT). Exit 0 lets the accept go on."""
+    import os
+    import shlex
+
+    line = cmd.replace("{task_id}", shlex.quote(task_id)).replace("{root}",
+                                                                   shlex.quote(str(root)))
+    env = dict(os.environ, QWARDEN_TASK_ID=task_id, QWARDEN_ROOT=str(root))
+    try:
+        proc = subprocess.run(line, shell=True, capture_output=True, text=True, env=env,
+                              timeout=timeout_s, cwd=str(root.parent))
+    except subprocess.TimeoutExpired:
+        return False, f"verify timed out after {timeout_s:.0f}s"
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+
+
+def run_action_command(args: argparse.Namespace) -> int:
+    try:
+        root = resolve_root(getattr(args, "root", None))
+        config, _ = load_config(root, getattr(args, "config", None))
+    except (SourceError, ConfigError) as exc:
+        _err(str(exc))
+        return EXIT_UNREADABLE
+    read_only = bool(getattr(args, "read_only", False) or config.read_only)
+    try:
+        if args.command == "log":
+            return _cmd_log(root, args)
+        writes = not getattr(args, "dry_run", False)
+        if writes and read_only:
+            raise Refused("read-only mode (--read-only or read_only = true in the config): "
+                          "qwarden refuses every write")
+        if writes:
+            for aid, outcome in recover(root):
+                _err(f"recovered interrupted action {aid}: {outcome}")
+        if args.command == "undo":
+            return _cmd_undo(root, args, read_only)
+        return _cmd_action(root, config, args, read_only)
+    except Refused as exc:
+        _err(f"refused: {exc}")
+        return EXIT_REFUSED
+    except StalePlan as exc:
+        _err(f"stale: {exc}")
+        return EXIT_REFUSED
+    except SourceError as exc:
+        _err(str(exc))
+        return EXIT_UNREADABLE
+
+
+def _cmd_action(root: Path, config: Config, args: argparse.Namespace, read_only: bool) -> int:
+    kind = args.command
+    task_id = args.task_id.removeprefix("TASK-")
+    direction = getattr(args, "direction", None)
+    if (kind in TOUCHES_CLAIM and not args.force) or (kind == "sync" and direction is None):
+        j = judge_task(root, task_id, config)
+        refusal = None if args.force else j.live_refusal(kind, task_id)
+        if refusal:
+            raise Refused(refusal)
+        direction = direction or j.sync_direction
+    plan = make_plan(root, kind, task_id, actor=_actor(), note=args.note, force=args.force,
+                     queue=getattr(args, "queue", None), direction=direction,
+                     msg_type=getattr(args, "msg_type", "warning"))
+    _show(plan)
+    if args.dry_run:
+        return EXIT_OK
+    if not _confirm(f"Apply {kind} to TASK-{task_id}?", args):
+        return EXIT_REFUSED
+    if plan.warnings and not args.yes and not _confirm("Really? " + plan.warnings[0], args):
+        return EXIT_REFUSED  # the explicit second confirmation of an unverified accept
+    verify = config.actions.get("verify") if kind == "accept" else None
+    if verify:
+        _err(f"verify: {verify}")
+        ok, out = run_verify(str(verify), root, task_id)
+        for line in out.splitlines()[-40:]:
+            print(f"  verify| {line}", file=sys.stderr)
+        if not ok:
+            raise Refused("the verify command failed: not accepted")
+    res = apply(root, plan, read_only=read_only,
+                busy_timeout_ms=max(config.limits.db_busy_timeout_ms, 1000))
+    _done(res)
+    return EXIT_OK
+
+
+def _done(res: Result) -> None:
+    hint = "" if res.plan.undoes else f"; `qwarden undo {res.action_id}` reverses it"
+    print(f"done: action {res.action_id} ({res.elapsed_ms:.1f} ms){hint}")
+
+
+def _cmd_undo(root: Path, args: argparse.Namespace, read_only: bool) -> int:
+    with Journal(root) as j:
+        a = j.get(args.action_id) if args.action_id is not None else j.last_undoable()
+        if a is None:
+            raise Refused("no such action" if args.action_id is not None else "nothing to undo")
+        inv = inverse_plan(root, a, j, _actor())
+    _show(inv)
+    if args.dry_run:
+        return EXIT_OK
+    if not _confirm(f"Undo action {a.id} ({a.kind} TASK-{a.task_id})?", args):
+        return EXIT_REFUSED
+    try:
+        res = apply(root, inv, read_only=read_only)
+    except StalePlan as exc:
+        raise Refused(f"cannot undo action {a.id}: the task changed since ({exc})") from None
+    _done(res)
+    return EXIT_OK
+
+
+def _cmd_log(root: Path, args: argparse.Namespace) -> int:
+    if not (root / "warden" / "journal.db").exists():
+        print("no interventions yet")
+        return EXIT_OK
+    with Journal(root) as j:
+        if args.json:
+            for rec in j.read_audit(args.limit):
+                if args.task and rec.get("task_id") != args.task:
+                    continue
+                print(json.dumps(rec, sort_keys=True))
+            return EXIT_OK
+        for a in reversed(j.recent(args.limit, args.task)):
+            extra = f" (undone by {a.undone_by})" if a.undone_by else ""
+            extra += f" — {a.error}" if a.error and a.state != "done" else ""
+            note = f" “{a.note}”" if a.note else ""
+            print(f"#{a.id:<4} {a.created_at[:19]}  {a.state:<11} {a.kind:<11} "
+                  f"TASK-{a.task_id}  {a.actor}{note}{extra}")
+    return EXIT_OK
