@@ -17,6 +17,7 @@ from typing import Any
 
 from textual import work
 from textual.app import App, SystemCommand
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 
@@ -115,12 +116,17 @@ class QwardenApp(App[int]):
     def flush_snapshot(self) -> None:
         """Apply the pending snapshot, unless a modal or another view is on top (then it waits
         for the main screen to come back)."""
-        if self._pending is None or not self.main_is_current:
+        if self._pending is None or not self.main_is_current or self._exit:
+            return
+        if not self.main_screen.is_mounted or not self.main_screen.children:
             return
         snap, changed = self._pending, self._pending_changed
         self._pending, self._pending_changed = None, set()
-        with self.batch_update():
-            self.main_screen.apply_snapshot(snap, changed)
+        try:
+            with self.batch_update():
+                self.main_screen.apply_snapshot(snap, changed)
+        except NoMatches:  # shutting down: the screen's widgets are already gone
+            pass
 
     def _tick(self) -> None:
         """Once a second: the poll countdown and the log tail (never raises)."""

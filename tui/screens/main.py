@@ -158,7 +158,10 @@ class MainScreen(Screen[None]):
         self.query_one(TracePane).refresh_log(self.snapshot, self.qapp.engine.log_tail)
 
     def on_row_list_selected(self, event: RowList.Selected) -> None:
-        self.query_one(DetailPane).focus()
+        detail = self.query_one(DetailPane)
+        detail.focus()
+        if self.size.width < 110:  # too narrow for side by side: the detail takes the screen
+            self.maximize(detail)
 
     # ------------------------------------------------------------------ lanes
     def switch_lane(self, lane: str) -> None:
@@ -205,7 +208,10 @@ class MainScreen(Screen[None]):
         self._cycle(-1)
 
     def action_back(self) -> None:
-        if self.focused is not self.lane_list:
+        if self.maximized is not None:
+            self.minimize()
+            self.lane_list.focus()
+        elif self.focused is not self.lane_list:
             self.lane_list.focus()
         elif self.lane is not None and self.lane in self.filters:
             self.set_filter(self.lane, "")
