@@ -28,7 +28,7 @@ EVENT_STATE: dict[str, str] = {
     "REJECTED": "rejected",
     "REVIEW_REJECTED": "incoming",
     "ESCALATED": "escalated",
-    "CANCELLED": "recycled",
+    "CANCELLED": "rejected",  # qwarden cancel moves a task to rejected/ (see actions)
     "RELEASED": "incoming",
 }
 CLAIM_STARTS = frozenset({"CLAIMED", "RESUMED"})
