@@ -192,40 +192,31 @@ def _sha_at(root: Path, rel: str | None) -> str | None:
 
 
 def _rollback_file(root: Path, f: FileOp, backup: bytes | None, aid: int) -> None:
-    """Put one file op back to its before state if it is in the after (or a between) state."""
+    """Revert one file op if its after version is there; anything else (the op never ran, or
+    an agent's own version) is left exactly as it is."""
     src = _sha_at(root, f.src)
     dst = _sha_at(root, f.dst) if f.dst != f.src else src
     k = f.kind
     if k == "write":
-        if src == f.before_sha:
-            return
-        if src == f.after_sha and backup is not None:
+        if src == f.after_sha and src != f.before_sha and backup is not None:
             _write_atomic(root / str(f.src), backup, aid, "rollback", False)
-            return
-    elif k == "create":
-        if dst is None:
-            return
+        return
+    if k == "create":
         if dst == f.after_sha:
             _unlink(root / str(f.dst))  # we created it; its bytes are in the journal's plan
-            return
-    elif k == "move":
-        if src == f.before_sha and dst is None:
-            return
-        if src == f.before_sha and dst == f.after_sha:
-            _unlink(root / str(f.dst))
-            return
-        if src is None and dst == f.after_sha and backup is not None:
-            _write_atomic(root / str(f.src), backup, aid, "rollback", True)
-            _unlink(root / str(f.dst))
-            return
-    else:  # remove
-        if src == f.before_sha:
-            return
+        return
+    if k == "move":
+        if dst != f.after_sha:
+            return  # never linked (or someone else's file): nothing of ours there
         if src is None and backup is not None:
             _write_atomic(root / str(f.src), backup, aid, "rollback", True)
-            return
-    raise RecoveryConflict(f"{f.src or f.dst}: neither the before nor the after version; "
-                           "left as it is")
+        elif src != f.before_sha:
+            raise RecoveryConflict(f"{f.src}: rewritten by someone else while {f.dst} holds "
+                                   "qwarden's copy; both left as they are")
+        _unlink(root / str(f.dst))
+        return
+    if src is None and backup is not None:  # remove: put the file back
+        _write_atomic(root / str(f.src), backup, aid, "rollback", True)
 
 
 def _forward_file(root: Path, f: FileOp, aid: int, task_id: str) -> None:
