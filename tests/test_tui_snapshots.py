@@ -1,0 +1,111 @@
+"""Screenshots of the main views (pytest-textual-snapshot), stored in ``screenshots/``.
+
+Deterministic: a generated state judged ``--as-of`` its own fixed clock, TZ=UTC, a fixed
+terminal size, a fixed root label, no input cursor on screen. ``make screenshots`` refreshes
+them (``--snapshot-update``); the README shows them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import pytest_textual_snapshot as pts
+
+from core.config import Config
+from core.demo.generate import generate
+from core.engine import Engine
+from core.timefmt import parse_as_of, reset_local_zone_cache
+from tui.app import QwardenApp
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
+
+
+class ScreenshotsSVG(pts.SVGImageExtension):
+    """Keep the accepted SVGs in the repo's screenshots/ folder, not tests/__snapshots__."""
+
+    @classmethod
+    def dirname(cls, *, test_location):  # type: ignore[no-untyped-def,override]
+        return str(SCREENSHOTS)
+
+
+@pytest.fixture(autouse=True)
+def _screenshots_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pts, "SVGImageExtension", ScreenshotsSVG)
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, datetime]]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        reset_local_zone_cache()
+        out = tmp_path_factory.mktemp("snap")
+        truth = generate(out, 240, seed=7)
+        yield out / ".orchestrator", parse_as_of(truth["as_of"])
+    time.tzset()
+    reset_local_zone_cache()
+
+
+def make_app(state: tuple[Path, datetime], theme: str) -> QwardenApp:
+    root, as_of = state
+    cfg = Config()
+    return QwardenApp(Engine(root, cfg, as_of=as_of), cfg, theme=theme,
+                      root_label="~/work/demo/.orchestrator")
+
+
+async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause(0.2)  # the debounced detail and trace
+
+
+@pytest.mark.parametrize("theme", ["qwarden-dark", "qwarden-light"])
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_main(snap_compare, state, theme: str, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(make_app(state, theme), terminal_size=size, run_before=settle)
+
+
+def test_contrast_theme(snap_compare, state) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(make_app(state, "qwarden-contrast"), terminal_size=(120, 40),
+                        run_before=settle)
+
+
+async def _detail(pilot) -> None:  # type: ignore[no-untyped-def]
+    await settle(pilot)
+    await pilot.press("j", "enter")
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_detail(snap_compare, state, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(make_app(state, "qwarden-dark"), terminal_size=size,
+                        run_before=_detail)
+
+
+async def _findings(pilot) -> None:  # type: ignore[no-untyped-def]
+    await settle(pilot)
+    await pilot.press("F")
+    await pilot.pause()
+
+
+async def _agents(pilot) -> None:  # type: ignore[no-untyped-def]
+    await settle(pilot)
+    await pilot.press("A")
+    await pilot.pause()
+
+
+async def _help(pilot) -> None:  # type: ignore[no-untyped-def]
+    await settle(pilot)
+    await pilot.press("question_mark")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("view", ["findings", "agents", "help"])
+def test_views(snap_compare, state, view: str) -> None:  # type: ignore[no-untyped-def]
+    before = {"findings": _findings, "agents": _agents, "help": _help}[view]
+    assert snap_compare(make_app(state, "qwarden-dark"), terminal_size=(120, 40),
+                        run_before=before)
