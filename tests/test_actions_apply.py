@@ -319,6 +319,7 @@ def test_mark_read_only_terminal(state: tuple[Path, datetime]) -> None:
     with Journal(root) as j:
         a = j.get(aid)
         assert a is not None and a.state == "done" and a.kind == "mark-read"
+        assert j.reviews() == {IDS["done"]: a.created_at}
     with pytest.raises(Refused, match="not finished"):
         make_plan(root, "mark-read", IDS["zombie"], actor=ACTOR, now=now)
 

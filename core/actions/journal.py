@@ -183,6 +183,14 @@ class Journal:
             "AND actor LIKE ?", (task_id, actor_prefix + "%")).fetchone()
         return row[0] if row else None
 
+    def reviews(self) -> dict[str, str]:
+        """task id -> when a supervisor last reviewed it (accept, retry, cancel, mark-read):
+        the unread_terminal finding is a task that reached a terminal queue after this."""
+        rows = self.conn.execute(
+            "SELECT task_id, MAX(created_at) FROM actions WHERE state IN ('done','undone') "
+            "AND kind IN ('accept','retry','cancel','mark-read') GROUP BY task_id").fetchall()
+        return {str(t): str(at) for t, at in rows}
+
     def file_backups(self, aid: int) -> dict[str, bytes | None]:
         rows = self.conn.execute("SELECT key, data FROM backups WHERE action_id=? AND "
                                  "what='file'", (aid,)).fetchall()

@@ -170,7 +170,8 @@ _FENCE_RE = re.compile(r"^```", re.M)
 
 
 def _fences(text: str) -> list[tuple[int, int]]:
-    spans, pos = [], 0
+    spans: list[tuple[int, int]] = []
+    pos = 0
     while True:
         m = _FENCE_RE.search(text, pos)
         if m is None:
@@ -186,7 +187,8 @@ def _fences(text: str) -> list[tuple[int, int]]:
 def _history_spans(text: str) -> list[tuple[int, int]]:
     """``## History`` sections: up to qwarden's end marker, or (written by someone else,
     unterminated) to the end of the file."""
-    spans, pos = [], 0
+    spans: list[tuple[int, int]] = []
+    pos = 0
     while True:
         i = text.find(HISTORY_HEADING, pos)
         if i < 0:
