@@ -34,6 +34,7 @@ HELP = {
     "register": "create the DB row for an orphan task file",
     "escalate": "write a human-inbox message in ROOT/messages/",
     "mark-read": "mark a finished task as reviewed",
+    "repair-path": "point the DB file_path at where the task file really is",
 }
 
 

@@ -354,6 +354,20 @@ def plan_sync(state: TaskState, actor: str, note: str, now: datetime,
                 tuple(rows), (dst,), extra={"direction": direction})
 
 
+def plan_repair_path(state: TaskState, actor: str, note: str, now: datetime,
+                     force: bool = False) -> Plan:
+    """stale_file_path: point the row's file_path at where the file really is (absolute)."""
+    fs = state.primary()
+    if state.row is None:
+        raise Refused(f"TASK-{state.task_id} has no DB row")
+    new = state.abs_path(fs.rel)
+    if state.row.get("file_path") == new:
+        raise Refused(f"TASK-{state.task_id}: file_path is already {new}")
+    rows = [RowOp("tasks", "update", {"id": state.task_id}, dict(state.row), {"file_path": new})]
+    rows += _history(state, "file_path_repaired", actor, f"file_path -> {new}", now)
+    return Plan("repair-path", state.task_id, actor, note, f"file_path -> {fs.rel}", tuple(rows))
+
+
 def plan_accept(state: TaskState, actor: str, note: str, now: datetime,
                 force: bool = False) -> Plan:
     """provisional -> done like Octopoid's accept_completion: ACCEPTED_AT/ACCEPTED_BY, DB done,
@@ -527,6 +541,7 @@ PLANNERS: dict[str, Callable[..., Plan]] = {
     "retry": plan_retry, "release": plan_release, "sync": plan_sync, "accept": plan_accept,
     "cancel": plan_cancel, "clear-error": plan_clear_error, "quarantine": plan_quarantine,
     "register": plan_register, "escalate": plan_escalate, "mark-read": plan_mark_read,
+    "repair-path": plan_repair_path,
 }
 # Actions that change who may work on a task: never on a live claim without --force.
 TOUCHES_CLAIM = frozenset({"retry", "release", "cancel", "sync", "accept"})
