@@ -31,8 +31,21 @@ def task_priority(task: Task) -> str | None:
 
 
 def task_mtime(task: Task) -> float:
+    files = task.files
+    if len(files) == 1:  # nearly always: skip the primary-file choice
+        return files[0].mtime
     pf = task.primary_file
     return pf.mtime if pf is not None else 0.0
+
+
+def worst_ranks(snap: Snapshot) -> dict[str, int]:
+    """Worst finding severity rank per task (only tasks with findings)."""
+    worst: dict[str, int] = {}
+    for f in snap.findings:
+        r = f.severity.rank
+        if worst.get(f.task_id, -1) < r:
+            worst[f.task_id] = r
+    return worst
 
 
 def sort_key(snap: Snapshot, tid: str) -> Key:
@@ -109,13 +122,28 @@ class LaneIndex:
         return touched
 
     def _rebuild(self, snap: Snapshot, lanes: list[str]) -> None:
+        """Everything at once (first paint, polls): the same order as ``sort_key``, built in
+        one pass with the severities indexed first."""
         self.snapshot = snap
         self.lanes = lanes
-        self.keys = {tid: sort_key(snap, tid) for tid in snap.verdicts if tid in snap.tasks}
-        self.lane_of = {tid: snap.verdicts[tid].effective_state for tid in self.keys}
+        worst = worst_ranks(snap)
+        tasks = snap.tasks
+        keys: dict[str, Key] = {}
+        lane_of: dict[str, str] = {}
         acc: dict[str, list[Key]] = {lane: [] for lane in lanes}
-        for tid, key in self.keys.items():
-            acc[self.lane_of[tid]].append(key)
+        prio_of = _PRIO.get
+        for tid, v in snap.verdicts.items():
+            task = tasks.get(tid)
+            if task is None:
+                continue
+            rec = task.record
+            prio = rec.priority if rec is not None and rec.priority else task_priority(task)
+            key = (2 - worst.get(tid, -1), prio_of(prio or "", 4), task_mtime(task), tid)
+            keys[tid] = key
+            lane_of[tid] = v.effective_state
+            acc[v.effective_state].append(key)
+        self.keys = keys
+        self.lane_of = lane_of
         for lst in acc.values():
             lst.sort()
         self.sorted = acc
@@ -136,16 +164,19 @@ class LaneIndex:
 
     # ------------------------------------------------------------------ filters
     def haystack(self, tid: str) -> str:
-        """What a filter matches against: id, title, claimant, priority, finding kinds."""
+        """What a filter matches against: id, title, claimant, finding kinds."""
         h = self._haystack.get(tid)
         if h is None:
             snap = self.snapshot
             assert snap is not None
             task = snap.tasks[tid]
             v = snap.verdicts.get(tid)
-            kinds = " ".join(f.kind for f in snap.findings_for(tid))
-            h = " ".join(x for x in (tid, clean_line(task.title), task_priority(task) or "",
-                                     (v.claimed_by or "") if v else "", kinds) if x)
+            h = f"{tid} {clean_line(task.title)}"
+            if v is not None and v.claimed_by:
+                h += " " + v.claimed_by
+            fs = snap.findings_for(tid)
+            if fs:
+                h += " " + " ".join(f.kind for f in fs)
             self._haystack[tid] = h
         return h
 

@@ -1,0 +1,160 @@
+"""Console benchmarks (called by bench/run.py, or run alone): printed figures, not tests.
+
+On generated 1k and 100k-task states, judged --as-of (headless Textual, 120x40):
+- first paint: from app start to the first snapshot on screen (engine scan included), and
+  the console's own share (snapshot in -> lanes sorted and painted);
+- moving the cursor 100 rows (100 key presses) and applying a regex filter to the lane;
+with the 100k/1k ratio of each. Then, live on the 1k state: the time from a task file moved
+on disk to its row leaving the lane on screen.
+
+Usage: python bench/bench_tui.py [--sizes 1000,100000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SIZE = (120, 40)
+
+
+async def _measure(root: Path, as_of: datetime) -> dict[str, float]:
+    from core.config import Config
+    from core.engine import Engine
+    from tui.app import QwardenApp
+
+    cfg = Config()
+    app = QwardenApp(Engine(root, cfg, as_of=as_of), cfg, root_label="bench")
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main_screen
+        while main.snapshot is None:
+            await asyncio.sleep(0.001)
+        await pilot.pause()
+        out["first_paint"] = time.perf_counter() - t0
+        # the console's own share: apply the same snapshot to a fresh index and paint
+        snap = main.snapshot
+        main.snapshot = None
+        main.index.__init__()  # type: ignore[misc]
+        t = time.perf_counter()
+        main.apply_snapshot(snap, None)
+        await pilot.pause()
+        out["ui_paint"] = time.perf_counter() - t
+        # the biggest lane, so the 100k case really has a long list
+        lane = max(main.index.lanes, key=main.index.count)
+        main.switch_lane(lane)
+        await pilot.pause()
+        out["lane_rows"] = main.index.count(lane)
+        t = time.perf_counter()
+        lst = main.lane_list
+        for _ in range(100):  # what the "j" binding runs, each then handled by the loop
+            lst.action_cursor_down()
+            await asyncio.sleep(0)
+        await pilot.pause()
+        out["cursor_100"] = time.perf_counter() - t
+        assert main.lane_list.cursor == min(100, len(main.lane_list.rows) - 1)
+        t = time.perf_counter()
+        main.set_filter(lane, "fix|cache")
+        await pilot.pause()
+        out["filter"] = time.perf_counter() - t
+        out["filtered_rows"] = len(main.lane_list.rows)
+        main.set_filter(lane, "")
+    return out
+
+
+async def _file_move_latency(root: Path, runs: int = 5) -> list[float]:
+    """Live engine: move an incoming task file to provisional/ (no DB write: the row stays in
+    the incoming lane, flagged), time until the screen's snapshot has the file there."""
+    from core.config import Config, LiveOptions
+    from core.engine import Engine
+    from tui.app import QwardenApp
+
+    cfg = Config(live=LiveOptions(debounce_ms=20))
+    app = QwardenApp(Engine(root, cfg), cfg, root_label="bench")
+    lat: list[float] = []
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main_screen
+        while main.snapshot is None or not app.engine.caught_up.is_set():
+            await asyncio.sleep(0.01)
+        main.switch_lane("incoming")
+        await pilot.pause()
+        q = root / "shared" / "queue"
+        for i in range(runs):
+            tid = main.lane_list.rows[-1 - i]
+            src = q / "incoming" / f"TASK-{tid}.md"
+            dst = q / "provisional" / src.name
+            t = time.perf_counter()
+            os.replace(src, dst)
+            while (main.snapshot is None
+                   or main.snapshot.tasks[tid].file_queue != "provisional"):
+                await asyncio.sleep(0.002)
+                if time.perf_counter() - t > 10:
+                    raise SystemExit("file move never reached the screen")
+            lat.append(time.perf_counter() - t)
+            await asyncio.sleep(0.2)
+    return lat
+
+
+def main(sizes: tuple[int, ...] = (1000, 100_000), keep: Path | None = None) -> None:
+    from core.demo.generate import generate
+    from core.timefmt import parse_as_of
+
+    print("console (headless 120x40, --as-of; seconds)")
+    print(f"{'tasks':>8} {'first paint':>12} {'ui share':>9} {'lane rows':>10} "
+          f"{'100 rows':>9} {'filter':>8} {'matches':>8}")
+    results: dict[int, dict[str, float]] = {}
+    one_k: Path | None = None
+    tmp: list[Path] = []
+    for n in sizes:
+        base = (keep / f"t{n}") if keep else Path(tempfile.mkdtemp(prefix=f"qwarden-tui-{n}-"))
+        if not (base / "truth.json").exists():
+            if base.exists():
+                shutil.rmtree(base)
+            generate(base, n, seed=1)
+        if not keep:
+            tmp.append(base)
+        import json
+        as_of = parse_as_of(json.loads((base / "truth.json").read_text())["as_of"])
+        r = asyncio.run(_measure(base / ".orchestrator", as_of))
+        results[n] = r
+        if n == min(sizes):
+            one_k = base
+        print(f"{n:>8} {r['first_paint']:>12.3f} {r['ui_paint']:>9.3f} "
+              f"{int(r['lane_rows']):>10} {r['cursor_100']:>9.3f} {r['filter']:>8.3f} "
+              f"{int(r['filtered_rows']):>8}", flush=True)
+    small, big = min(results), max(results)
+    if small != big:
+        a, b = results[small], results[big]
+        print(f"ratio {big}/{small}: first paint {b['first_paint'] / a['first_paint']:.2f}, "
+              f"ui share {b['ui_paint'] / a['ui_paint']:.2f}, "
+              f"100 rows {b['cursor_100'] / a['cursor_100']:.2f}, "
+              f"filter {b['filter'] / a['filter']:.2f}  (target <= 1.5)")
+    if one_k is not None:
+        lat = asyncio.run(_file_move_latency(one_k / ".orchestrator"))
+        print(f"file move -> row updated on screen ({min(sizes)} tasks, live watcher): "
+              f"median {statistics.median(lat) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms "
+              f"(target <= 300 ms)")
+    for p in tmp:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000,100000")
+    ap.add_argument("--keep", type=Path)
+    args = ap.parse_args()
+    os.environ.setdefault("TZ", "UTC")
+    time.tzset()
+    main(tuple(int(s) for s in args.sizes.split(",")), args.keep)
