@@ -471,3 +471,48 @@ def test_read_state_does_not_trust_file_path(state: tuple[Path, datetime]) -> No
     st = read_state(root, IDS["mismatch_db"])
     assert st.row is not None and st.row["file_path"].startswith("/elsewhere/")
     assert [f.queue for f in st.files] == ["failed"]
+
+
+# ------------------------------------------------------------------ split
+
+def test_split_creates_children_and_repoints_blockers(state: tuple[Path, datetime]) -> None:
+    from core.actions.octopoid_actions import Subtask
+
+    root, now = state
+    parent, t = IDS["failed"], _at(now)
+    # a task waiting on the parent, in the DB and in its file header
+    waiter = "bbbb0001"
+    text = (f"# [TASK-{waiter}] Waits\n\nROLE: implement\nPRIORITY: P2\nBRANCH: main\n"
+            f"BLOCKED_BY: {parent},cccc0001\nCREATED: 2026-01-01T00:00:00\n\n## Context\nx\n")
+    _q(root, "incoming", waiter).write_text(text)
+    conn = sqlite3.connect(root / "state.db")
+    conn.execute("INSERT INTO tasks (id, file_path, queue, blocked_by) VALUES (?,?,?,?)",
+                 (waiter, "x", "incoming", f"{parent},cccc0001"))
+    conn.commit()
+    conn.close()
+    before = snapshot(root)
+    subs = [Subtask.parse("Schema part | migrate the table | migration runs; tests pass"),
+            Subtask("UI part")]
+    plan = make_plan(root, "split", parent, actor=ACTOR, now=t, subtasks=subs,
+                     note="too big")
+    kids = plan.extra["children"]
+    apply(root, plan)
+    for kid, title in zip(kids, ("Schema part", "UI part"), strict=True):
+        body = _q(root, "incoming", kid).read_text()
+        assert body.startswith(f"# [TASK-{kid}] {title}\n") and f"PARENT: TASK-{parent}" in body
+        r = row(root, kid)
+        assert r is not None and (r["queue"], r["role"], r["priority"]) == \
+            ("incoming", "implement", "P2")
+    assert "- [ ] migration runs\n- [ ] tests pass" in _q(root, "incoming", kids[0]).read_text()
+    assert row(root, waiter)["blocked_by"] == f"{kids[0]},{kids[1]},cccc0001"  # type: ignore
+    assert f"BLOCKED_BY: {kids[0]},{kids[1]},cccc0001\n" in _q(root, "incoming",
+                                                               waiter).read_text()
+    pt = _q(root, "recycled", parent).read_text()
+    assert f"NOTE: split into TASK-{kids[0]}, TASK-{kids[1]}: too big" in pt
+    assert row(root, parent)["queue"] == "recycled"  # type: ignore[index]
+    undo(root)
+    assert snapshot(root) == before
+    with pytest.raises(Refused, match="at most 1"):
+        make_plan(root, "split", parent, actor=ACTOR, now=t, subtasks=subs, max_children=1)
+    with pytest.raises(Refused, match="at least one"):
+        make_plan(root, "split", parent, actor=ACTOR, now=t)

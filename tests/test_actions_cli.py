@@ -116,3 +116,15 @@ def test_unreadable_queue_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_log_before_any_action(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(root, "log") == 0
     assert "no interventions yet" in capsys.readouterr().out
+
+
+def test_split_from_the_cli(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(root, "split", IDS["failed"], "--subtask", "First half | ctx | a; b",
+               "--subtask", "Second half", "--yes") == 0
+    out = capsys.readouterr().out
+    assert "parent -> recycled" in out and out.count("file + shared/queue/incoming/") == 2
+    assert row(root, IDS["failed"])["queue"] == "recycled"  # type: ignore[index]
+    (root.parent / "qwarden.toml").write_text("[actions]\nsplit_max = 1\n")
+    assert run(root, "split", IDS["zombie"], "--subtask", "a", "--subtask", "b",
+               "--yes", "--force") == 1
+    assert "at most 1" in capsys.readouterr().err

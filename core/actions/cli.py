@@ -16,7 +16,13 @@ from typing import Any
 
 from core.actions.apply import Result, apply, inverse_plan, recover
 from core.actions.journal import Journal
-from core.actions.octopoid_actions import PLANNERS, TOUCHES_CLAIM, judge_task, make_plan
+from core.actions.octopoid_actions import (
+    PLANNERS,
+    TOUCHES_CLAIM,
+    Subtask,
+    judge_task,
+    make_plan,
+)
 from core.actions.plan import Plan, Refused, StalePlan
 from core.config import Config, ConfigError, load_config
 from core.sources.octopoid import SourceError, resolve_root
@@ -35,6 +41,8 @@ HELP = {
     "escalate": "write a human-inbox message in ROOT/messages/",
     "mark-read": "mark a finished task as reviewed",
     "repair-path": "point the DB file_path at where the task file really is",
+    "split": "N subtasks in incoming (--subtask 'TITLE | CONTEXT | CRIT; CRIT'), parent "
+             "recycled, blocked tasks re-pointed",
 }
 
 
@@ -68,6 +76,9 @@ def add_action_commands(subparsers: Any) -> None:
         if kind == "sync":
             p.add_argument("--direction", choices=("sync_db", "sync_file"),
                            help="default: the finding's recommended direction")
+        if kind == "split":
+            p.add_argument("--subtask", action="append", default=[], metavar="SPEC",
+                           help="'TITLE | CONTEXT | CRITERION; CRITERION' (repeat)")
         if kind == "escalate":
             p.add_argument("--type", dest="msg_type", default="warning",
                            choices=("info", "warning", "error", "question"))
@@ -169,9 +180,11 @@ def _cmd_action(root: Path, config: Config, args: argparse.Namespace, read_only:
         if refusal:
             raise Refused(refusal)
         direction = direction or j.sync_direction
+    subtasks = [Subtask.parse(spec) for spec in getattr(args, "subtask", [])]
     plan = make_plan(root, kind, task_id, actor=_actor(), note=args.note, force=args.force,
                      queue=getattr(args, "queue", None), direction=direction,
-                     msg_type=getattr(args, "msg_type", "warning"))
+                     msg_type=getattr(args, "msg_type", "warning"), subtasks=subtasks,
+                     max_children=int(config.actions.get("split_max", 10)))  # type: ignore[call-overload]
     _show(plan)
     if args.dry_run:
         return EXIT_OK

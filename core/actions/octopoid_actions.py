@@ -537,19 +537,145 @@ def plan_mark_read(state: TaskState, actor: str, note: str, now: datetime,
     return Plan("mark-read", state.task_id, actor, note, f"reviewed ({q})")
 
 
+@dataclass(frozen=True)
+class Subtask:
+    title: str
+    context: str = ""
+    criteria: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> Subtask:
+        """CLI form: ``TITLE | CONTEXT | CRITERION; CRITERION``."""
+        parts = [p.strip() for p in spec.split("|")]
+        crit = tuple(c.strip() for c in (parts[2] if len(parts) > 2 else "").split(";")
+                     if c.strip())
+        if not parts[0]:
+            raise Refused(f"subtask {spec!r} has no title")
+        return cls(parts[0], parts[1] if len(parts) > 1 else "", crit)
+
+
+def _new_ids(root: Path, n: int, taken: set[str]) -> list[str]:
+    import secrets
+
+    out: list[str] = []
+    while len(out) < n:
+        tid = secrets.token_hex(4)
+        if tid in taken or tid in out or any(
+                (root / "shared" / "queue" / q / f"TASK-{tid}.md").exists() for q in QUEUES):
+            continue
+        out.append(tid)
+    return out
+
+
+def _replace_id(blocked: str, parent: str, children: list[str]) -> str:
+    ids = [b.strip() for b in blocked.split(",") if b.strip()]
+    out: list[str] = []
+    for b in ids:
+        for new in (children if b.removeprefix("TASK-") == parent else [b]):
+            if new not in out:
+                out.append(new)
+    return ",".join(out)
+
+
+def plan_split(root: Path, state: TaskState, actor: str, note: str, now: datetime,
+               subtasks: list[Subtask], max_children: int = 10) -> Plan:
+    """N subtasks, each an Octopoid task file plus DB row in incoming inheriting role,
+    priority, branch and project; tasks blocked by the parent re-pointed at the children; the
+    parent closed to ``recycled/`` (Octopoid's resting place for work superseded by a
+    breakdown) with a note naming them. The journal's writer lock serializes creation."""
+    fs = state.primary()
+    if not subtasks:
+        raise Refused("split needs at least one --subtask")
+    if len(subtasks) > max_children:
+        raise Refused(f"{len(subtasks)} subtasks: at most {max_children} at once "
+                      "(actions.split_max)")
+    if {fs.queue, state.db_queue} & {"done", "rejected", "recycled"}:
+        raise Refused(f"TASK-{state.task_id} is finished ({fs.queue})")
+    h, parent = fs.parsed.header, state.task_id
+    taken: set[str] = set()
+    blocked_rows: list[dict[str, Any]] = []
+    if state.has_db:
+        src = OctopoidSource(root)
+        conn = src.connect()
+        try:
+            cur = conn.execute("SELECT * FROM tasks WHERE blocked_by LIKE ?", (f"%{parent}%",))
+            cols = [d[0] for d in cur.description]
+            for r in cur.fetchall():
+                d = dict(zip(cols, r, strict=True))
+                if parent in [b.strip().removeprefix("TASK-")
+                              for b in str(d["blocked_by"]).split(",")]:
+                    blocked_rows.append(d)
+            taken = {str(r[0]) for r in conn.execute("SELECT id FROM tasks")}
+        finally:
+            conn.close()
+    kids = _new_ids(root, len(subtasks), taken)
+    files: list[FileOp] = []
+    rows: list[RowOp] = []
+    for kid, sub in zip(kids, subtasks, strict=True):
+        lines = [f"# [TASK-{kid}] {_one_line(sub.title, 200)}", "",
+                 f"ROLE: {h.get('ROLE') or 'implement'}", f"PRIORITY: {h.get('PRIORITY') or 'P2'}",
+                 f"BRANCH: {h.get('BRANCH') or 'main'}", f"CREATED: {_iso(now)}",
+                 f"CREATED_BY: {actor}"]
+        if h.get("PROJECT"):
+            lines.append(f"PROJECT: {h['PROJECT']}")
+        lines += [f"PARENT: TASK-{parent}", "", "## Context",
+                  sub.context or f"Part of TASK-{parent}: {fs.parsed.title}", "",
+                  "## Acceptance Criteria"]
+        lines += [f"- [ ] {c}" for c in (sub.criteria or ("It works",))] + [""]
+        rel = f"shared/queue/incoming/TASK-{kid}.md"
+        files.append(FileOp(None, rel, None, "\n".join(lines).encode()))
+        if state.has_db:
+            prow = state.row or {}
+            new = {"id": kid, "file_path": state.abs_path(rel), "queue": "incoming",
+                   "priority": h.get("PRIORITY") or prow.get("priority") or "P2",
+                   "role": h.get("ROLE") or prow.get("role"),
+                   "branch": h.get("BRANCH") or prow.get("branch") or "main",
+                   "project_id": prow.get("project_id") or h.get("PROJECT") or None,
+                   "created_at": _db_utc(now), "updated_at": _iso(now)}
+            new = {c: v for c, v in new.items() if c in state.columns and v is not None}
+            rows.append(RowOp("tasks", "insert", {"id": kid}, None, new))
+            rows.append(RowOp("task_history", "insert", {"task_id": kid}, None,
+                              {"task_id": kid, "event": "created", "agent": actor,
+                               "details": f"split from TASK-{parent}: priority="
+                                          f"{new.get('priority')}, role={new.get('role')}",
+                               "timestamp": _db_utc(now)}))
+    for b in blocked_rows:
+        rows.append(RowOp("tasks", "update", {"id": b["id"]}, b,
+                          {"blocked_by": _replace_id(str(b["blocked_by"]), parent, kids),
+                           **({"updated_at": _iso(now)} if "updated_at" in b else {})}))
+        bst = read_state(root, str(b["id"]))
+        for bf in bst.files:
+            text = bf.data.decode("utf-8", errors="strict") if bf.parsed.parseable else ""
+            m = re.search(r"^BLOCKED_BY:[ \t]*(.*)$", text, re.M)
+            if m is not None:
+                new_text = (text[:m.start(1)] + _replace_id(m.group(1), parent, kids)
+                            + text[m.end(1):])
+                files.append(FileOp(bf.rel, bf.rel, bf.sha, new_text.encode()))
+    names = ", ".join(f"TASK-{k}" for k in kids)
+    closing = trail(("OPERATOR_NOTE_AT", _iso(now)), ("NOTE_BY", actor),
+                    ("NOTE", f"split into {names}" + (f": {note}" if note else "")))
+    files.append(_relocate(fs, "recycled", _append(fs.data, closing)))
+    rows += _update(state, now, queue="recycled", claimed_by=None, claimed_at=None,
+                    file_path=state.abs_path(f"shared/queue/recycled/TASK-{parent}.md"))
+    rows += _history(state, "recycled", actor, f"split into {names}", now)
+    return Plan("split", parent, actor, note, f"into {names}; parent -> recycled",
+                tuple(rows), tuple(files), extra={"children": kids})
+
+
 PLANNERS: dict[str, Callable[..., Plan]] = {
     "retry": plan_retry, "release": plan_release, "sync": plan_sync, "accept": plan_accept,
     "cancel": plan_cancel, "clear-error": plan_clear_error, "quarantine": plan_quarantine,
     "register": plan_register, "escalate": plan_escalate, "mark-read": plan_mark_read,
-    "repair-path": plan_repair_path,
+    "repair-path": plan_repair_path, "split": plan_split,
 }
 # Actions that change who may work on a task: never on a live claim without --force.
-TOUCHES_CLAIM = frozenset({"retry", "release", "cancel", "sync", "accept"})
+TOUCHES_CLAIM = frozenset({"retry", "release", "cancel", "sync", "accept", "split"})
 
 
 def make_plan(root: Path, kind: str, task_id: str, *, actor: str, note: str = "",
               force: bool = False, now: datetime | None = None, queue: str | None = None,
               direction: str | None = None, msg_type: str = "warning",
+              subtasks: list[Subtask] | None = None, max_children: int = 10,
               state: TaskState | None = None) -> Plan:
     """Read the task now and plan ``kind`` for it."""
     if kind not in PLANNERS:
@@ -566,6 +692,8 @@ def make_plan(root: Path, kind: str, task_id: str, *, actor: str, note: str = ""
         return plan_register(st, actor, note, now)
     if kind == "escalate":
         return plan_escalate(st, actor, note, now, msg_type)
+    if kind == "split":
+        return plan_split(Path(root), st, actor, note, now, subtasks or [], max_children)
     return PLANNERS[kind](st, actor, note, now, force)
 
 
