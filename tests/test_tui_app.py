@@ -332,7 +332,7 @@ async def test_live_file_move_and_db_write_keep_cursor_and_filter(
     async with app.run_test(size=(120, 40)) as pilot:
         main = app.main_screen
         await wait_until(pilot, lambda: main.snapshot is not None)
-        await wait_until(pilot, lambda: getattr(app.engine, "caught_up", True) is not False)
+        await wait_until(pilot, app.engine.caught_up.is_set)
         assert main.lane == "incoming"
         main.set_filter("incoming", "backlog|mover")
         await pilot.press("j", "j", "j")
@@ -389,3 +389,15 @@ async def test_no_render_while_modal_open(tmp_path: Path, utc_tz: None) -> None:
         assert "aaaa0002" in main.lane_list.rows
         await pilot.press("escape")
         await wait_until(pilot, lambda: "aaaa0002" not in main.lane_list.rows)
+
+
+async def test_enter_maximizes_detail_when_narrow(generated: tuple[Path, datetime]) -> None:
+    root, as_of = generated
+    app = frozen_app(root, as_of)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
+        main = app.main_screen
+        await pilot.press("enter")
+        assert isinstance(main.maximized, DetailPane)
+        await pilot.press("escape")
+        assert main.maximized is None and app.focused is main.lane_list

@@ -38,6 +38,7 @@ JUMP_WORDS = ("findings", "agents", "help", "quit")
 
 
 class MainScreen(Screen[None]):
+    ESCAPE_TO_MINIMIZE = False  # our esc (action_back) minimizes and returns to the list
     BINDINGS = MAIN_BINDINGS + LANE_KEYS
 
     def __init__(self, root_label: str, read_only: bool) -> None:
@@ -206,6 +207,11 @@ class MainScreen(Screen[None]):
 
     def action_prev_pane(self) -> None:
         self._cycle(-1)
+
+    def action_minimize(self) -> None:
+        # Textual's own escape-to-minimize: back to the list as well
+        self.minimize()
+        self.lane_list.focus()
 
     def action_back(self) -> None:
         if self.maximized is not None:

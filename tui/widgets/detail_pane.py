@@ -27,6 +27,7 @@ def _t(value: object, limit: int = 200) -> Text:
 
 
 class DetailPane(VerticalScroll, can_focus=True):
+    ALLOW_MAXIMIZE = True
     COMPONENT_CLASSES = {
         "detail-pane--heading", "detail-pane--label", "detail-pane--muted",
         "detail-pane--critical", "detail-pane--warning", "detail-pane--info",
@@ -95,7 +96,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         # DB side and file side, side by side
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False,
                       header_style=self._st("label"))
-        table.add_column("", style=self._st("label"), no_wrap=True, ratio=1)
+        table.add_column("", style=self._st("label"), no_wrap=True, min_width=10)
         table.add_column("DB", ratio=2, overflow="fold")
         table.add_column("file", ratio=2, overflow="fold")
         last = pf.last_event if pf is not None else None

@@ -19,6 +19,7 @@ LOG_LINES = 40
 
 
 class TracePane(VerticalScroll, can_focus=True):
+    ALLOW_MAXIMIZE = True
     COMPONENT_CLASSES = {
         "trace-pane--heading", "trace-pane--muted", "trace-pane--db", "trace-pane--file",
         "trace-pane--agent", "trace-pane--notes", "trace-pane--bad",
