@@ -401,3 +401,52 @@ async def test_enter_maximizes_detail_when_narrow(generated: tuple[Path, datetim
         assert isinstance(main.maximized, DetailPane)
         await pilot.press("escape")
         assert main.maximized is None and app.focused is main.lane_list
+
+
+def test_theme_choice_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui.themes import choose_theme
+
+    avail = {"qwarden-dark", "qwarden-light", "qwarden-contrast", "textual-dark"}
+    monkeypatch.delenv("TEXTUAL_THEME", raising=False)
+    assert choose_theme(None, None, avail) == "qwarden-dark"
+    assert choose_theme(None, "qwarden-light", avail) == "qwarden-light"
+    monkeypatch.setenv("TEXTUAL_THEME", "qwarden-contrast")
+    assert choose_theme(None, "qwarden-light", avail) == "qwarden-contrast"
+    assert choose_theme("textual-dark", "qwarden-light", avail) == "textual-dark"
+    assert choose_theme("no-such-theme", None, avail) == "qwarden-contrast"
+
+
+def test_stylesheet_uses_theme_variables_only() -> None:
+    import re
+
+    from tui.themes import QWARDEN_THEMES, STATUS_DEFAULTS, STYLESHEET
+
+    css = re.sub(r"/\*.*?\*/", "", STYLESHEET.read_text(), flags=re.S)
+    assert not re.search(r"#[0-9a-fA-F]{3,8}\b|\brgba?\(|\bhsl\(", css)
+    for name in re.findall(r"\$(status-[a-z-]+)", css):
+        assert name in STATUS_DEFAULTS
+        for theme in QWARDEN_THEMES:
+            assert name in theme.variables, (theme.name, name)
+
+
+def test_core_never_imports_textual() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, core.engine, core.cli, core.report, core.judge\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')]")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   cwd=Path(__file__).resolve().parents[1])
+
+
+async def test_no_color_still_shows_severity(generated: tuple[Path, datetime],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    root, as_of = generated
+    app = frozen_app(root, as_of)
+    assert app.no_color
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
+        lst = app.main_screen.lane_list
+        first = lst.render_line(0).text
+        assert first.startswith("!")  # the glyph carries the severity without colour

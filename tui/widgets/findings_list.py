@@ -58,6 +58,6 @@ class FindingsList(RowList):
         t = Text("  ")
         t.append({"critical": "!!", "warning": "! ", "info": "i "}[sev], self.row_style(sev))
         t.append(f" {f.task_id:<8} ")
-        t.append(f"{f.recommended_action.value:<13} ", self.row_style("muted"))
+        t.append(f"{f.recommended_action.value:<20} ", self.row_style("muted"))
         t.append(clean_line(f.summary, 300))
         return t
