@@ -1,0 +1,35 @@
+"""A short soak (the full one is ``python -m core.actions.soak 1000``): randomized interventions
+against live simulated agents, some SIGKILLed mid-apply; no task lost, no divergence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.actions.apply import apply
+from core.actions.octopoid_actions import make_plan
+from core.actions.soak import main, outcome_state, soak
+from tests.test_actions_support import IDS, build_state
+
+
+def test_short_soak(tmp_path: Path) -> None:
+    lines: list[str] = []
+    s = soak(60, seed=4, kill_rate=0.15, base=tmp_path, echo=lines.append)
+    assert s["lost_tasks"] == 0 and s["divergences"] == 0, s["diverged"]
+    assert s["done"] > 20
+    assert "lost tasks: 0" in lines[0] and "action latency" in lines[0]
+
+
+def test_outcome_state_tells_before_after(tmp_path: Path) -> None:
+    root, now = build_state(tmp_path)
+    plan = make_plan(root, "retry", IDS["failed"], actor="t", now=now)
+    assert outcome_state(root, plan, None) == "before"
+    aid = apply(root, plan).action_id
+    assert outcome_state(root, plan, aid) == "after"
+    (root / "shared/queue/incoming" / f"TASK-{IDS['failed']}.md").unlink()
+    why: list[str] = []
+    assert outcome_state(root, plan, aid, why) == "between" and why
+
+
+def test_soak_cli_exit_code(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("tempfile.mkdtemp", lambda prefix="": str(tmp_path))
+    assert main(["5", "--kill-rate", "0"]) == 0
