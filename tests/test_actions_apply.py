@@ -516,3 +516,34 @@ def test_split_creates_children_and_repoints_blockers(state: tuple[Path, datetim
         make_plan(root, "split", parent, actor=ACTOR, now=t, subtasks=subs, max_children=1)
     with pytest.raises(Refused, match="at least one"):
         make_plan(root, "split", parent, actor=ACTOR, now=t)
+
+
+@pytest.mark.parametrize("agent", ["moves", "rewrites"])
+def test_agent_races_a_move(state: tuple[Path, datetime], monkeypatch: pytest.MonkeyPatch,
+                            agent: str) -> None:
+    """Between our copy landing at dst and the source's removal an agent moves or rewrites
+    the source: its bytes survive, our copy goes, the DB is untouched, the plan is stale."""
+    import core.actions.apply as ap
+
+    root, now = state
+    tid = IDS["failed"]
+    plan = make_plan(root, "retry", tid, actor=ACTOR, now=now)
+    src = _q(root, "failed", tid)
+    agent_bytes = src.read_bytes() + b"\nRESUMED_AT: 2026-01-01T00:00:00\n"
+
+    def race(step: str) -> None:
+        if step == "file:0:linked":
+            if agent == "moves":
+                _q(root, "needs_continuation", tid).write_bytes(agent_bytes)
+                src.unlink()
+            else:
+                src.write_bytes(agent_bytes)
+
+    monkeypatch.setattr(ap, "_crash", race)
+    with pytest.raises(StalePlan):
+        apply(root, plan)
+    assert not _q(root, "incoming", tid).exists()  # our copy is gone
+    where = _q(root, "needs_continuation" if agent == "moves" else "failed", tid)
+    assert where.read_bytes() == agent_bytes
+    assert row(root, tid)["queue"] == "failed"  # type: ignore[index]
+    assert not list(root.rglob("*.grab")) and not list(root.rglob("*.qw*.tmp"))

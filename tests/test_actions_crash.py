@@ -39,11 +39,12 @@ else:
 
 BEFORE, AFTER = "before", "after"
 MOVE_DB = [("intent", BEFORE), ("file:0:tmp", BEFORE), ("file:0:linked", BEFORE),
-           ("file:0", BEFORE), ("rows", BEFORE), ("commit", AFTER), ("done", AFTER)]
+           ("file:0:grabbed", BEFORE), ("file:0", BEFORE), ("rows", BEFORE),
+           ("commit", AFTER), ("done", AFTER)]
 WRITE_DB = [("intent", BEFORE), ("file:0:tmp", BEFORE), ("file:0", BEFORE), ("rows", BEFORE),
             ("commit", AFTER), ("done", AFTER)]
 MOVE_NO_DB = [("intent", BEFORE), ("file:0:tmp", BEFORE), ("file:0:linked", BEFORE),
-              ("file:0", BEFORE), ("done", AFTER)]
+              ("file:0:grabbed", BEFORE), ("file:0", BEFORE), ("done", AFTER)]
 
 CASES = ([("retry", IDS["failed"], s, w) for s, w in MOVE_DB]
          + [("clear-error", IDS["stale_error"], s, w) for s, w in WRITE_DB]
@@ -59,7 +60,7 @@ def _run(root: Path, step: str, *argv: str) -> int:
 
 
 def _no_leftovers(root: Path) -> None:
-    tmp = [p for p in root.rglob("*.tmp") if ".qw" in p.name]
+    tmp = [p for p in root.rglob(".*.qw*") if p.suffix in (".tmp", ".grab")]
     assert tmp == [], f"temp files left behind: {tmp}"
     with Journal(root) as j:
         assert j.unfinished() == []
@@ -94,7 +95,8 @@ def test_sigkill_at_every_step(tmp_path: Path, kind: str, tid: str, step: str,
 
 
 UNDO_STEPS = [("intent", AFTER), ("file:0:tmp", AFTER), ("file:0:linked", AFTER),
-              ("file:0", AFTER), ("rows", AFTER), ("commit", BEFORE), ("done", BEFORE)]
+              ("file:0:grabbed", AFTER), ("file:0", AFTER), ("rows", AFTER),
+              ("commit", BEFORE), ("done", BEFORE)]
 
 
 @pytest.mark.parametrize(("step", "expect"), UNDO_STEPS, ids=[s for s, _ in UNDO_STEPS])

@@ -124,6 +124,10 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
+def _grab_name(path: Path, aid: int) -> Path:
+    return path.parent / f".{path.name}.qw{aid}.grab"
+
+
 def _tmp_name(path: Path, aid: int) -> Path:
     return path.parent / f".{path.name}.qw{aid}.tmp"
 
@@ -178,10 +182,44 @@ def _do_file(root: Path, f: FileOp, aid: int, step: str, task_id: str) -> None:
         assert f.src is not None and f.dst is not None and f.after is not None
         _write_atomic(root / f.dst, f.after, aid, step, True, _mode(root / f.src))
         _crash(step + ":linked")
-        _unlink(root / f.src)
+        _take_source(root, f, aid, step, task_id)
     else:  # remove: only files qwarden created (undo); the bytes stay in the journal
         assert f.src is not None
         _unlink(root / f.src)
+
+
+def _take_source(root: Path, f: FileOp, aid: int, step: str, task_id: str) -> None:
+    """Remove a move's source without ever losing an agent's write: rename it aside first
+    (atomic: from here on nobody can rewrite it by path), then check it is still the version
+    the plan was made from. If an agent moved or rewrote it meanwhile, give it back, drop our
+    copy at dst, and refuse as stale."""
+    src, dst = root / str(f.src), root / str(f.dst)
+    grab = _grab_name(src, aid)
+    try:
+        os.rename(src, grab)
+    except FileNotFoundError:
+        _unlink(dst)  # our own copy (just linked); the agent has the task elsewhere
+        raise StalePlan(f"TASK-{task_id}: {f.src} was moved by someone else meanwhile") from None
+    _crash(step + ":grabbed")
+    if sha256(grab.read_bytes()) != f.before_sha:
+        _give_back(root, f, grab)
+        _unlink(dst)
+        raise StalePlan(f"TASK-{task_id}: {f.src} changed while qwarden moved it; "
+                        "left as the agent wrote it")
+    _unlink(grab)
+
+
+def _give_back(root: Path, f: FileOp, grab: Path) -> None:
+    """Put a grabbed source back; if its path was taken meanwhile, keep the bytes in
+    quarantine (never delete them)."""
+    src = root / str(f.src)
+    try:
+        os.link(grab, src)
+    except FileExistsError:
+        qdir = root / "shared" / "quarantine"
+        qdir.mkdir(parents=True, exist_ok=True)
+        os.link(grab, qdir / f"{grab.name.lstrip('.')}.kept")
+    _unlink(grab)
 
 
 def _sha_at(root: Path, rel: str | None) -> str | None:
@@ -206,6 +244,10 @@ def _rollback_file(root: Path, f: FileOp, backup: bytes | None, aid: int) -> Non
             _unlink(root / str(f.dst))  # we created it; its bytes are in the journal's plan
         return
     if k == "move":
+        grab = _grab_name(root / str(f.src), aid)
+        if grab.exists():  # killed between grabbing the source and removing it
+            _give_back(root, f, grab)
+            src = _sha_at(root, f.src)
         if dst != f.after_sha:
             return  # never linked (or someone else's file): nothing of ours there
         if src is None and backup is not None:

@@ -33,7 +33,8 @@ from core.actions.plan import Plan, Refused, StalePlan, sha256
 KINDS = {"failed": ["retry", "cancel", "clear-error"], "provisional": ["accept", "cancel"],
          "claimed": ["release", "retry"], "incoming": ["cancel", "escalate", "clear-error"],
          "done": ["mark-read"], "needs_continuation": ["retry"], "rejected": ["mark-read"]}
-STEPS = ("intent", "file:0:tmp", "file:0:linked", "file:0", "rows", "commit", "done")
+STEPS = ("intent", "file:0:tmp", "file:0:linked", "file:0:grabbed", "file:0", "rows", "commit",
+         "done")
 RUNNER = ("import json,sys\nfrom pathlib import Path\nfrom core.actions.apply import apply\n"
           "from core.actions.plan import Plan\napply(Path(sys.argv[1]), Plan.from_json("
           "json.loads(Path(sys.argv[2]).read_text())))\n")
