@@ -30,5 +30,8 @@ lint: install
 screenshots: install
 	$(PY) -m pytest -q tests/test_tui_snapshots.py --snapshot-update
 
+soak: install
+	$(PY) -m core.actions.soak 1000
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
