@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--interval", type=float, default=argparse.SUPPRESS,
                    help="seconds between full polls (default 300)")
     w.add_argument("--ticks", type=int, help="stop after this many polls (for scripts)")
+    w.add_argument("--fix", nargs="?", const="observe", choices=("observe", "safe",
+                                                                  "aggressive"),
+                   help="run the auto-fixer each poll: observe (report what it would do, the "
+                        "default), safe, or aggressive; notes and metrics go to ROOT/warden/")
+    w.add_argument("--read-only", dest="read_only", action="store_true",
+                   default=argparse.SUPPRESS, help="the auto-fixer refuses every write")
 
     d = sub.add_parser("demo", help="a simulated live queue on an embedded SQLite DB")
     d.add_argument("--generate", type=int, metavar="N",
@@ -134,6 +140,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if not args.headless:
         return _run_tui(root, config, None, None, None, False)
 
+    fixer = None
+    if args.fix:
+        from core.actions.autofix import AutoFixer
+        fixer = AutoFixer(root, config, mode=args.fix,
+                          read_only=bool(getattr(args, "read_only", False)))
+
+    def fix_tick(snap) -> None:  # type: ignore[no-untyped-def]
+        if fixer is None or snap is None:
+            return
+        rep = fixer.tick(snap)
+        print(f"autofix {rep.mode}: found {sum(rep.found.values())}, fixed {len(rep.fixed)}, "
+              f"would fix {len(rep.would_fix)}, escalated {len(rep.escalated)}, "
+              f"left alone {len(rep.skipped)}", flush=True)
+        for item in rep.fixed + rep.escalated:
+            print(f"  {item['action']} TASK-{item['task_id']} ({item['finding']})", flush=True)
+
     async def main() -> int:
         engine = Engine(root, config)
         polls = 0
@@ -155,12 +177,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
         engine.subscribe(on_snapshot)
         await engine.start()
+        await asyncio.to_thread(fix_tick, engine.snapshot)
         try:
             while not done.is_set():
                 before = engine.last_poll_at
                 await asyncio.sleep(0.5)
                 if engine.last_poll_at != before:
                     polls += 1
+                    await asyncio.to_thread(fix_tick, engine.snapshot)
                     if args.ticks and polls >= args.ticks:
                         break
         finally:

@@ -69,3 +69,19 @@ def test_watch_headless_prints_and_stops_after_ticks(tmp_path: Path) -> None:
         timeout=60, env={**os.environ, "TZ": "UTC"})
     assert proc.returncode == 1, proc.stderr  # an orphan file is a warning
     assert "orphan_file=1" in proc.stdout and "tasks=1" in proc.stdout
+
+
+def test_watch_headless_safe_fix_repairs_an_orphan(tmp_path: Path) -> None:
+    b = StateBuilder(tmp_path, now=datetime.now())
+    b.task("0ab0ab01", db_queue=None)
+    root = b.build()
+    proc = subprocess.run(
+        [sys.executable, "-m", "core.cli", "watch", "--headless", "--root", str(root),
+         "--interval", "0.5", "--ticks", "2", "--fix", "safe"], capture_output=True, text=True,
+        cwd=REPO, timeout=90, env={**os.environ, "TZ": "UTC"})
+    assert "autofix safe:" in proc.stdout and "register TASK-0ab0ab01" in proc.stdout, (
+        proc.stdout, proc.stderr)
+    assert (root / "warden" / "metrics.prom").is_file()
+    after = Engine(root).scan()
+    assert "0ab0ab01" in after.tasks and after.tasks["0ab0ab01"].record is not None
+    assert not after.findings_for("0ab0ab01")
