@@ -152,3 +152,34 @@ def test_fuzz_json_reader_never_raises(data: bytes) -> None:
     obj = parse_json_object(data, "agents/x/state.json", problems)
     assert isinstance(obj, dict)
     assert obj or problems or data.strip() == b"{}"
+
+
+def test_a_failure_after_the_history_section_is_live_again() -> None:
+    text = BASE + """
+CLAIMED_BY: a
+CLAIMED_AT: 2026-11-22T21:00:00
+
+## History
+FAILED_AT: 2026-11-22T21:10:00
+
+## Error
+```
+first failure
+```
+<!-- /History -->
+
+RETRIED_AT: 2026-11-22T21:20:00
+
+CLAIMED_BY: b
+CLAIMED_AT: 2026-11-22T21:30:00
+
+FAILED_AT: 2026-11-22T21:40:00
+
+## Error
+```
+second failure
+```
+"""
+    tf = parse(text)
+    assert [e.in_history for e in tf.errors] == [True, False]
+    assert tf.errors[1].text == "second failure"

@@ -22,11 +22,15 @@ from typing import Any
 from core.actions.plan import FileOp, Plan, Refused, RowOp, sha256
 from core.model import TaskFile
 from core.sources.octopoid import QUEUES, OctopoidSource, SourceError
-from core.sources.taskfile import HISTORY_HEADING, parse_task_bytes
+from core.sources.taskfile import (
+    HISTORY_END,
+    HISTORY_HEADING,
+    history_spans,
+    parse_task_bytes,
+)
 
 TERMINAL = ("done", "failed", "escalated", "rejected")
 RETRYABLE = ("failed", "escalated", "needs_continuation")
-HISTORY_END = "<!-- /History -->"
 HISTORY_INTRO = "<!-- moved here by qwarden: earlier errors, kept for the record -->"
 
 
@@ -184,22 +188,7 @@ def _fences(text: str) -> list[tuple[int, int]]:
             return spans
 
 
-def _history_spans(text: str) -> list[tuple[int, int]]:
-    """``## History`` sections: up to qwarden's end marker, or (written by someone else,
-    unterminated) to the end of the file."""
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    while True:
-        i = text.find(HISTORY_HEADING, pos)
-        if i < 0:
-            return spans
-        if i > 0 and text[i - 1] != "\n":
-            pos = i + 1
-            continue
-        j = text.find(HISTORY_END, i)
-        end = len(text) if j < 0 else j + len(HISTORY_END)
-        spans.append((i, end))
-        pos = end
+_history_spans = history_spans  # one definition, shared with the parser
 
 
 def live_error_regions(text: str) -> list[tuple[int, int]]:

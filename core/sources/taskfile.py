@@ -77,6 +77,25 @@ _DETAIL_KEY = {"REJECTED": "REJECTION_REASON", "NEEDS_CONTINUATION": "CONTINUATI
                "SUBMITTED": "COMMITS_COUNT", "NOTE": "NOTE"}
 
 HISTORY_HEADING = "## History"
+HISTORY_END = "<!-- /History -->"  # qwarden closes each history section it writes
+
+
+def history_spans(text: str) -> list[tuple[int, int]]:
+    """``## History`` sections: up to qwarden's end marker, or (written by someone else,
+    unterminated) to the end of the file. An error after the marker is a new, live one."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while True:
+        i = text.find(HISTORY_HEADING, pos)
+        if i < 0:
+            return spans
+        if i > 0 and text[i - 1] != "\n":
+            pos = i + 1
+            continue
+        j = text.find(HISTORY_END, i)
+        end = len(text) if j < 0 else j + len(HISTORY_END)
+        spans.append((i, end))
+        pos = end
 
 
 
@@ -164,9 +183,7 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
     fences = _fenced_spans(body) if _FENCE in body else []
     hm = _HEADING_RE.search(body)
     first_heading = hm.start() if hm else len(body)
-    hist_pos = body.find("\n" + HISTORY_HEADING)
-    if hist_pos < 0 and body.startswith(HISTORY_HEADING):
-        hist_pos = 0
+    hist_spans = history_spans(body) if HISTORY_HEADING in body else []
 
     header: dict[str, str] = {}
     events: list[TrailEvent] = []
@@ -198,7 +215,7 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
             if kind == "FAILED":
                 errors.append(ErrorBlock(failed_at=parse_local_iso(value),
                                          text=_error_text_after(body, km.end(), fences),
-                                         in_history=0 <= hist_pos < pos))
+                                         in_history=_in_spans(pos, hist_spans)))
         elif cur_kind is not None and key in _MEMBERS.get(cur_kind, ()):
             cur_fields.append((key, value))
         else:
