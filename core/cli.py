@@ -142,9 +142,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     fixer = None
     if args.fix:
+        from core.actions.apply import recover
         from core.actions.autofix import AutoFixer
-        fixer = AutoFixer(root, config, mode=args.fix,
-                          read_only=bool(getattr(args, "read_only", False)))
+        read_only = bool(getattr(args, "read_only", False)) or config.read_only
+        if args.fix != "observe" and not read_only:
+            recover(root)  # finish or undo what a killed writer left half-done, first
+        fixer = AutoFixer(root, config, mode=args.fix, read_only=read_only)
 
     def fix_tick(snap) -> None:  # type: ignore[no-untyped-def]
         if fixer is None or snap is None:
