@@ -2,60 +2,126 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from core.config import load_config
-from core.demo.simulate import Octopoid, Simulation, create_demo_root
+from core.demo import octowriter as ow
+from core.demo.simulate import Simulation, create_demo_root
 from core.engine import Engine
 from core.rules.base import SCORED_KINDS
 
 
-def db_row(root: Path, tid: str) -> tuple:
+def db_rows(root: Path) -> dict[str, tuple]:
     conn = sqlite3.connect(root / "state.db")
     try:
-        return conn.execute("SELECT queue, claimed_by FROM tasks WHERE id=?", (tid,)).fetchone()
+        return {r[0]: r[1:] for r in conn.execute("SELECT id, queue, claimed_by FROM tasks")}
     finally:
         conn.close()
 
 
-def test_octopoid_steps_drift_the_way_octopoid_does(tmp_path: Path) -> None:
+def lanes(root: Path) -> Counter[str]:
+    return Counter(q for q in ow.QUEUES for _ in ow.queue_dir(root, q).glob("TASK-*.md"))
+
+
+def test_demo_root_starts_with_every_lane_and_idle_agents(tmp_path: Path) -> None:
     root = create_demo_root(tmp_path, seed=1)
-    octo = Octopoid(root)
-    octo.create("aaaa0001", "One")
-    octo.claim("aaaa0001", "impl-agent-1")
-    assert octo.path("incoming", "aaaa0001").exists()  # DB-mode claim: file stays
-    assert db_row(root, "aaaa0001") == ("claimed", "impl-agent-1")
-    octo.fail("aaaa0001", "ValueError: x")
-    assert octo.path("failed", "aaaa0001").exists()
-    assert db_row(root, "aaaa0001") == ("failed", "impl-agent-1")  # claimed_by kept
-    octo.retry("aaaa0001")
-    text = octo.path("incoming", "aaaa0001").read_text()
-    assert "RETRIED_AT:" in text and "## Error" in text  # the old error is left in place
-    assert db_row(root, "aaaa0001")[0] == "failed"  # the DB never heard of the retry
-    octo.create("aaaa0002", "Two")
-    octo.claim("aaaa0002", "impl-agent-2")
-    octo.needs_continuation("aaaa0002", "impl-agent-2")
-    assert octo.path("needs_continuation", "aaaa0002").exists()
-    assert db_row(root, "aaaa0002") == ("claimed", "impl-agent-2")  # no DB write
+    assert (tmp_path / "qwarden.toml").is_file()
+    files = lanes(root)
+    assert sum(files.values()) == len(db_rows(root)) == 31
+    assert {"incoming", "provisional", "done", "failed", "escalated"} <= set(files)
+    agents = sorted(p.name for p in (root / "agents").iterdir())
+    assert agents == ["impl-agent-0"] + [f"impl-agent-{n}" for n in range(1, 7)]
+    assert json.loads((root / "agents/impl-agent-3/state.json").read_text())["running"] is False
+    # a fresh demo is healthy apart from Octopoid's own everyday drift
+    config, _ = load_config(root)
+    snap = Engine(root, config).scan()
+    assert {f.kind for f in snap.findings if f.kind in SCORED_KINDS} <= {"file_db_mismatch"}
 
 
 def test_simulation_runs_and_injects_every_fault(tmp_path: Path) -> None:
     root = create_demo_root(tmp_path, seed=3)
     sim = Simulation(root, seed=3)
     log: list[str] = []
-    for _ in range(14):
+    for _ in range(40):
         log += sim.step()
     text = "\n".join(log)
-    for needle in ("claimed", "FAULT orphan", "FAULT corrupt", "died holding",
-                   "DB-only reset"):
+    for needle in (" claimed ", " submitted ", " failed ", "new task", "FAULT orphan",
+                   "FAULT corrupt", "died holding", "DB-only reset"):
         assert needle in text, (needle, text)
+    # each step leaves Octopoid's kind of state behind: rows and files for every task
+    rows = db_rows(root)
+    assert any(q == "claimed" for q, _ in rows.values())
+    assert any(q == "provisional" for q, _ in rows.values())
+    working = next(a for a in sim.agents if a.alive and a.task)
+    assert ow.find_task_file(root, working.task) is not None  # type: ignore[arg-type]
+    status = json.loads((root / "agents" / working.name / "status.json").read_text())
+    assert status["task_id"] == working.task
+    assert (root / "agents" / working.name / "stdout.log").stat().st_size > 0
+    assert (root / "agents" / working.name / "heartbeat").read_text().endswith("Z\n")
+
     config, _ = load_config(root)
     snap = Engine(root, config).scan()
     kinds = {f.kind for f in snap.findings if f.kind in SCORED_KINDS}
     assert {"orphan_file", "corrupt_task", "split_brain"} <= kinds, kinds
     # judged a minute later (no pid checks with --as-of), the dead agent's claim is a zombie
     dead = next(a for a in sim.agents if not a.alive)
+    assert rows[dead.task] == ("claimed", dead.name)  # type: ignore[index]
+    state = json.loads((root / "agents" / dead.name / "state.json").read_text())
+    assert state["running"] is True  # it died without anyone noticing
     later = Engine(root, config, as_of=datetime.now().astimezone() + timedelta(seconds=60)).scan()
     assert any(f.kind == "zombie_claim" and f.task_id == dead.task for f in later.findings)
+
+
+def test_long_run_covers_continuations_resumes_and_reviews(tmp_path: Path) -> None:
+    root = create_demo_root(tmp_path, seed=1)
+    sim = Simulation(root, seed=1, faults=False)
+    log = [line for _ in range(40) for line in sim.step()]
+    text = "\n".join(log)
+    for needle in ("ran out of turns", "resumed", "scheduler accepted", "gatekeeper rejected",
+                   "scheduler retried"):
+        assert needle in text, needle
+    assert not any(line.startswith("FAULT") for line in log)
+    assert list((root / "shared" / "notes").glob("TASK-*.md"))
+    assert all(a.alive for a in sim.agents)
+    # needs_continuation wrote no DB row: those files sit beside a DB row still claimed
+    rows = db_rows(root)
+    for p in ow.queue_dir(root, "needs_continuation").glob("TASK-*.md"):
+        assert rows[p.name[5:-3]][0] == "claimed"
+
+
+def test_agent_survives_its_task_being_moved_away(tmp_path: Path) -> None:
+    root = create_demo_root(tmp_path, seed=2)
+    sim = Simulation(root, seed=2, faults=False)
+    while not any(a.task for a in sim.agents):
+        sim.step()
+    a = next(a for a in sim.agents if a.task)
+    path = ow.find_task_file(root, a.task)  # type: ignore[arg-type]
+    assert path is not None
+    tid = a.task
+    path.unlink()  # an operator removed it mid-run
+    a.work_left = 1  # its next tick finishes: the step must not crash on the vanished file
+    did = sim.step()
+    assert f"{a.name} lost {tid} (file moved away)" in did
+    assert a.task is None
+    assert json.loads((root / "agents" / a.name / "state.json").read_text())["running"] is False
+
+
+def test_run_steps_until_stopped(tmp_path: Path) -> None:
+    root = create_demo_root(tmp_path, seed=4)
+    sim = Simulation(root, seed=4, tick_s=0.01)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sim.run(stop))
+        while sim.ticks < 12:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+    asyncio.run(main())
+    assert sim.ticks >= 12

@@ -18,15 +18,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.demo.octodb import (
+from core.demo.octowriter import (
     TASK_COLUMNS,
+    continuation_block,
     error_block,
     init_root,
+    insert_rejection_notice,
     local_iso,
+    register_agent_config,
+    resume_block,
     sqlite_utc,
     task_text,
     trail_block,
-    write_agent,
+    upsert_agent_row,
+    write_agent_state,
+    write_current_task,
+    write_heartbeat,
+    write_status,
 )
 
 GENERATED_AT = datetime(2026, 11, 22, 22, 0, 0)  # naive local, like Octopoid's stamps
@@ -46,6 +54,7 @@ class Planned:
     files: list[tuple[str, bytes]] = field(default_factory=list)  # (queue dir, bytes)
     row: dict[str, Any] | None = None
     history: list[tuple[str, str | None, str | None, datetime]] = field(default_factory=list)
+    notes: str | None = None  # shared/notes/TASK-<id>.md, for tasks an agent ran out of turns on
 
 
 class _Gen:
@@ -83,9 +92,11 @@ class _Gen:
         self.agents.append(spec)
         return name
 
-    def base(self, tid: str, title: str, created: datetime, **header: str) -> str:
+    def base(self, tid: str, title: str, created: datetime, blocked_by: str = "",
+             checks: str = "") -> str:
         return task_text(tid, title, created, priority=self.rnd.choice(("P1", "P2", "P2", "P3")),
-                         extra_header=header or None,
+                         blocked_by=(blocked_by,) if blocked_by else (),
+                         checks=(checks,) if checks else (),
                          context=f"Context for {title}.\n\nDetails: {self.rnd.random():.6f}")
 
     def row(self, tid: str, queue: str, dirname: str, created: datetime, updated: datetime,
@@ -136,7 +147,7 @@ class _Gen:
         c, cl, sub = self.ago(7200), self.ago(6000), self.ago(3000)
         checks = json.dumps({"gk-testing": {"status": "pass", "summary": "all 57 tests pass",
                                             "timestamp": local_iso(sub)}})
-        text = (self.base(tid, t, c, CHECKS="gk-testing")
+        text = (self.base(tid, t, c, checks="gk-testing")
                 + trail_block(("CLAIMED_BY", "impl-agent-0"), ("CLAIMED_AT", cl))
                 + trail_block(("SUBMITTED_AT", sub), ("COMMITS_COUNT", 3), ("TURNS_USED", 44)))
         return self.add(Planned(tid, "provisional with commits and passing checks", [],
@@ -239,7 +250,8 @@ class _Gen:
             return None
         tid, t = self.new_id(), self.title()
         c, cl = self.ago(4 * 3600), self.ago(3 * 3600)
-        agent = self.new_agent(running=True, last_started=cl, last_finished=self.ago(2 * 3600))
+        agent = self.new_agent(running=True, pid=999999, last_started=cl,
+                               last_finished=self.ago(2 * 3600))
         text = self.base(tid, t, c) + trail_block(("CLAIMED_BY", agent), ("CLAIMED_AT", cl))
         return self.add(Planned(tid, "zombie: claimed 3h, agent process gone for 2h "
                                      "(crash stamped last_finished)", ["zombie_claim"],
@@ -327,7 +339,7 @@ class _Gen:
     def blocked(self, blocker: str) -> Planned:
         tid = self.new_id()
         c = self.ago(3600)
-        text = self.base(tid, "Follow-up blocked on a stuck task", c, BLOCKED_BY=blocker)
+        text = self.base(tid, "Follow-up blocked on a stuck task", c, blocked_by=blocker)
         return self.add(Planned(tid, "blocked by a zombie/failed task", ["blocked_by_stuck"],
                                 [("incoming", text.encode())],
                                 self.row(tid, "incoming", "incoming", c, c, blocked_by=blocker)))
@@ -344,6 +356,98 @@ class _Gen:
                                 self.row(tid, "escalated",
                                          "provisional" if stale_path else "escalated", c, esc,
                                          plan_id=f"plan-{tid}", has_plan=1)))
+
+    def recycling_continuations(self) -> Planned:
+        """Like the sample's b5276b81: ran out of turns again and again; needs_continuation and
+        resume write no DB row, so the DB still says claimed while the file sits in
+        needs_continuation/."""
+        tid, t = self.new_id(), "Implement the whole editor"
+        bounces = self.rnd.randint(3, 5)
+        c, cl = self.ago(6 * 3600), self.ago(5 * 3600)
+        agent = "impl-agent-0"
+        text = self.base(tid, t, c) + trail_block(("CLAIMED_BY", agent), ("CLAIMED_AT", cl))
+        notes = f"# Agent Notes: TASK-{tid}\n\n"
+        for i in range(bounces):
+            nc = cl + timedelta(minutes=40 * i + 30)
+            text += continuation_block(nc, agent, tid)
+            notes += (f"## Attempt {i + 1} \u2014 {agent} ({local_iso(nc)})\n"
+                      f"Turns: 200 | Commits: {self.rnd.randint(0, 2)}\n\n"
+                      "...tail of agent output...\n\n")
+            if i < bounces - 1:
+                text += resume_block(nc + timedelta(minutes=5), agent)
+        return self.add(Planned(tid, f"recycling: bounced to needs_continuation {bounces} times "
+                                     "(and DB still claimed)",
+                                ["file_db_mismatch", "recycling_task"],
+                                [("needs_continuation", text.encode())],
+                                self.row(tid, "claimed", "incoming", c, cl, claimed_by=agent,
+                                         claimed_at=local_iso(cl)),
+                                [("created", None, None, c), ("claimed", agent, None, cl)],
+                                notes=notes))
+
+    def review_escalated(self) -> Planned:
+        """Three review rejections: Octopoid escalates at the third; only the newest notice stays
+        in the file, the DB keeps the count."""
+        tid, t = self.new_id(), "Rework the importer"
+        c = self.ago(8 * 3600)
+        text = self.base(tid, t, c)
+        history: list[tuple[str, str | None, str | None, datetime]] = [("created", None, None, c)]
+        for i in range(1, 4):
+            cl, sub, rej = (c + timedelta(hours=2 * i - 1), c + timedelta(hours=2 * i - 0.5),
+                            c + timedelta(hours=2 * i))
+            text += trail_block(("CLAIMED_BY", "impl-agent-0"), ("CLAIMED_AT", cl))
+            text += trail_block(("SUBMITTED_AT", sub), ("COMMITS_COUNT", 1), ("TURNS_USED", 50))
+            text = insert_rejection_notice(text, i, f"Round {i}: the {self.word()} case fails.",
+                                           rej, "gatekeeper")
+            history += [("claimed", "impl-agent-0", None, cl),
+                        ("submitted", None, "commits=1, turns=50", sub),
+                        ("escalated" if i == 3 else "rejected", "gatekeeper", None, rej)]
+        return self.add(Planned(tid, "recycling: review-rejected 3 times, escalated at the max",
+                                ["recycling_task"], [("escalated", text.encode())],
+                                self.row(tid, "escalated", "escalated", c, rej,
+                                         commits_count=1, rejection_count=3,
+                                         submitted_at=local_iso(sub),
+                                         claimed_at=None), history))
+
+    def review_rejected_once(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl, sub, rej = self.ago(7200), self.ago(6000), self.ago(5000), self.ago(4000)
+        text = (self.base(tid, t, c) + trail_block(("CLAIMED_BY", "impl-agent-0"),
+                                                   ("CLAIMED_AT", cl))
+                + trail_block(("SUBMITTED_AT", sub), ("COMMITS_COUNT", 2), ("TURNS_USED", 31)))
+        text = insert_rejection_notice(text, 1, "Please add tests.", rej, "gatekeeper")
+        return self.add(Planned(tid, "review-rejected once: back in incoming with the notice",
+                                [], [("incoming", text.encode())],
+                                self.row(tid, "incoming", "incoming", c, rej, commits_count=2,
+                                         rejection_count=1, submitted_at=local_iso(sub))))
+
+    def agent_rejected(self) -> Planned:
+        tid, t = self.new_id(), self.title()
+        c, cl, rj = self.ago(7200), self.ago(5000), self.ago(4000)
+        text = (self.base(tid, t, c) + trail_block(("CLAIMED_BY", "impl-agent-0"),
+                                                   ("CLAIMED_AT", cl))
+                + trail_block(("REJECTED_AT", rj), ("REJECTION_REASON", "already_implemented"),
+                              ("REJECTED_BY", "impl-agent-0"))
+                + "\n## Rejection Details\nThe feature is already on main.\n")
+        return self.add(Planned(tid, "agent reject: file moved to rejected/, DB still claimed",
+                                ["file_db_mismatch"], [("rejected", text.encode())],
+                                self.row(tid, "claimed", "incoming", c, cl,
+                                         claimed_by="impl-agent-0", claimed_at=local_iso(cl))))
+
+    def resumed_claim(self) -> Planned | None:
+        """Resumed after running out of turns: the file is in claimed/, the DB still claimed
+        (both normal) and the agent is working."""
+        if self.agent_no >= MAX_AGENT_DIRS:
+            return None
+        tid, t = self.new_id(), self.title()
+        c, cl, nc, rs = self.ago(7200), self.ago(5400), self.ago(3000), self.ago(1200)
+        agent = self.new_agent(running=True, last_started=rs, heartbeat=self.ago(25),
+                               status=(tid, self.ago(30), 60), current_task=(tid, rs))
+        text = (self.base(tid, t, c) + trail_block(("CLAIMED_BY", agent), ("CLAIMED_AT", cl))
+                + continuation_block(nc, agent, tid) + resume_block(rs, agent))
+        return self.add(Planned(tid, "resumed: file in claimed/, DB claimed, agent alive", [],
+                                [("claimed", text.encode())],
+                                self.row(tid, "claimed", "incoming", c, cl, claimed_by=agent,
+                                         claimed_at=local_iso(cl))))
 
 
 def plan(n: int, seed: int) -> _Gen:
@@ -369,8 +473,17 @@ def plan(n: int, seed: int) -> _Gen:
         g.blocked(stuck[i % len(stuck)])
     for i in range(max(1, per // 2)):
         g.escalated(stale_path=i % 2 == 0)
-    for _ in range(min(max(1, per), MAX_AGENT_DIRS - g.agent_no)):
+    for _ in range(min(max(1, per), MAX_AGENT_DIRS - g.agent_no - 1)):
         g.normal_claim()
+    # Added after the original mix so earlier scenarios keep their ids for a given seed.
+    extra: list[Any] = [g.recycling_continuations, g.review_escalated, g.agent_rejected]
+    for fn in extra:
+        for _ in range(max(1, per // 2)):
+            if len(g.tasks) < n:  # small n: the original mix first
+                fn()
+    for fn in (g.review_rejected_once, g.resumed_claim):
+        if len(g.tasks) < n:
+            fn()
     fillers = (g.happy_done, g.happy_done, g.happy_done, g.backlog, g.provisional_ok)
     while len(g.tasks) < n:
         g.rnd.choice(fillers)()
@@ -378,9 +491,13 @@ def plan(n: int, seed: int) -> _Gen:
 
 
 def _truncate(g: _Gen, n: int) -> list[Planned]:
-    """Below ~40 tasks the anomaly plan does not fit: keep n, and a failure group cut below
-    the threshold no longer expects repeated_failure."""
-    kept = g.tasks
+    """Below ~40 tasks the anomaly plan does not fit: keep the first n, drop agents whose task
+    was cut, and a failure group cut below the threshold no longer expects repeated_failure."""
+    kept = g.tasks[:n]
+    ids = {p.tid for p in kept}
+    claimers = {p.row.get("claimed_by") for p in kept if p.row}
+    g.agents = [a for a in g.agents if a["name"] in claimers
+                or (a.get("status") or a.get("current_task") or ("",))[0] in ids]
     groups: dict[str, list[Planned]] = {}
     for p in kept:
         if p.kinds == ["repeated_failure"]:
@@ -392,6 +509,46 @@ def _truncate(g: _Gen, n: int) -> list[Planned]:
     return kept
 
 
+def _default_history(p: Planned) -> list[tuple[str, str | None, str | None, datetime]]:
+    """task_history rows Octopoid's steps would have left for a row built without them."""
+    r = p.row or {}
+    created = datetime.fromisoformat(r["created_at"].replace(" ", "T") + "+00:00")
+    hist: list[tuple[str, str | None, str | None, datetime]] = [
+        ("created", None, f"priority={r['priority']}, role=implement, project=None",
+         created.astimezone().replace(tzinfo=None))]
+    if r.get("claimed_at"):
+        hist.append(("claimed", r.get("claimed_by") or "impl-agent-0", None,
+                     datetime.fromisoformat(r["claimed_at"])))
+    if r.get("submitted_at"):
+        hist.append(("submitted", None, f"commits={r['commits_count']}, turns=None",
+                     datetime.fromisoformat(r["submitted_at"])))
+    if r.get("completed_at"):
+        hist.append(("accepted", "scheduler", None, datetime.fromisoformat(r["completed_at"])))
+    if r["queue"] == "failed":
+        hist.append(("failed", None, None, datetime.fromisoformat(r["updated_at"])))
+    return hist
+
+
+def _write_agent(root: Path, a: dict[str, Any], gen_ts: float) -> None:
+    """An agent's files as Octopoid's scheduler and hooks leave them (as the sample's)."""
+    name = a["name"]
+    register_agent_config(root, name)
+    write_agent_state(root, name, running=a["running"], pid=a.get("pid"),
+                      last_started=a["last_started"], last_finished=a.get("last_finished"),
+                      total_runs=3, total_successes=2, at=GENERATED_AT)
+    if a.get("heartbeat") is not None:
+        write_heartbeat(root, name, a["heartbeat"])
+    if a.get("status") is not None:
+        tid, at, progress = a["status"]
+        write_status(root, name, tid, progress, at)
+    if a.get("current_task") is not None:
+        tid, started = a["current_task"]
+        write_current_task(root, name, tid, started_at=started)
+        os.utime(root / "agents" / name / "current_task.json", (gen_ts, gen_ts))
+    upsert_agent_row(root, name, running=a["running"], pid=a.get("pid"),
+                     current_task_id=a["current_task"][0] if a.get("current_task") else None)
+
+
 def generate(out: Path, n: int, seed: int = 0) -> dict[str, Any]:
     """Write the state and truth.json; returns the truth."""
     g = plan(n, seed)
@@ -399,20 +556,19 @@ def generate(out: Path, n: int, seed: int = 0) -> dict[str, Any]:
     root = init_root(out)
     gen_ts = GENERATED_AT.timestamp()
     q = root / "shared" / "queue"
+    notes = root / "shared" / "notes"
     mtimes: dict[str, float] = {}
+    # Bulk files are written directly (no temp + rename): nothing reads the state while it is
+    # being generated, and 100k renames would double the time.
     for p in g.tasks:
         for queue, data in p.files:
             path = q / queue / f"TASK-{p.tid}.md"
             path.write_bytes(data)
             os.utime(path, (gen_ts, gen_ts))
-    for a in g.agents:
-        write_agent(root, a["name"], running=a["running"], last_started=a["last_started"],
-                    last_finished=a.get("last_finished"), heartbeat=a.get("heartbeat"),
-                    status=a.get("status"), current_task=a.get("current_task"), mtime=gen_ts)
-        for fname in ("heartbeat", "status.json"):
-            f = root / "agents" / a["name"] / fname
-            if f.exists():
-                mtimes[f"agents/{a['name']}/{fname}"] = f.stat().st_mtime
+        if p.notes is not None:
+            path = notes / f"TASK-{p.tid}.md"
+            path.write_text(p.notes)
+            os.utime(path, (gen_ts, gen_ts))
     conn = sqlite3.connect(root / "state.db")
     with conn:
         conn.executemany(
@@ -422,25 +578,25 @@ def generate(out: Path, n: int, seed: int = 0) -> dict[str, Any]:
         conn.executemany(
             "INSERT INTO task_history (task_id, event, agent, details, timestamp) "
             "VALUES (?, ?, ?, ?, ?)",
-            [(p.tid, ev, agent, details, sqlite_utc(at)) for p in g.tasks
-             for ev, agent, details, at in p.history])
-        conn.executemany(
-            "INSERT INTO agents (name, role, running, pid, current_task_id) VALUES "
-            "(?, 'implementer', ?, NULL, ?)",
-            [(a["name"], 1 if a["running"] else 0,
-              a["current_task"][0] if a.get("current_task") else None) for a in g.agents])
+            [(p.tid, ev, agent, details, sqlite_utc(at)) for p in g.tasks if p.row
+             for ev, agent, details, at in (p.history or _default_history(p))])
+    conn.close()
+    for a in g.agents:
+        _write_agent(root, a, gen_ts)
+        for fname in ("heartbeat", "status.json"):
+            f = root / "agents" / a["name"] / fname
+            if f.exists():
+                mtimes[f"agents/{a['name']}/{fname}"] = f.stat().st_mtime
+            # state.json and current_task.json keep generated_at
+    os.utime(root / "agents.yaml", (gen_ts, gen_ts))
+    conn = sqlite3.connect(root / "state.db")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     for suffix in ("-wal", "-shm"):
         p = Path(str(root / "state.db") + suffix)
         if p.exists():
             p.unlink()  # an idle Octopoid DB: everything checkpointed
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            path = Path(dirpath) / f
-            rel = path.relative_to(root).as_posix()
-            if rel not in mtimes:
-                os.utime(path, (gen_ts, gen_ts))
+    os.utime(root / "state.db", (gen_ts, gen_ts))
     truth = {
         "as_of": local_iso(AS_OF), "generated_at": local_iso(GENERATED_AT),
         "mtimes": dict(sorted(mtimes.items())), "plan": f"generated-{n}",
