@@ -40,10 +40,16 @@ LIST_BINDINGS: list[Binding] = [
     Binding("enter", "select", "Detail", id="list.select"),
 ]
 
-# Reserved for the interventions issue: shown in help, bound to nothing yet.
-RESERVED_KEYS: list[tuple[str, str]] = [
-    ("a", "accept"), ("r", "retry"), ("s", "split"), ("x", "cancel"),
-    ("l", "release claim"), ("f", "sync file/DB"), ("e", "escalate"),
+# Interventions on the task under the cursor: plan, confirm dialog, journaled apply.
+ACTION_BINDINGS: list[Binding] = [
+    Binding("a", "intervene('accept')", "Accept", id="act.accept"),
+    Binding("r", "intervene('retry')", "Retry", id="act.retry"),
+    Binding("s", "intervene('split')", "Split", id="act.split", show=False),
+    Binding("x", "intervene('cancel')", "Cancel task", id="act.cancel", show=False),
+    Binding("l", "intervene('release')", "Release", id="act.release", show=False),
+    Binding("f", "intervene('sync')", "Sync", id="act.sync", show=False),
+    Binding("e", "intervene('escalate')", "Escalate", id="act.escalate", show=False),
+    Binding("m", "intervene('mark-read')", "Mark read", id="act.mark_read", show=False),
 ]
 
 EXTRA_HELP: list[tuple[str, str]] = [
@@ -55,6 +61,7 @@ EXTRA_HELP: list[tuple[str, str]] = [
 
 def all_bindings() -> list[tuple[str, list[Binding]]]:
     return [("Global", APP_BINDINGS), ("Main screen", MAIN_BINDINGS),
+            ("Interventions (task under the cursor)", ACTION_BINDINGS),
             ("Lists", LIST_BINDINGS)]
 
 

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.keys import EXTRA_HELP, RESERVED_KEYS, all_bindings, display_keys
+from tui.keys import EXTRA_HELP, all_bindings, display_keys
 
 
 class HelpScreen(ModalScreen[None]):
@@ -37,11 +37,6 @@ class HelpScreen(ModalScreen[None]):
         table.add_row(Text(""), Text(""), Text(""))
         for k, what in EXTRA_HELP:
             table.add_row(Text(k), Text(what), Text(""))
-        table.add_row(Text(""), Text(""), Text(""))
-        table.add_row(Text("Interventions", style="bold underline"),
-                      Text("(arrive with the interventions feature; not bound yet)"), Text(""))
-        for k, what in RESERVED_KEYS:
-            table.add_row(Text(k), Text(what), Text("reserved"))
         return table
 
     def action_close(self) -> None:

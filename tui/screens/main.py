@@ -19,7 +19,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from core.model import Snapshot
-from tui.keys import MAIN_BINDINGS
+from tui.keys import ACTION_BINDINGS, MAIN_BINDINGS
 from tui.lanes import LaneFilter, LaneIndex
 from tui.screens.prompt import PromptScreen
 from tui.widgets.detail_pane import DetailPane
@@ -39,7 +39,7 @@ JUMP_WORDS = ("findings", "agents", "help", "quit")
 
 class MainScreen(Screen[None]):
     ESCAPE_TO_MINIMIZE = False  # our esc (action_back) minimizes and returns to the list
-    BINDINGS = MAIN_BINDINGS + LANE_KEYS
+    BINDINGS = MAIN_BINDINGS + LANE_KEYS + ACTION_BINDINGS
 
     def __init__(self, root_label: str, read_only: bool) -> None:
         super().__init__()
@@ -298,3 +298,12 @@ class MainScreen(Screen[None]):
         self.lane_list.focus()
         self._show_detail(trace=True)
         return True
+
+    def action_intervene(self, action: str) -> None:
+        from tui.intervene import Intervention
+
+        key = self.lane_list.current_key
+        if key is None:
+            self.app.notify("no task selected")
+            return
+        Intervention(self.qapp, action, key).start()

@@ -1,0 +1,135 @@
+"""Interventions from the console, end to end on real files and SQLite: key -> plan shown in a
+confirm dialog (focus on Cancel) -> `y` -> the journaled apply; refusals for live work,
+read-only mode and unverified completions without the second confirmation."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from core.config import Config
+from core.engine import Engine
+from core.timefmt import parse_as_of
+from tests.builders import StateBuilder
+from tui.app import QwardenApp
+from tui.screens.confirm import ConfirmScreen
+
+
+@pytest.fixture(autouse=True)
+def _utc(utc_tz: None) -> None:
+    pass
+
+
+def state(tmp_path: Path) -> StateBuilder:
+    b = StateBuilder(tmp_path)
+    sub = [("CLAIMED_BY", "a9"), ("CLAIMED_AT", 3000), ("SUBMITTED_AT", 2000)]
+    b.task("aaaa0001", db_queue="provisional", file_queues=("provisional",),
+           trail=[*sub, ("COMMITS_COUNT", 3)], db={"commits_count": 3})
+    b.task("aaaa0002", db_queue="provisional", file_queues=("provisional",),
+           trail=[*sub, ("COMMITS_COUNT", 0)], db={"commits_count": 0})
+    b.task("aaaa0003", db_queue="claimed", trail=[("CLAIMED_BY", "a1"), ("CLAIMED_AT", 600)],
+           db={"claimed_by": "a1", "claimed_at": 600})
+    b.agent("a1", started_age=600, heartbeat_age=10, status=("aaaa0003", 10))
+    b.build()
+    return b
+
+
+def db_queue(root: Path, tid: str) -> str:
+    conn = sqlite3.connect(root / "state.db")
+    try:
+        return conn.execute("SELECT queue FROM tasks WHERE id=?", (tid,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def app_for(b: StateBuilder, read_only: bool = False) -> QwardenApp:
+    cfg = Config(read_only=read_only)
+    return QwardenApp(Engine(b.root, cfg, as_of=parse_as_of(b.now.isoformat())), cfg,
+                      root_label="t", read_only=read_only)
+
+
+async def settle(app: QwardenApp, pilot) -> None:  # type: ignore[no-untyped-def]
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def test_accept_shows_the_plan_and_applies_on_y(tmp_path: Path) -> None:
+    b = state(tmp_path)
+    app = app_for(b)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert app.main_screen.jump("aaaa0001")
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.focused is not None and app.screen.focused.id == "confirm-cancel"
+        assert any("done" in line for line in app.screen.lines)
+        await pilot.press("escape")  # cancel: nothing written
+        await settle(app, pilot)
+        assert db_queue(b.root, "aaaa0001") == "provisional"
+        await pilot.press("a")
+        await settle(app, pilot)
+        await pilot.press("y")
+        await settle(app, pilot)
+    assert db_queue(b.root, "aaaa0001") == "done"
+    assert (b.root / "shared/queue/done/TASK-aaaa0001.md").exists()
+    assert (b.root / "warden" / "journal.db").exists()
+
+
+async def test_unverified_accept_needs_a_second_confirmation(tmp_path: Path) -> None:
+    b = state(tmp_path)
+    app = app_for(b)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert app.main_screen.jump("aaaa0002")
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.warnings
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)  # the second, explicit one
+        await pilot.press("n")
+        await settle(app, pilot)
+    assert db_queue(b.root, "aaaa0002") == "provisional"
+
+
+async def test_live_work_and_read_only_are_refused(tmp_path: Path) -> None:
+    b = state(tmp_path)
+    app = app_for(b)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert app.main_screen.jump("aaaa0003")
+        await pilot.press("l")  # release a live claim
+        await settle(app, pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+    assert db_queue(b.root, "aaaa0003") == "claimed"
+    ro = app_for(b, read_only=True)
+    async with ro.run_test(size=(120, 40)) as pilot:
+        await settle(ro, pilot)
+        assert ro.main_screen.jump("aaaa0001")
+        await pilot.press("a")
+        await settle(ro, pilot)
+        assert not isinstance(ro.screen, ConfirmScreen)
+    assert db_queue(b.root, "aaaa0001") == "provisional"
+    assert not (b.root / "warden").exists()
+
+
+async def test_cancel_asks_for_a_reason_then_moves_to_rejected(tmp_path: Path) -> None:
+    b = state(tmp_path)
+    app = app_for(b)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert app.main_screen.jump("aaaa0001")
+        await pilot.press("x")
+        await settle(app, pilot)
+        await pilot.press(*"duplicate of aaaa0002", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(app, pilot)
+    assert db_queue(b.root, "aaaa0001") == "rejected"
+    text = (b.root / "shared/queue/rejected/TASK-aaaa0001.md").read_text()
+    assert "CANCEL_REASON: duplicate of aaaa0002" in text

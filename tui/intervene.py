@@ -1,0 +1,151 @@
+"""Interventions from the console: plan -> confirm dialog -> the one journaled write path.
+
+The console never writes itself: it asks ``core.actions`` for a plan, shows exactly what will
+change, and applies it through ``apply`` (preconditions, journal, backups, atomic writes). The
+live-work guard uses the snapshot's verdict: retry, release, cancel, sync, accept and split are
+refused on a live or split-brain-live task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+
+from core.actions.apply import apply
+from core.actions.octopoid_actions import TOUCHES_CLAIM, Subtask, make_plan
+from core.actions.plan import Plan, Refused, StalePlan
+from core.model import Liveness
+from core.sources.octopoid import SourceError
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.prompt import PromptScreen
+
+if TYPE_CHECKING:
+    from tui.app import QwardenApp
+
+# key action -> (planner kind, prompt for a note or None, note required)
+ACTIONS: dict[str, tuple[str, str | None, bool]] = {
+    "accept": ("accept", None, False),
+    "retry": ("retry", "retry note (optional, goes into the trail): ", False),
+    "split": ("split", "subtasks 'TITLE | CONTEXT | CRIT; CRIT' separated by || : ", True),
+    "cancel": ("cancel", "reason for cancelling (required): ", True),
+    "release": ("release", None, False),
+    "sync": ("sync", None, False),
+    "escalate": ("escalate", "message for the human inbox: ", False),
+    "mark-read": ("mark-read", None, False),
+}
+
+
+def actor() -> str:
+    try:
+        return f"qwarden:{getpass.getuser()}"
+    except Exception:
+        return "qwarden"
+
+
+class Intervention:
+    """One operator action on one task, driven through prompts and the confirm dialog."""
+
+    def __init__(self, app: QwardenApp, action: str, task_id: str) -> None:
+        self.app = app
+        self.kind, self.prompt, self.note_required = ACTIONS[action]
+        self.task_id = task_id
+        self.note = ""
+        self.subtasks: list[Subtask] = []
+
+    def start(self) -> None:
+        if self.app.read_only:
+            self.app.notify(Text("read-only: interventions are refused"), severity="error")
+            return
+        snap = self.app.engine.snapshot
+        v = snap.verdicts.get(self.task_id) if snap else None
+        if v is not None and self.kind in TOUCHES_CLAIM and (
+                v.split_brain_live or v.liveness is Liveness.LIVE):
+            self.app.notify(Text(f"TASK-{self.task_id} is being worked on right now "
+                                 f"({v.reason}): {self.kind} refused"), severity="error")
+            return
+        if self.prompt is None:
+            self._plan()
+        else:
+            self.app.push_screen(PromptScreen(self.prompt), self._got_note)
+
+    def _got_note(self, value: str | None) -> None:
+        if value is None:
+            return
+        value = value.strip()
+        if self.note_required and not value:
+            self.app.notify(Text(f"{self.kind} needs {self.prompt.strip(': ')}"),
+                            severity="warning")
+            return
+        if self.kind == "split":
+            try:
+                self.subtasks = [Subtask.parse(s.strip()) for s in value.split("||")
+                                 if s.strip()]
+            except (ValueError, Refused) as exc:
+                self.app.notify(Text(f"split: {exc}"), severity="error")
+                return
+            self.note = f"split into {len(self.subtasks)} subtasks"
+        else:
+            self.note = value
+        self._plan()
+
+    def _make(self, force: bool) -> Plan:
+        snap = self.app.engine.snapshot
+        direction = None
+        if self.kind == "sync" and snap is not None:
+            for f in snap.findings_for(self.task_id):
+                if f.kind == "file_db_mismatch":
+                    direction = f.recommended_action.value
+            if direction is None:
+                raise Refused(f"TASK-{self.task_id} has no file_db_mismatch to sync")
+        return make_plan(self.app.engine.root, self.kind, self.task_id, actor=actor(),
+                         note=self.note, force=force, direction=direction,
+                         subtasks=self.subtasks,
+                         max_children=int(self.app.config.actions.get("split_max", 10)))  # type: ignore[call-overload]
+
+    def _plan(self, force: bool = False) -> None:
+        async def work() -> None:
+            try:
+                plan = await asyncio.to_thread(self._make, force)
+            except Refused as exc:
+                if self.kind == "accept" and "no evidence of work" in str(exc) and not force:
+                    # unverified_completion: allowed only after an explicit second look
+                    self._plan(force=True)
+                    return
+                self.app.notify(Text(f"refused: {exc}"), severity="error")
+                return
+            except (StalePlan, SourceError) as exc:
+                self.app.notify(Text(f"{exc}"), severity="error")
+                return
+            self.app.push_screen(
+                ConfirmScreen(f"{self.kind} TASK-{self.task_id}?", plan.describe(),
+                              plan.warnings), lambda ok: self._confirmed(ok, plan))
+        self.app.run_worker(work(), group="intervene", exit_on_error=False)
+
+    def _confirmed(self, ok: bool | None, plan: Plan) -> None:
+        if not ok:
+            return
+        if plan.warnings:
+            # the explicit second confirmation (an unverified completion)
+            self.app.push_screen(
+                ConfirmScreen(f"Really {self.kind} TASK-{self.task_id}?",
+                              ["There is no evidence of work: 0 commits and no passing "
+                               "check. Accept anyway?"], plan.warnings),
+                lambda again: self._apply(plan) if again else None)
+            return
+        self._apply(plan)
+
+    def _apply(self, plan: Plan) -> None:
+        async def work() -> None:
+            try:
+                res = await asyncio.to_thread(apply, self.app.engine.root, plan,
+                                              read_only=self.app.read_only)
+            except (Refused, StalePlan, SourceError) as exc:
+                self.app.notify(Text(f"not applied: {exc}"), severity="error")
+                return
+            self.app.notify(Text(f"{self.kind} TASK-{self.task_id}: done (action "
+                                 f"{res.action_id}, `qwarden undo {res.action_id}` reverses "
+                                 "it)"))
+        self.app.run_worker(work(), group="intervene", exit_on_error=False)
