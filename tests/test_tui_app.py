@@ -217,7 +217,7 @@ async def test_help_lists_every_key_with_keymap(generated: tuple[Path, datetime]
         assert isinstance(app.screen, HelpScreen)
         text = " ".join(str(c) for row in app.screen.build().columns for c in row._cells)
         for needle in ("ctrl+y", "n down", "Filter", "Jump", "Pause", "Palette",
-                       "accept", "retry", "split", "cancel", "release claim", "escalate"):
+                       "Accept", "Retry", "Split", "Cancel task", "Release claim", "Escalate"):
             assert needle in text, needle
         await pilot.press("escape")
         assert app.screen is app.main_screen

@@ -46,7 +46,7 @@ ACTION_BINDINGS: list[Binding] = [
     Binding("r", "intervene('retry')", "Retry", id="act.retry"),
     Binding("s", "intervene('split')", "Split", id="act.split", show=False),
     Binding("x", "intervene('cancel')", "Cancel task", id="act.cancel", show=False),
-    Binding("l", "intervene('release')", "Release", id="act.release", show=False),
+    Binding("l", "intervene('release')", "Release claim", id="act.release", show=False),
     Binding("f", "intervene('sync')", "Sync", id="act.sync", show=False),
     Binding("e", "intervene('escalate')", "Escalate", id="act.escalate", show=False),
     Binding("m", "intervene('mark-read')", "Mark read", id="act.mark_read", show=False),
