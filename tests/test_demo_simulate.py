@@ -44,10 +44,10 @@ def test_demo_root_starts_with_every_lane_and_idle_agents(tmp_path: Path) -> Non
 
 
 def test_simulation_runs_and_injects_every_fault(tmp_path: Path) -> None:
-    root = create_demo_root(tmp_path, seed=3)
-    sim = Simulation(root, seed=3)
+    root = create_demo_root(tmp_path, seed=1)
+    sim = Simulation(root, seed=1)
     log: list[str] = []
-    for _ in range(40):
+    for _ in range(16):
         log += sim.step()
     text = "\n".join(log)
     for needle in (" claimed ", " submitted ", " failed ", "new task", "FAULT orphan",
@@ -80,7 +80,7 @@ def test_simulation_runs_and_injects_every_fault(tmp_path: Path) -> None:
 def test_long_run_covers_continuations_resumes_and_reviews(tmp_path: Path) -> None:
     root = create_demo_root(tmp_path, seed=1)
     sim = Simulation(root, seed=1, faults=False)
-    log = [line for _ in range(40) for line in sim.step()]
+    log = [line for _ in range(16) for line in sim.step()]
     text = "\n".join(log)
     for needle in ("ran out of turns", "resumed", "scheduler accepted", "gatekeeper rejected",
                    "scheduler retried"):
@@ -118,10 +118,25 @@ def test_run_steps_until_stopped(tmp_path: Path) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(sim.run(stop))
-        while sim.ticks < 12:
+        while sim.ticks < 5:
             await asyncio.sleep(0.01)
         stop.set()
         await asyncio.wait_for(task, timeout=10)
 
     asyncio.run(main())
-    assert sim.ticks >= 12
+    assert sim.ticks >= 5
+
+
+def test_an_early_fault_waits_until_it_can_fire(tmp_path: Path) -> None:
+    root = create_demo_root(tmp_path, seed=6)
+    sim = Simulation(root, seed=6)
+    for a in sim.agents:  # nobody has claimed anything yet when the death is due
+        a.task = None
+    sim.ticks = 6
+    first = sim._faults()  # tick 6: the death is due, but no agent holds a claim
+    assert not any("died" in line for line in first) and "death" in sim.pending_faults
+    log: list[str] = []
+    for _ in range(6):
+        log += sim.step()
+    assert any("died holding" in line for line in log)
+    assert "death" not in sim.pending_faults

@@ -268,8 +268,7 @@ def test_reset_stuck_claimed_is_db_only(root: Path) -> None:
 
 def test_agent_side_writers(root: Path) -> None:
     name = "impl-agent-2"
-    ow.write_agent_state(root, name, running=True, pid=4242, last_started=at(0), total_runs=3,
-                         at=at(0))
+    ow.write_agent_state(root, name, True, 4242, at(0), None, total_runs=3, at=at(0))
     state = json.loads((root / "agents" / name / "state.json").read_text())
     assert state == {"running": True, "pid": 4242, "last_started": at(0).isoformat(),
                      "last_finished": None, "last_exit_code": None, "consecutive_failures": 0,

@@ -321,6 +321,7 @@ def connect(root: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(root / "state.db", timeout=BUSY_TIMEOUT_MS / 1000,
                            isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable enough, no fsync/commit
     return conn
 
 
@@ -582,9 +583,9 @@ def agent_dir(root: Path, name: str) -> Path:
     return d
 
 
-def write_agent_state(root: Path, name: str, *, running: bool, pid: int | None = None,
+def write_agent_state(root: Path, name: str, running: bool, pid: int | None = None,
                       last_started: datetime | None = None,
-                      last_finished: datetime | None = None, last_exit_code: int | None = None,
+                      last_finished: datetime | None = None, *, last_exit_code: int | None = None,
                       consecutive_failures: int = 0, total_runs: int = 0,
                       total_successes: int = 0, total_failures: int = 0,
                       current_task: str | None = None, extra: dict[str, Any] | None = None,

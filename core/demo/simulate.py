@@ -128,6 +128,8 @@ class Simulation:
         names = sorted(p.name for p in (root / "agents").iterdir() if p.is_dir())
         self.agents = [SimAgent(n) for n in names if n != "impl-agent-0"]
         self.attempts: dict[str, int] = {}
+        # Faults due but not yet possible (no agent holding a task yet) retry every tick.
+        self.pending_faults: set[str] = set()
 
     # ---- reading the queue ------------------------------------------------------------------
     def _db_ids(self, queue: str) -> list[str]:
@@ -290,37 +292,55 @@ class Simulation:
     # ---- faults -----------------------------------------------------------------------------
     def _faults(self) -> list[str]:
         t = self.ticks
-        did: list[str] = []
         if t == FAULT_DEATH or (t > 60 and t % 90 == 0):
-            victim = next((a for a in self.agents if a.alive and a.task), None)
-            if victim is not None:
-                victim.alive = False  # stops heartbeating; state.json still says running
-                did.append(f"FAULT {victim.name} died holding {victim.task}")
-                # the scheduler brings up a replacement so the fleet keeps working
-                name = f"impl-agent-{len(self.agents) + 1}"
-                ow.register_agent_config(self.root, name)
-                ow.write_agent_state(self.root, name, running=False)
-                ow.upsert_agent_row(self.root, name, running=False)
-                self.agents.append(SimAgent(name))
+            self.pending_faults.add("death")
         if t == FAULT_ORPHAN or (t > 60 and t % 120 == 30):
-            tid = self._new_id()
-            ow.write_atomic(ow.task_path(self.root, "incoming", tid),
-                            ow.task_text(tid, "Hand-written task", _now(),
-                                         context="Written by hand, never registered."))
-            did.append(f"FAULT orphan file TASK-{tid}.md (no DB row)")
+            self.pending_faults.add("orphan")
         if t == FAULT_CORRUPT or (t > 60 and t % 150 == 40):
-            tid = self._new_id()
-            ow.write_atomic(ow.task_path(self.root, "incoming", tid),
-                            b"\x00\x01garbage\xff\xfe not a task \x1b[31m\n")
-            did.append(f"FAULT corrupt file TASK-{tid}.md")
+            self.pending_faults.add("corrupt")
         if t == FAULT_RESET or (t > 60 and t % 110 == 20):
-            victim = next((a for a in self.agents if a.alive and a.task and a.work_left > 3),
-                          None)
-            if victim is not None and victim.task is not None:
-                victim.work_left += 30  # it keeps working long after the reset
-                ow.reset_stuck_claimed(self.root, victim.task)
-                did.append(f"FAULT DB-only reset of {victim.task} while {victim.name} works")
+            self.pending_faults.add("reset")
+        did: list[str] = []
+        for fault in sorted(self.pending_faults):
+            line = getattr(self, f"_fault_{fault}")()
+            if line is not None:
+                self.pending_faults.discard(fault)
+                did.append(line)
         return did
+
+    def _fault_death(self) -> str | None:
+        victim = next((a for a in self.agents if a.alive and a.task), None)
+        if victim is None:
+            return None
+        victim.alive = False  # stops heartbeating; state.json still says running
+        # the scheduler brings up a replacement so the fleet keeps working
+        name = f"impl-agent-{len(self.agents) + 1}"
+        ow.register_agent_config(self.root, name)
+        ow.write_agent_state(self.root, name, running=False)
+        ow.upsert_agent_row(self.root, name, running=False)
+        self.agents.append(SimAgent(name))
+        return f"FAULT {victim.name} died holding {victim.task}"
+
+    def _fault_orphan(self) -> str:
+        tid = self._new_id()
+        ow.write_atomic(ow.task_path(self.root, "incoming", tid),
+                        ow.task_text(tid, "Hand-written task", _now(),
+                                     context="Written by hand, never registered."))
+        return f"FAULT orphan file TASK-{tid}.md (no DB row)"
+
+    def _fault_corrupt(self) -> str:
+        tid = self._new_id()
+        ow.write_atomic(ow.task_path(self.root, "incoming", tid),
+                        b"\x00\x01garbage\xff\xfe not a task \x1b[31m\n")
+        return f"FAULT corrupt file TASK-{tid}.md"
+
+    def _fault_reset(self) -> str | None:
+        victim = next((a for a in self.agents if a.alive and a.task and a.work_left > 3), None)
+        if victim is None or victim.task is None:
+            return None
+        victim.work_left += 30  # it keeps working long after the reset
+        ow.reset_stuck_claimed(self.root, victim.task)
+        return f"FAULT DB-only reset of {victim.task} while {victim.name} works"
 
     async def run(self, stop: asyncio.Event) -> None:
         """Step every ``tick_s`` until ``stop`` is set; the file and DB work runs in a thread."""
