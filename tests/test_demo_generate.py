@@ -97,6 +97,8 @@ def test_generated_state_uses_octopoids_formats(tmp_path: Path) -> None:
         no_history = conn.execute("SELECT count(*) FROM tasks WHERE id NOT IN "
                                   "(SELECT task_id FROM task_history)").fetchone()[0]
         agent_rows = {r[0] for r in conn.execute("SELECT name FROM agents")}
+        claimers = {r[0] for r in conn.execute("SELECT DISTINCT claimed_by FROM tasks "
+                                               "WHERE claimed_by IS NOT NULL")}
     finally:
         conn.close()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", created)  # CURRENT_TIMESTAMP form
@@ -104,6 +106,8 @@ def test_generated_state_uses_octopoids_formats(tmp_path: Path) -> None:
     assert events == ["created", "claimed", "submitted", "accepted"] and no_history == 0
     agent_dirs = {p.name for p in (root / "agents").iterdir()}
     assert agent_dirs == agent_rows and 0 < len(agent_dirs) <= 50
+    # every claim is by one of those agents, except the zombies whose agent left no state
+    assert all(c.startswith("ghost-agent-") for c in claimers - agent_dirs)
     yaml = (root / "agents.yaml").read_text()
     assert all(f"- name: {a}\n" in yaml for a in agent_dirs)
     for rel, mtime in truth["mtimes"].items():

@@ -39,7 +39,8 @@ from core.demo.octowriter import (
 
 GENERATED_AT = datetime(2026, 11, 22, 22, 0, 0)  # naive local, like Octopoid's stamps
 AS_OF = GENERATED_AT + timedelta(minutes=10)
-MAX_AGENT_DIRS = 50
+MAX_AGENT_DIRS = 50  # impl-agent-1..49 for live scenarios, plus the historical worker
+HISTORY_AGENT = "impl-agent-0"  # claimed the finished, failed and bounced tasks
 
 TITLES = ("Add export button", "Refactor parser", "Fix flaky test", "Migrate schema",
           "Render thumbnails", "Optimise query", "Wire up settings page", "Port module to async",
@@ -246,7 +247,7 @@ class _Gen:
                                          claimed_at=local_iso(cl))))
 
     def zombie_stamped(self) -> Planned | None:
-        if self.agent_no >= MAX_AGENT_DIRS:
+        if self.agent_no >= MAX_AGENT_DIRS - 1:
             return None
         tid, t = self.new_id(), self.title()
         c, cl = self.ago(4 * 3600), self.ago(3 * 3600)
@@ -260,7 +261,7 @@ class _Gen:
                                          claimed_at=local_iso(cl))))
 
     def stale_heartbeat(self) -> Planned | None:
-        if self.agent_no >= MAX_AGENT_DIRS:
+        if self.agent_no >= MAX_AGENT_DIRS - 1:
             return None
         tid, t = self.new_id(), self.title()
         c, cl = self.ago(7200), self.ago(2700)
@@ -274,7 +275,7 @@ class _Gen:
                                          claimed_at=local_iso(cl))))
 
     def split_brain(self) -> Planned | None:
-        if self.agent_no >= MAX_AGENT_DIRS:
+        if self.agent_no >= MAX_AGENT_DIRS - 1:
             return None
         tid, t = self.new_id(), self.title()
         c, cl, reset = self.ago(7200), self.ago(3600), self.ago(900)
@@ -436,7 +437,7 @@ class _Gen:
     def resumed_claim(self) -> Planned | None:
         """Resumed after running out of turns: the file is in claimed/, the DB still claimed
         (both normal) and the agent is working."""
-        if self.agent_no >= MAX_AGENT_DIRS:
+        if self.agent_no >= MAX_AGENT_DIRS - 1:
             return None
         tid, t = self.new_id(), self.title()
         c, cl, nc, rs = self.ago(7200), self.ago(5400), self.ago(3000), self.ago(1200)
@@ -473,7 +474,7 @@ def plan(n: int, seed: int) -> _Gen:
         g.blocked(stuck[i % len(stuck)])
     for i in range(max(1, per // 2)):
         g.escalated(stale_path=i % 2 == 0)
-    for _ in range(min(max(1, per), MAX_AGENT_DIRS - g.agent_no - 1)):
+    for _ in range(min(max(1, per), MAX_AGENT_DIRS - 1 - g.agent_no - 1)):
         g.normal_claim()
     # Added after the original mix so earlier scenarios keep their ids for a given seed.
     extra: list[Any] = [g.recycling_continuations, g.review_escalated, g.agent_rejected]
@@ -588,6 +589,10 @@ def generate(out: Path, n: int, seed: int = 0) -> dict[str, Any]:
             if f.exists():
                 mtimes[f"agents/{a['name']}/{fname}"] = f.stat().st_mtime
             # state.json and current_task.json keep generated_at
+    # the fleet's past worker: idle now, its claims all ended (accepted, failed, bounced...)
+    _write_agent(root, {"name": HISTORY_AGENT, "running": False,
+                        "last_started": AS_OF - timedelta(hours=1),
+                        "last_finished": AS_OF - timedelta(minutes=55)}, gen_ts)
     os.utime(root / "agents.yaml", (gen_ts, gen_ts))
     conn = sqlite3.connect(root / "state.db")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
