@@ -24,6 +24,8 @@ class Thresholds(BaseModel):
                                     description="agent not running, finished this long ago")
     recycling_min: int = Field(3, ge=1, description="trips back to waiting before recycling_task")
     repeated_failure_min: int = Field(3, ge=2, description="tasks sharing an error signature")
+    unread_window_s: float = Field(86400, ge=0, description="finished tasks this recent are "
+                                   "unread_terminal until reviewed (0: off)")
 
 
 class Limits(BaseModel):

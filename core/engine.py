@@ -70,6 +70,7 @@ class Engine:
         self._pending_publish: set[str] = set()
         self._file_only = False
         self._naming: set[str] = set()
+        self._reviews_stamp: tuple[int, int] | None = None
         self._db_marker: tuple[object, ...] | None = None
         self._watch_ready = asyncio.Event()
         self.caught_up = asyncio.Event()  # watching, and what changed during start-up is in
@@ -116,6 +117,7 @@ class Engine:
             self._agents = agents
             self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
             fs = self.source.scan_files(self._needs_trail)
+            self._load_reviews()
             self._files_by_task = {}
             for rel, f in fs.files.items():
                 self._link_file(f.task_id, rel, True)
@@ -149,6 +151,7 @@ class Engine:
                 dirty |= self._tasks_claimed_by(name)
         self._agents = agents
         self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
+        dirty |= self._load_reviews()
         fs = self.source.scan_files(self._needs_trail)
         for rel in fs.changed | fs.removed:
             tid = rel.rsplit("/", 1)[-1][5:-3]
@@ -160,6 +163,27 @@ class Engine:
         snap = self.rejudge(dirty, aged=True)
         self.last_poll_at = self.clock()
         return snap
+
+    def _load_reviews(self) -> set[str]:
+        """When a supervisor last reviewed each task (qwarden's own journal, read-only);
+        returns the tasks whose review time changed."""
+        path = self.root / "warden" / "journal.db"
+        try:
+            st = os.stat(path)
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._reviews_stamp:
+            return set()
+        self._reviews_stamp = stamp
+        from core.actions.journal import read_reviews
+        from core.timefmt import parse_any
+
+        new = {tid: t for tid, at in read_reviews(self.root).items()
+               if (t := parse_any(at)) is not None}
+        old = self.judge.reviews
+        self.judge.reviews = new
+        return {tid for tid in set(old) | set(new) if old.get(tid) != new.get(tid)}
 
     def _link_file(self, tid: str, rel: str, present: bool) -> None:
         cur = self._files_by_task.get(tid, ())
@@ -559,6 +583,7 @@ class Engine:
                 # report a split brain that is only our own polling lag.
                 if db_changed or self._db_moved():
                     dirty |= self.apply_db_changes()
+                dirty |= self._load_reviews()  # an intervention just reviewed a task
                 if agent_names:
                     dirty |= self.apply_agent_changes(agent_names)
                 self.rejudge(dirty)

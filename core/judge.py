@@ -94,6 +94,7 @@ class Judge:
         self._blocks: dict[str, tuple[str, ...]] = {}
         self.time_sensitive: set[str] = set()
         self.has_db = True
+        self.reviews: Mapping[str, datetime] = {}
         self._failed: set[str] = set()  # effectively failed task ids (group rules' input)
         self._sorted: tuple[Finding, ...] | None = None
         self._group_by_task: dict[str, list[Finding]] = {}
@@ -101,7 +102,8 @@ class Judge:
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
         return JudgeContext(as_of=as_of, thresholds=self.config.thresholds, live=live,
                             expected_dirs=self.expected_dirs, agents=agents,
-                            agents_naming=agents_naming(agents), has_db=self.has_db)
+                            agents_naming=agents_naming(agents), has_db=self.has_db,
+                            reviews=self.reviews)
 
     def run(self, tasks: Mapping[str, Task], agents: Mapping[str, Agent], as_of: datetime,
             live: bool, dirty: Iterable[str] | None = None) -> set[str]:

@@ -8,7 +8,7 @@ whatever the DB says. When evidence is missing the answer is ``unknown``, never 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.config import Thresholds
@@ -47,6 +47,7 @@ class JudgeContext:
     agents: Mapping[str, Agent]
     agents_naming: Mapping[str, tuple[str, ...]]  # task id -> agents that say they work on it
     has_db: bool = True  # False in Octopoid's file-only mode: no row is expected
+    reviews: Mapping[str, datetime] = field(default_factory=dict)  # task -> last reviewed
 
     def age(self, t: datetime | None) -> float | None:
         return None if t is None else (self.as_of - t).total_seconds()

@@ -38,8 +38,10 @@ def _at(now: datetime) -> datetime:
 
 
 def _kinds(root: Path, tid: str) -> set[str]:
+    """The task's findings in the next report, less the inbox-style unread_terminal (a task an
+    action just finished is unread until a supervisor marks it read)."""
     snap = Engine(root, as_of=datetime.now().astimezone() + timedelta(seconds=120)).scan()
-    return {f.kind for f in snap.findings_for(tid)}
+    return {f.kind for f in snap.findings_for(tid) if f.kind != "unread_terminal"}
 
 
 def _q(root: Path, queue: str, tid: str) -> Path:

@@ -265,3 +265,23 @@ def test_file_only_mode_without_db(tmp_path: Path) -> None:
     # agents.yaml says database.enabled: false, so no row is expected: not an orphan.
     assert kinds(snap, "t1") == set()
     assert kinds(snap, "t2") == {"corrupt_task"}
+
+
+def test_unread_terminal_until_a_supervisor_marks_it_read(b: StateBuilder) -> None:
+    from core.actions.apply import apply
+    from core.actions.octopoid_actions import make_plan
+
+    b.task("d1", db_queue="done", file_queues=("done",),
+           trail=[*claim(3000), ("SUBMITTED_AT", 2000), ("COMMITS_COUNT", 2),
+                  ("ACCEPTED_AT", 600), ("ACCEPTED_BY", "scheduler")],
+           db={"commits_count": 2, "updated_at": 600})
+    b.task("old", db_queue="done", file_queues=("done",),
+           trail=[*claim(9 * 86400), ("ACCEPTED_AT", 8 * 86400)],
+           db={"commits_count": 2, "updated_at": 8 * 86400})
+    snap = judge(b)
+    assert {f.kind for f in snap.findings_for("d1")} == {"unread_terminal"}
+    assert not snap.findings_for("old")  # outside the unread window
+    assert kinds(snap, "d1") == set()  # informative, never scored
+    apply(b.root, make_plan(b.root, "mark-read", "d1", actor="qwarden:test"))
+    again = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
+    assert not again.findings_for("d1")

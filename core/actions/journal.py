@@ -57,6 +57,26 @@ def warden_dir(root: Path) -> Path:
     return Path(root) / "warden"
 
 
+REVIEWS_SQL = ("SELECT task_id, MAX(created_at) FROM actions WHERE state IN ('done','undone') "
+               "AND kind IN ('accept','retry','cancel','mark-read') GROUP BY task_id")
+
+
+def read_reviews(root: Path) -> dict[str, str]:
+    """``Journal.reviews`` for observers: read-only, creates nothing, {} when there is no
+    journal yet or it cannot be read."""
+    path = Path(root) / "warden" / "journal.db"
+    if not path.is_file():
+        return {}
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        try:
+            return {str(t): str(at) for t, at in conn.execute(REVIEWS_SQL).fetchall()}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+
+
 def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
@@ -186,9 +206,7 @@ class Journal:
     def reviews(self) -> dict[str, str]:
         """task id -> when a supervisor last reviewed it (accept, retry, cancel, mark-read):
         the unread_terminal finding is a task that reached a terminal queue after this."""
-        rows = self.conn.execute(
-            "SELECT task_id, MAX(created_at) FROM actions WHERE state IN ('done','undone') "
-            "AND kind IN ('accept','retry','cancel','mark-read') GROUP BY task_id").fetchall()
+        rows = self.conn.execute(REVIEWS_SQL).fetchall()
         return {str(t): str(at) for t, at in rows}
 
     def file_backups(self, aid: int) -> dict[str, bytes | None]:

@@ -15,3 +15,30 @@ def escalated(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     return (finding("escalated", j, Severity.INFO, "waiting for a human decision",
                     [ev("DB queue", rec.queue if rec else "-", rec.updated_at if rec else None,
                         Side.DB)], Action.REVIEW),)
+
+
+UNREAD_STATES = frozenset({"done", "failed", "escalated", "rejected"})
+
+
+def unread_terminal(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
+    """A task that finished (done/failed/escalated/rejected) within the window and that no
+    supervisor has reviewed since (accept, retry, cancel or mark-read clear it)."""
+    window = ctx.thresholds.unread_window_s
+    if not window or j.verdict.effective_state not in UNREAD_STATES:
+        return ()
+    rec = j.task.record
+    finished = rec.newest_change if rec is not None else None
+    pf = j.task.primary_file
+    last = pf.last_event if pf is not None else None
+    if last is not None and last.at is not None and (finished is None or last.at > finished):
+        finished = last.at
+    if finished is None or (ctx.as_of - finished).total_seconds() > window:
+        return ()
+    seen = ctx.judge.reviews.get(j.task.task_id)
+    if seen is not None and seen >= finished:
+        return ()
+    return (finding("unread_terminal", j, Severity.INFO,
+                    f"{j.verdict.effective_state}, not reviewed yet",
+                    [ev("finished", j.verdict.effective_state, finished, Side.DB),
+                     ev("last reviewed", "never" if seen is None else "before it finished",
+                        seen)], Action.REVIEW),)

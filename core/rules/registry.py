@@ -21,6 +21,7 @@ TASK_RULES: tuple[tuple[str, TaskRule], ...] = (
     ("stale_heartbeat", claims.stale_heartbeat),
     ("stale_file_path", sync.stale_file_path),
     ("escalated", info.escalated),
+    ("unread_terminal", info.unread_terminal),
 )
 
 GROUP_RULES: tuple[tuple[str, GroupRule], ...] = (
