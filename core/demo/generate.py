@@ -598,9 +598,8 @@ def generate(out: Path, n: int, seed: int = 0) -> dict[str, Any]:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     for suffix in ("-wal", "-shm"):
-        p = Path(str(root / "state.db") + suffix)
-        if p.exists():
-            p.unlink()  # an idle Octopoid DB: everything checkpointed
+        # an idle Octopoid DB: everything checkpointed
+        Path(str(root / "state.db") + suffix).unlink(missing_ok=True)
     os.utime(root / "state.db", (gen_ts, gen_ts))
     truth = {
         "as_of": local_iso(AS_OF), "generated_at": local_iso(GENERATED_AT),
