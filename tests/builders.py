@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.demo.octodb import SCHEMA_V12
+from core.demo.octowriter import SCHEMA_V12
 
 # Octopoid's own schema, so rule tests see the real column set.
 SCHEMA = SCHEMA_V12

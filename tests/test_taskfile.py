@@ -183,3 +183,13 @@ second failure
     tf = parse(text)
     assert [e.in_history for e in tf.errors] == [True, False]
     assert tf.errors[1].text == "second failure"
+
+
+def test_stub_with_an_appended_error_block_is_a_stub() -> None:
+    fail_stub = parse("\nFAILED_AT: 2026-11-22T22:00:00\n\n## Error\n```\nTraceback\nboom\n```\n")
+    assert fail_stub.is_stub and fail_stub.trail[0].kind == "FAILED"
+    notice = parse("## Rejection Notice (rejection #2)\nREVIEW_REJECTED_AT: 2026-11-22T22:00:00"
+                   "\nREVIEW_REJECTED_BY: reviewer\n\n## Rejection Details\nTests fail.\n")
+    assert notice.is_stub
+    prose = parse("Some notes someone wrote\nFAILED_AT: 2026-11-22T22:00:00\n")
+    assert not prose.is_stub and not prose.parseable

@@ -77,6 +77,9 @@ _DETAIL_KEY = {"REJECTED": "REJECTION_REASON", "NEEDS_CONTINUATION": "CONTINUATI
                "SUBMITTED": "COMMITS_COUNT", "NOTE": "NOTE"}
 
 HISTORY_HEADING = "## History"
+# Sections lifecycle steps append after the trail lines (a stub may hold them too).
+APPENDED_SECTIONS = frozenset({"Error", "Rejection Notice", "Rejection Details", "Result",
+                               "History"})
 HISTORY_END = "<!-- /History -->"  # qwarden closes each history section it writes
 
 
@@ -228,13 +231,25 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
         events.append(_build_event(cur_kind, cur_fields))
 
     if not header_ok:
-        # Headerless: a stub if every non-blank line is a trail line, else corrupt.
+        # Headerless: a stub if it holds only what lifecycle steps append (trail lines and
+        # their sections: ## Error + fence, ## Rejection Notice/Details, ## Result), which
+        # Octopoid writes when it appends to a stale path; anything else is corrupt.
+        in_fence = in_section = False
         for line in stripped.splitlines():
             s = line.strip()
-            if not s:
+            if s.startswith(_FENCE):
+                in_fence = not in_fence
+                continue
+            if not s or in_fence or s.startswith("<!--"):
                 continue
             lm = _KV_RE.match(s)
-            if lm is None or lm.group(1) not in TRAIL_KEYS:
+            if lm is not None and lm.group(1) in TRAIL_KEYS:
+                in_section = False
+                continue
+            if s.startswith("## ") and s[3:].split("(")[0].strip() in APPENDED_SECTIONS:
+                in_section = True
+                continue
+            if not in_section:
                 other_lines = True
                 break
         if events and not other_lines:
