@@ -13,10 +13,11 @@ import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
+from textual.binding import BindingType
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
@@ -42,7 +43,7 @@ class SnapshotArrived(Message):
 class QwardenApp(App[int]):
     CSS_PATH = str(STYLESHEET)
     TITLE = "qwarden"
-    BINDINGS = APP_BINDINGS
+    BINDINGS: ClassVar[list[BindingType]] = [*APP_BINDINGS]
     ENABLE_COMMAND_PALETTE = True
 
     def __init__(self, engine: Engine, config: Config, theme: str | None = None,

@@ -12,8 +12,6 @@ import asyncio
 import getpass
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-
 from core.actions.apply import apply
 from core.actions.octopoid_actions import TOUCHES_CLAIM, Subtask, make_plan
 from core.actions.plan import Plan, Refused, StalePlan
@@ -57,14 +55,16 @@ class Intervention:
 
     def start(self) -> None:
         if self.app.read_only:
-            self.app.notify(Text("read-only: interventions are refused"), severity="error")
+            self.app.notify("read-only: interventions are refused", severity="error",
+                            markup=False)
             return
         snap = self.app.engine.snapshot
         v = snap.verdicts.get(self.task_id) if snap else None
         if v is not None and self.kind in TOUCHES_CLAIM and (
                 v.split_brain_live or v.liveness is Liveness.LIVE):
-            self.app.notify(Text(f"TASK-{self.task_id} is being worked on right now "
-                                 f"({v.reason}): {self.kind} refused"), severity="error")
+            self.app.notify(f"TASK-{self.task_id} is being worked on right now "
+                            f"({v.reason}): {self.kind} refused", severity="error",
+                            markup=False)
             return
         if self.prompt is None:
             self._plan()
@@ -76,15 +76,15 @@ class Intervention:
             return
         value = value.strip()
         if self.note_required and not value:
-            self.app.notify(Text(f"{self.kind} needs {self.prompt.strip(': ')}"),
-                            severity="warning")
+            self.app.notify(f"{self.kind} needs {(self.prompt or '').strip(': ')}",
+                            severity="warning", markup=False)
             return
         if self.kind == "split":
             try:
                 self.subtasks = [Subtask.parse(s.strip()) for s in value.split("||")
                                  if s.strip()]
             except (ValueError, Refused) as exc:
-                self.app.notify(Text(f"split: {exc}"), severity="error")
+                self.app.notify(f"split: {exc}", severity="error", markup=False)
                 return
             self.note = f"split into {len(self.subtasks)} subtasks"
         else:
@@ -114,10 +114,10 @@ class Intervention:
                     # unverified_completion: allowed only after an explicit second look
                     self._plan(force=True)
                     return
-                self.app.notify(Text(f"refused: {exc}"), severity="error")
+                self.app.notify(f"refused: {exc}", severity="error", markup=False)
                 return
             except (StalePlan, SourceError) as exc:
-                self.app.notify(Text(f"{exc}"), severity="error")
+                self.app.notify(f"{exc}", severity="error", markup=False)
                 return
             self.app.push_screen(
                 ConfirmScreen(f"{self.kind} TASK-{self.task_id}?", plan.describe(),
@@ -143,9 +143,8 @@ class Intervention:
                 res = await asyncio.to_thread(apply, self.app.engine.root, plan,
                                               read_only=self.app.read_only)
             except (Refused, StalePlan, SourceError) as exc:
-                self.app.notify(Text(f"not applied: {exc}"), severity="error")
+                self.app.notify(f"not applied: {exc}", severity="error", markup=False)
                 return
-            self.app.notify(Text(f"{self.kind} TASK-{self.task_id}: done (action "
-                                 f"{res.action_id}, `qwarden undo {res.action_id}` reverses "
-                                 "it)"))
+            self.app.notify(f"{self.kind} TASK-{self.task_id}: done (action {res.action_id}, "
+                            f"`qwarden undo {res.action_id}` reverses it)", markup=False)
         self.app.run_worker(work(), group="intervene", exit_on_error=False)

@@ -54,9 +54,9 @@ class AgentsScreen(Screen[str | None]):
                 Text(f"{len(held)}: {' '.join(held[:4])}{' …' if len(held) > 4 else ''}"
                      if held else "0"),
                 Text(clean_line(a.status_text, 80)), key=name)
-        running = sum(1 for a in snap.agents.values() if a.running)
+        n_running = sum(1 for a in snap.agents.values() if a.running)
         self.query_one("#agents-title", Static).update(Text(
-            f"agents: {len(snap.agents)} ({running} running)  ·  enter: go to current task"))
+            f"agents: {len(snap.agents)} ({n_running} running)  ·  enter: go to current task"))
         table.focus()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
@@ -37,9 +37,13 @@ LANE_KEYS = [Binding(str((i + 1) % 10), f"lane({i})", f"Lane {i + 1}", show=Fals
 JUMP_WORDS = ("findings", "agents", "help", "quit")
 
 
+def void(_: object) -> None:
+    """Prompt callbacks return nothing (the action's own result is only for tests)."""
+
+
 class MainScreen(Screen[None]):
     ESCAPE_TO_MINIMIZE = False  # our esc (action_back) minimizes and returns to the list
-    BINDINGS = MAIN_BINDINGS + LANE_KEYS + ACTION_BINDINGS
+    BINDINGS: ClassVar[list[BindingType]] = [*MAIN_BINDINGS, *LANE_KEYS, *ACTION_BINDINGS]
 
     def __init__(self, root_label: str, read_only: bool) -> None:
         super().__init__()
@@ -230,7 +234,7 @@ class MainScreen(Screen[None]):
         lane = self.lane
         self.app.push_screen(
             PromptScreen("/", cur.text if cur else "", "regex  (!regex inverts; empty clears)"),
-            lambda value: self.set_filter(lane, value) if value is not None else None)
+            lambda value: None if value is None else void(self.set_filter(lane, value)))
 
     def set_filter(self, lane: str, text: str) -> bool:
         """Set (empty: clear) a lane's filter; it is remembered for that lane."""
@@ -253,7 +257,7 @@ class MainScreen(Screen[None]):
         self.app.push_screen(
             PromptScreen(":", "", "lane, task id, findings, agents, help, quit",
                          suggestions=[*self.index.lanes, *JUMP_WORDS]),
-            lambda value: self.jump(value) if value else None)
+            lambda value: void(self.jump(value)) if value else None)
 
     def jump(self, text: str) -> bool:
         t = text.strip()

@@ -154,8 +154,8 @@ class DetailPane(VerticalScroll, can_focus=True):
             if v.claimed_by:
                 live.append(f"  (claimed by {clean_line(v.claimed_by, 80)})", self._st("muted"))
             parts.append(live)
-            for ev in v.evidence:
-                parts.append(self._evidence(snap, ev))
+            for fact in v.evidence:
+                parts.append(self._evidence(snap, fact))
 
         findings = snap.findings_for(tid)
         parts.append(Text(""))
@@ -170,8 +170,8 @@ class DetailPane(VerticalScroll, can_focus=True):
                 line.append(" (informative)", self._st("muted"))
             parts.append(line)
             parts.append(Text("  " + clean_line(f.summary, 500)))
-            for ev in f.evidence:
-                parts.append(self._evidence(snap, ev))
+            for fact in f.evidence:
+                parts.append(self._evidence(snap, fact))
             rec_line = Text("  → ")
             rec_line.append(f.recommended_action.value, self._st("heading"))
             if f.newer_side is not None:

@@ -8,11 +8,13 @@ because only ``height`` rows are ever rendered.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.binding import BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -25,7 +27,7 @@ from tui.keys import LIST_BINDINGS
 class RowList(ScrollView, can_focus=True):
     """Keys in display order, a cursor, and one rendered line per visible row."""
 
-    BINDINGS = LIST_BINDINGS
+    BINDINGS: ClassVar[list[BindingType]] = [*LIST_BINDINGS]
     COMPONENT_CLASSES = {
         "row-list--cursor",
         "row-list--critical",
