@@ -9,6 +9,7 @@ tasks that depend on them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+import bisect
 from datetime import datetime
 
 from core.config import Config
@@ -80,6 +81,47 @@ def choose_action(v: Verdict, findings: tuple[Finding, ...]) -> Action:
     return action
 
 
+def _order_key(f: Finding) -> tuple[int, str, str, int]:
+    return (-f.severity.rank, f.kind, f.task_id, id(f))
+
+
+class FindingOrder:
+    """All findings kept sorted (most severe, then kind, then task) under small changes: one
+    file move at 100,000 tasks must not re-sort tens of thousands of findings."""
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[int, str, str, int]] = []
+        self._items: list[Finding] = []
+        self._frozen: tuple[Finding, ...] | None = ()
+
+    def rebuild(self, findings: list[Finding]) -> None:
+        pairs = sorted(((_order_key(f), f) for f in findings), key=lambda kf: kf[0])
+        self._keys = [k for k, _ in pairs]
+        self._items = [f for _, f in pairs]
+        self._frozen = None
+
+    def replace(self, old: tuple[Finding, ...], new: tuple[Finding, ...]) -> None:
+        if not old and not new:
+            return
+        self._frozen = None
+        for f in old:
+            k = _order_key(f)
+            i = bisect.bisect_left(self._keys, k)
+            if i < len(self._keys) and self._items[i] is f:
+                del self._keys[i]
+                del self._items[i]
+        for f in new:
+            k = _order_key(f)
+            i = bisect.bisect_left(self._keys, k)
+            self._keys.insert(i, k)
+            self._items.insert(i, f)
+
+    def snapshot(self) -> tuple[Finding, ...]:
+        if self._frozen is None:
+            self._frozen = tuple(self._items)
+        return self._frozen
+
+
 class Judge:
     """Holds the last judgement so changes can be re-judged incrementally."""
 
@@ -96,7 +138,7 @@ class Judge:
         self.has_db = True
         self.reviews: Mapping[str, datetime] = {}
         self._failed: set[str] = set()  # effectively failed task ids (group rules' input)
-        self._sorted: tuple[Finding, ...] | None = None
+        self._order = FindingOrder()
         self._group_by_task: dict[str, list[Finding]] = {}
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
@@ -118,7 +160,7 @@ class Judge:
             self._blocks.clear()
             self.time_sensitive.clear()
             self._failed.clear()
-            self._sorted = None
+            self._order = FindingOrder()
             ids: set[str] = set(tasks)
         else:
             ids = set(dirty)
@@ -154,13 +196,12 @@ class Judge:
             for rule in rules:
                 found.extend(rule(j, rctx))
             old = self.task_findings.get(tid, ())
-            if found:
-                new = tuple(found)
-                if new != old:
-                    self._sorted = None
+            new = tuple(found)
+            if new != old and dirty is not None:
+                self._order.replace(old, new)
+            if new:
                 self.task_findings[tid] = new
             elif old:
-                self._sorted = None
                 del self.task_findings[tid]
         # Group rules look across failed tasks: rerun only when a failed task came or went.
         failed_now = {t for t in ids if self.judged[t].verdict.effective_state == "failed"}
@@ -173,8 +214,12 @@ class Judge:
             group.extend(grule(rctx, (self.judged[t] for t in self._failed)))
         changed_group = {f.task_id for f in group} ^ {f.task_id for f in self.group_findings}
         old_group = {f.task_id for f in self.group_findings}
-        if tuple(group) != self.group_findings:
-            self._sorted = None
+        if dirty is None:
+            self.group_findings = tuple(group)
+            self._order.rebuild([f for fs in self.task_findings.values() for f in fs]
+                                + group)
+        elif tuple(group) != self.group_findings:
+            self._order.replace(self.group_findings, tuple(group))
         self.group_findings = tuple(group)
         by_task_group: dict[str, list[Finding]] = {}
         for f in group:
@@ -217,8 +262,7 @@ class Judge:
         self._blocks[tid] = new
 
     def _forget(self, tid: str) -> None:
-        if tid in self.task_findings:
-            self._sorted = None
+        self._order.replace(self.task_findings.get(tid, ()), ())
         self._failed.discard(tid)
         self.judged.pop(tid, None)
         self.task_findings.pop(tid, None)
@@ -230,12 +274,5 @@ class Judge:
                 s.discard(tid)
 
     def findings(self) -> tuple[Finding, ...]:
-        """Every finding, most severe first; rebuilt only after a finding changed."""
-        if self._sorted is None:
-            out: list[Finding] = []
-            for fs in self.task_findings.values():
-                out.extend(fs)
-            out.extend(self.group_findings)
-            out.sort(key=lambda f: (-f.severity.rank, f.kind, f.task_id))
-            self._sorted = tuple(out)
-        return self._sorted
+        """Every finding, most severe first (kept in order as findings change)."""
+        return self._order.snapshot()
