@@ -133,3 +133,31 @@ async def test_cancel_asks_for_a_reason_then_moves_to_rejected(tmp_path: Path) -
     assert db_queue(b.root, "aaaa0001") == "rejected"
     text = (b.root / "shared/queue/rejected/TASK-aaaa0001.md").read_text()
     assert "CANCEL_REASON: duplicate of aaaa0002" in text
+
+
+async def test_autofix_runs_after_a_poll_and_can_be_paused(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from core.actions.autofix import AutoFixer
+    from core.config import LiveOptions
+
+    b = StateBuilder(tmp_path, now=datetime.now())
+    b.task("0f0f0f01", db_queue=None)  # an orphan: safe mode registers it
+    b.build()
+    cfg = Config(live=LiveOptions(poll_interval_s=3600))
+    fixer = AutoFixer(b.root, cfg, mode="safe")
+    app = QwardenApp(Engine(b.root, cfg), cfg, root_label="t", autofix=fixer)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(40):
+            await pilot.pause(0.1)
+            if (b.root / "warden" / "metrics.prom").exists():
+                break
+        await app.workers.wait_for_complete()
+        assert app.main_screen.header.autofix == "safe"
+        await pilot.press("P")
+        assert fixer.paused and app.main_screen.header.autofix == "paused"
+    conn = sqlite3.connect(b.root / "state.db")
+    try:
+        assert conn.execute("SELECT queue FROM tasks WHERE id='0f0f0f01'").fetchone()
+    finally:
+        conn.close()

@@ -48,7 +48,7 @@ class QwardenApp(App[int]):
 
     def __init__(self, engine: Engine, config: Config, theme: str | None = None,
                  read_only: bool = False, simulation: Any = None,
-                 root_label: str | None = None) -> None:
+                 root_label: str | None = None, autofix: Any = None) -> None:
         super().__init__()
         self.engine = engine
         self.config = config
@@ -61,6 +61,8 @@ class QwardenApp(App[int]):
         self._unsubscribe: Any = None
         self._sim_stop: asyncio.Event | None = None
         self.main_screen = MainScreen(self.root_label, self.read_only)
+        self.autofix = autofix  # core.actions.autofix.AutoFixer, ticking after each poll
+        self._fixed_poll: object = None
         self.start_error: str | None = None
         for t in QWARDEN_THEMES:
             self.register_theme(t)
@@ -74,6 +76,8 @@ class QwardenApp(App[int]):
     # ------------------------------------------------------------------ lifecycle
     async def on_mount(self) -> None:
         await self.push_screen(self.main_screen)
+        if self.autofix is not None:
+            self.main_screen.header.autofix = self.autofix.mode
         self._unsubscribe = self.engine.subscribe(self._on_engine_snapshot)
         self.start_engine()
         if self.engine.live:
@@ -131,6 +135,11 @@ class QwardenApp(App[int]):
 
     def _tick(self) -> None:
         """Once a second: the poll countdown and the log tail (never raises)."""
+        if self.autofix is not None and self.engine.snapshot is not None \
+                and self.engine.last_poll_at != self._fixed_poll:
+            self._fixed_poll = self.engine.last_poll_at
+            self.run_worker(self._autofix_tick(), group="autofix", exclusive=True,
+                            exit_on_error=False)
         if not self.main_is_current:
             return
         try:
@@ -144,6 +153,22 @@ class QwardenApp(App[int]):
     async def action_poll_now(self) -> None:
         self.main_screen.header.refresh()
         await self.engine.poll_now()
+        self.main_screen.header.refresh()
+
+    async def _autofix_tick(self) -> None:
+        """One auto-fixer tick per poll, in a thread; its fixes arrive as ordinary changes."""
+        rep = await asyncio.to_thread(self.autofix.tick, self.engine.snapshot)
+        if rep.fixed or rep.escalated:
+            self.notify(f"auto-fixer ({rep.mode}): fixed {len(rep.fixed)}, escalated "
+                        f"{len(rep.escalated)}", markup=False)
+
+    def action_toggle_autofix(self) -> None:
+        if self.autofix is None:
+            self.notify("no auto-fixer running (start with --fix safe|aggressive)",
+                        markup=False)
+            return
+        self.autofix.paused = not self.autofix.paused
+        self.main_screen.header.autofix = "paused" if self.autofix.paused else self.autofix.mode
         self.main_screen.header.refresh()
 
     def action_toggle_pause(self) -> None:
@@ -189,14 +214,22 @@ class QwardenApp(App[int]):
 
 
 def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
-            simulation: Any = None) -> int:
+            simulation: Any = None, fix: str | None = None) -> int:
     """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code."""
     engine = Engine(root, config, as_of=as_of)
     home = os.path.expanduser("~")
     label = str(engine.root)
     if label.startswith(home + os.sep):
         label = "~" + label[len(home):]
+    autofix = None
+    if fix is not None and as_of is None:
+        from core.actions.apply import recover
+        from core.actions.autofix import AutoFixer
+
+        if fix != "observe" and not config.read_only:
+            recover(engine.root)  # finish or undo what a killed writer left, first
+        autofix = AutoFixer(engine.root, config, mode=fix, read_only=config.read_only)
     app = QwardenApp(engine, config, theme=theme, read_only=config.read_only,
-                     simulation=simulation, root_label=label)
+                     simulation=simulation, root_label=label, autofix=autofix)
     result = app.run()
     return result if isinstance(result, int) else 0

@@ -11,6 +11,7 @@ APP_BINDINGS: list[Binding] = [
     Binding("question_mark", "help", "Help", id="app.help"),
     Binding("ctrl+r", "poll_now", "Poll now", id="app.poll"),
     Binding("p", "toggle_pause", "Pause", id="app.pause"),
+    Binding("P", "toggle_autofix", "Pause auto-fixer", id="app.autofix_pause", show=False),
     Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
     Binding("F", "findings", "Findings", id="app.findings"),
     Binding("A", "agents", "Agents", id="app.agents"),

@@ -39,6 +39,7 @@ class HeaderBar(Widget):
         self.snapshot: Snapshot | None = None
         self.lane_counts: list[tuple[str, int]] = []
         self.error: str | None = None  # the app's own (e.g. a failed start)
+        self.autofix: str | None = None  # the auto-fixer's mode, or "paused"
 
     def show(self, snap: Snapshot | None, lane_counts: list[tuple[str, int]]) -> None:
         self.snapshot = snap
@@ -77,6 +78,9 @@ class HeaderBar(Widget):
             flags.append(" ")
         if self.read_only:
             flags.append(" READ-ONLY ", self._st("flag"))
+            flags.append(" ")
+        if self.autofix:
+            flags.append(f" AUTOFIX {self.autofix} ", self._st("flag"))
             flags.append(" ")
         room = width - len(line1) - len(flags) - 1
         root = clean_line(self.root_label, 1000)
