@@ -161,3 +161,18 @@ async def test_autofix_runs_after_a_poll_and_can_be_paused(tmp_path: Path) -> No
         assert conn.execute("SELECT queue FROM tasks WHERE id='0f0f0f01'").fetchone()
     finally:
         conn.close()
+
+
+async def test_a_failing_verify_command_gates_accept(tmp_path: Path) -> None:
+    b = state(tmp_path)
+    cfg = Config(actions={"verify": "echo checking {task_id}; exit 3"})
+    app = QwardenApp(Engine(b.root, cfg, as_of=parse_as_of(b.now.isoformat())), cfg,
+                     root_label="t")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert app.main_screen.jump("aaaa0001")
+        await pilot.press("a")
+        await settle(app, pilot)
+        await pilot.press("y")
+        await settle(app, pilot)
+    assert db_queue(b.root, "aaaa0001") == "provisional"

@@ -139,6 +139,19 @@ class Intervention:
 
     def _apply(self, plan: Plan) -> None:
         async def work() -> None:
+            verify = self.app.config.actions.get("verify") if self.kind == "accept" else None
+            if verify:
+                # the config's verify command gates an accept, from the console as from the CLI
+                from core.actions.cli import run_verify
+
+                self.app.notify(f"verify: {verify}", markup=False)
+                ok, out = await asyncio.to_thread(run_verify, str(verify),
+                                                  self.app.engine.root, self.task_id)
+                tail = "\n".join(out.splitlines()[-6:])
+                if not ok:
+                    self.app.notify(f"verify failed, not accepted:\n{tail}", severity="error",
+                                    markup=False, timeout=15)
+                    return
             try:
                 res = await asyncio.to_thread(apply, self.app.engine.root, plan,
                                               read_only=self.app.read_only)
