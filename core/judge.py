@@ -8,8 +8,8 @@ tasks that depend on them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 import bisect
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from core.config import Config
