@@ -196,8 +196,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
             await engine.stop()
         return exit_code(engine.snapshot) if engine.snapshot else EXIT_UNREADABLE
 
+    return _run_until_interrupted(main())
+
+
+def _run_until_interrupted(coro) -> int:  # type: ignore[no-untyped-def]
     try:
-        return asyncio.run(main())
+        return int(asyncio.run(coro))
     except KeyboardInterrupt:
         return 0
 
@@ -257,10 +261,7 @@ def _demo_headless(root: Path, config: Config, sim, steps: int | None) -> int:  
             await engine.stop()
         return exit_code(engine.snapshot) if engine.snapshot else EXIT_UNREADABLE
 
-    try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
-        return 0
+    return _run_until_interrupted(main())
 
 
 def _run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,

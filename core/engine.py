@@ -27,6 +27,7 @@ from core.model import Agent, ReadProblem, Snapshot, Task, TaskRecord, TrailEven
 from core.sources.octopoid import (
     EXPECTED_DIRS,
     FORMAT,
+    FileScan,
     OctopoidSource,
     SourceError,
 )
@@ -35,6 +36,11 @@ from core.timefmt import UTC
 log = logging.getLogger("qwarden.engine")
 
 Subscriber = Callable[[Snapshot], None]
+
+
+def task_id_of(rel: str) -> str:
+    """``shared/queue/<queue>/TASK-<id>.md`` -> ``<id>``."""
+    return rel.rsplit("/", 1)[-1][5:-3]
 
 
 class Engine:
@@ -153,10 +159,7 @@ class Engine:
         self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
         dirty |= self._load_reviews()
         fs = self.source.scan_files(self._needs_trail)
-        for rel in fs.changed | fs.removed:
-            tid = rel.rsplit("/", 1)[-1][5:-3]
-            dirty.add(tid)
-            self._link_file(tid, rel, rel in fs.files)
+        dirty |= self._link_scan(fs)
         self._problems = {p.path: p for p in fs.problems + agent_problems}
         for tid in dirty:
             self._rebuild_task(tid)
@@ -184,6 +187,15 @@ class Engine:
         old = self.judge.reviews
         self.judge.reviews = new
         return {tid for tid in set(old) | set(new) if old.get(tid) != new.get(tid)}
+
+    def _link_scan(self, fs: FileScan) -> set[str]:
+        """Record a scan's added, changed and removed files; returns the tasks they belong to."""
+        dirty: set[str] = set()
+        for rel in fs.changed | fs.removed:
+            tid = task_id_of(rel)
+            dirty.add(tid)
+            self._link_file(tid, rel, rel in fs.files)
+        return dirty
 
     def _link_file(self, tid: str, rel: str, present: bool) -> None:
         cur = self._files_by_task.get(tid, ())
@@ -234,8 +246,7 @@ class Engine:
                 full, _ = self.source.read_one(f.relpath, full=True)
                 f = full or f
             files.append(f)
-        return Task(task_id=task_id, record=task.record, files=tuple(files),
-                    history=task.history, notes=task.notes)
+        return Task(task_id=task_id, record=task.record, files=tuple(files))
 
     def db_row(self, task_id: str) -> dict[str, object]:
         """Every column of the task's DB row (for the detail view's DB side)."""
@@ -250,7 +261,7 @@ class Engine:
         dirty: set[str] = set()
         for rel in rels:
             old = self.source.files.get(rel)
-            tid = rel.rsplit("/", 1)[-1][5:-3]
+            tid = task_id_of(rel)
             tf, problems = self.source.read_one(rel, full=self._needs_trail(
                 tid, rel.split("/")[2]))
             for p in problems:
@@ -320,7 +331,7 @@ class Engine:
         return dirty
 
     def _tasks_claimed_by(self, name: str) -> set[str]:
-        return {tid for tid, v in self.judge.verdicts.items() if v.claimed_by == name}
+        return set(self.judge.claims_by_agent.get(name, ()))
 
     def rejudge(self, dirty: set[str] | None = None, aged: bool = False) -> Snapshot:
         """Re-judge the changed tasks (and, with ``aged``, every task whose verdict can change
@@ -432,14 +443,8 @@ class Engine:
             return
         async with self._lock:
             def work() -> None:
-                fs = self.source.scan_files()
-                rels = fs.changed | fs.removed
-                if rels:
-                    dirty = set()
-                    for rel in rels:
-                        tid = rel.rsplit("/", 1)[-1][5:-3]
-                        dirty.add(tid)
-                        self._link_file(tid, rel, rel in fs.files)
+                dirty = self._link_scan(self.source.scan_files(self._needs_trail))
+                if dirty:
                     for tid in dirty:
                         self._rebuild_task(tid)
                     self.rejudge(dirty)

@@ -139,6 +139,8 @@ class Judge:
         self.reviews: Mapping[str, datetime] = {}
         self._failed: set[str] = set()  # effectively failed task ids (group rules' input)
         self._order = FindingOrder()
+        # agent -> tasks whose verdict names it as claimant (an agent's change re-judges these)
+        self.claims_by_agent: dict[str, set[str]] = {}
         self._group_by_task: dict[str, list[Finding]] = {}
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
@@ -161,6 +163,7 @@ class Judge:
             self.time_sensitive.clear()
             self._failed.clear()
             self._order = FindingOrder()
+            self.claims_by_agent = {}
             ids: set[str] = set(tasks)
         else:
             ids = set(dirty)
@@ -241,6 +244,11 @@ class Judge:
             fs = self.task_findings.get(tid, ()) + tuple(by_task_group.get(tid, ()))
             v = j.verdict
             action = choose_action(v, fs)
+            old_v = self.verdicts.get(tid)
+            if old_v is not None and old_v.claimed_by and old_v.claimed_by != v.claimed_by:
+                self.claims_by_agent.get(old_v.claimed_by, set()).discard(tid)
+            if v.claimed_by:
+                self.claims_by_agent.setdefault(v.claimed_by, set()).add(tid)
             self.verdicts[tid] = Verdict(
                 effective_state=v.effective_state, liveness=v.liveness,
                 split_brain_live=v.split_brain_live, recommended_action=action,
@@ -262,6 +270,9 @@ class Judge:
         self._blocks[tid] = new
 
     def _forget(self, tid: str) -> None:
+        old_v = self.verdicts.get(tid)
+        if old_v is not None and old_v.claimed_by:
+            self.claims_by_agent.get(old_v.claimed_by, set()).discard(tid)
         self._order.replace(self.task_findings.get(tid, ()), ())
         self._failed.discard(tid)
         self.judged.pop(tid, None)

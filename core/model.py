@@ -284,9 +284,7 @@ class Verdict:
 class Task:
     task_id: str
     record: TaskRecord | None
-    files: tuple[TaskFile, ...]
-    history: tuple[TrailEvent, ...] = ()  # DB task_history, oldest first
-    notes: tuple[TrailEvent, ...] = ()  # notes attempts
+    files: tuple[TaskFile, ...]  # history and notes are read on demand (Engine.trace)
 
     @property
     def primary_file(self) -> TaskFile | None:

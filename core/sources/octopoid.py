@@ -698,6 +698,3 @@ def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
             _text(completed), _text(created), _text(updated))
     return read
 
-
-def record_from_row(cols: tuple[str, ...] | list[str], row: tuple[Any, ...]) -> TaskRecord | None:
-    return record_reader(cols)(row)
