@@ -9,6 +9,7 @@ shows the engine's error in the header.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterable
 from datetime import datetime
@@ -123,7 +124,7 @@ class QwardenApp(App[int]):
         for the main screen to come back)."""
         if self._pending is None or not self.main_is_current or self._exit:
             return
-        if not self.main_screen.is_mounted or not self.main_screen.children:
+        if not self.main_screen.is_live:
             return
         snap, changed = self._pending, self._pending_changed
         self._pending, self._pending_changed = None, set()
@@ -140,13 +141,16 @@ class QwardenApp(App[int]):
             self._fixed_poll = self.engine.last_poll_at
             self.run_worker(self._autofix_tick(), group="autofix", exclusive=True,
                             exit_on_error=False)
-        if not self.main_is_current:
+        if not self.main_is_current or not self.main_screen.is_live:
             return
         try:
             self.main_screen.header.refresh()
             self.main_screen.refresh_log()
+        except NoMatches:  # shutting down between the check and the query
+            return
         except Exception as exc:  # a timer callback that raises would end the app
-            self.main_screen.header.error = f"display: {exc!r}"
+            with contextlib.suppress(NoMatches):
+                self.main_screen.header.error = f"display: {exc!r}"
 
     # ------------------------------------------------------------------ actions
     @work(exclusive=True, group="poll", exit_on_error=False)

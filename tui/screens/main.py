@@ -80,6 +80,14 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self.qapp.flush_snapshot)
 
     @property
+    def is_live(self) -> bool:
+        """Mounted with its widgets and the app not exiting: timers that fire during
+        shutdown must find nothing to do rather than query widgets already removed."""
+        app = self.app
+        return (app.is_running and not app._exit and self.is_mounted
+                and not self._closing and bool(self.children))
+
+    @property
     def lane_list(self) -> LaneList:
         return self.query_one("#lane-list", LaneList)
 
@@ -149,12 +157,16 @@ class MainScreen(Screen[None]):
         self._trace_timer = self.set_timer(0.12, self._show_trace)
 
     def _show_detail(self, trace: bool) -> None:
+        if not self.is_live:
+            return
         key = self.lane_list.current_key
         self.query_one(DetailPane).show(self.snapshot, key)
         if trace:
             self._show_trace()
 
     def _show_trace(self) -> None:
+        if not self.is_live:
+            return
         eng = self.qapp.engine
         self.query_one(TracePane).show(self.snapshot, self.lane_list.current_key, eng.trace,
                                        eng.log_tail)
