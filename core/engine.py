@@ -114,8 +114,8 @@ class Engine:
             conn = self._db()
             if conn is not None:
                 self._db_marker = (self.source.data_version(conn), self.source.db_fingerprint())
-                self._records = self.source.read_records(conn)
-                self._row_keys = self.source.change_keys(conn)
+                self._row_keys = {}
+                self._records = self.source.read_records(conn, keys=self._row_keys)
                 self._agent_rows = self.source.read_agent_rows(conn)
             self.judge.has_db = conn is not None
             agents, agent_problems = self.source.read_agents(self._agent_rows,

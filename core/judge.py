@@ -87,34 +87,28 @@ def _order_key(f: Finding) -> tuple[int, str, str, int]:
 
 class FindingOrder:
     """All findings kept sorted (most severe, then kind, then task) under small changes: one
-    file move at 100,000 tasks must not re-sort tens of thousands of findings."""
+    file move at 100,000 tasks must not re-sort tens of thousands of findings. Bisection
+    computes keys on the fly rather than keeping a parallel list of key tuples."""
 
     def __init__(self) -> None:
-        self._keys: list[tuple[int, str, str, int]] = []
         self._items: list[Finding] = []
         self._frozen: tuple[Finding, ...] | None = ()
 
     def rebuild(self, findings: list[Finding]) -> None:
-        pairs = sorted(((_order_key(f), f) for f in findings), key=lambda kf: kf[0])
-        self._keys = [k for k, _ in pairs]
-        self._items = [f for _, f in pairs]
+        self._items = sorted(findings, key=_order_key)
         self._frozen = None
 
     def replace(self, old: tuple[Finding, ...], new: tuple[Finding, ...]) -> None:
         if not old and not new:
             return
         self._frozen = None
+        items = self._items
         for f in old:
-            k = _order_key(f)
-            i = bisect.bisect_left(self._keys, k)
-            if i < len(self._keys) and self._items[i] is f:
-                del self._keys[i]
-                del self._items[i]
+            i = bisect.bisect_left(items, _order_key(f), key=_order_key)
+            if i < len(items) and items[i] is f:
+                del items[i]
         for f in new:
-            k = _order_key(f)
-            i = bisect.bisect_left(self._keys, k)
-            self._keys.insert(i, k)
-            self._items.insert(i, f)
+            bisect.insort_left(items, f, key=_order_key)
 
     def snapshot(self) -> tuple[Finding, ...]:
         if self._frozen is None:
@@ -249,10 +243,15 @@ class Judge:
                 self.claims_by_agent.get(old_v.claimed_by, set()).discard(tid)
             if v.claimed_by:
                 self.claims_by_agent.setdefault(v.claimed_by, set()).add(tid)
-            self.verdicts[tid] = Verdict(
-                effective_state=v.effective_state, liveness=v.liveness,
-                split_brain_live=v.split_brain_live, recommended_action=action,
-                claimed_by=v.claimed_by, reason=v.reason, evidence=v.evidence)
+            if action is not v.recommended_action:
+                v = Verdict(
+                    effective_state=v.effective_state, liveness=v.liveness,
+                    split_brain_live=v.split_brain_live, recommended_action=action,
+                    claimed_by=v.claimed_by, reason=v.reason, evidence=v.evidence)
+                # one verdict per task kept, not the phase-one one beside the final one
+                self.judged[tid] = Judged(task=j.task, verdict=v, state=j.state,
+                                          claim_problem=j.claim_problem)
+            self.verdicts[tid] = v
         return touched
 
     def _index_blockers(self, j: Judged) -> None:

@@ -7,6 +7,7 @@ whatever the DB says. When evidence is missing the answer is ``unknown``, never 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,6 +93,18 @@ class StateJudgement:
     mismatch: bool  # the primary file is not where the DB queue says
 
 
+@functools.lru_cache(maxsize=256)
+def _idle_reason(state: str) -> str:
+    return f"not claimed ({state})"
+
+
+@functools.lru_cache(maxsize=256)
+def _settled_state(queue: str) -> StateJudgement:
+    """The common case (unclaimed, file where the DB says) shares one immutable judgement
+    per queue instead of one object per task."""
+    return StateJudgement(queue, False, None, None, None, False)
+
+
 def effective_state(task: Task, expected_dirs: Mapping[str, frozenset[str]]) -> StateJudgement:
     rec = task.record
     pf = task.primary_file
@@ -120,7 +133,7 @@ def effective_state(task: Task, expected_dirs: Mapping[str, frozenset[str]]) -> 
             return StateJudgement(real.queue, False, claimant, claimed_at, newer, True)
         return StateJudgement("claimed", True, claimant, claimed_at, newer, True)
     if not mismatch:
-        return StateJudgement(rec.queue, False, None, None, None, False)
+        return _settled_state(rec.queue)
     newer = _newer_side(task)
     state = real.queue if newer is Side.FILE else rec.queue
     return StateJudgement(state, False, None, None, newer, True)
@@ -195,7 +208,7 @@ def judge_liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
                     "though the DB released the claim", ev, "split_brain_live")
         return (Liveness.AT_RISK, False, f"{name} names it but its newest signal is "
                 f"{age_text(age)} old", ev, "split_brain_stale")
-    return Liveness.IDLE, False, f"not claimed ({sj.state})", (), None
+    return Liveness.IDLE, False, _idle_reason(sj.state), (), None
 
 
 def _file_still_claimed_by(task: Task, agent: str) -> bool:

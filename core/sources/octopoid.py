@@ -116,7 +116,8 @@ class OctopoidSource:
         self.max_file_bytes = max_file_bytes
         self.busy_retries = busy_retries
         self.busy_timeout_ms = busy_timeout_ms
-        self._stats: dict[str, tuple[int, int, int]] = {}  # relpath -> (mtime_ns, size, ino)
+        # relpath -> hash of (mtime_ns, size, ino): one int per file, not a 3-tuple of ints
+        self._stats: dict[str, int] = {}
         self._files: dict[str, TaskFile] = {}
         self._columns: tuple[str, ...] | None = None
         self.connected_uri: str | None = None
@@ -182,7 +183,7 @@ class OctopoidSource:
                         problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
                         continue
                     seen.add(rel)
-                    key = (st.st_mtime_ns, st.st_size, st.st_ino)
+                    key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
                     old = self._stats.get(rel)
                     if old is not None and old == key and rel in self._files:
                         continue
@@ -236,7 +237,7 @@ class OctopoidSource:
             self._files.pop(rel, None)
             self._stats.pop(rel, None)
             return None, problems
-        self._stats[rel] = (st.st_mtime_ns, st.st_size, st.st_ino)
+        self._stats[rel] = hash((st.st_mtime_ns, st.st_size, st.st_ino))
         self._files[rel] = tf
         return tf, problems
 
@@ -365,10 +366,15 @@ class OctopoidSource:
     def data_version(self, conn: sqlite3.Connection) -> int:
         return int(self._retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
 
-    def read_records(self, conn: sqlite3.Connection,
-                     ids: Iterable[str] | None = None) -> dict[str, TaskRecord]:
-        """Rows as TaskRecords: all of them, or just ``ids`` (the changed ones)."""
-        cols = self._columns or ("id", "queue")
+    def read_records(self, conn: sqlite3.Connection, ids: Iterable[str] | None = None,
+                     keys: dict[str, int] | None = None) -> dict[str, TaskRecord]:
+        """Rows as TaskRecords: all of them, or just ``ids`` (the changed ones). ``keys``,
+        if given, is filled with each row's change key (as ``change_keys`` computes it) from
+        the same rows, sparing the cold scan a second pass over the table."""
+        have = self._columns or ("id", "queue")
+        # only what a TaskRecord keeps: unused columns (pr_url, checks, ...) would double
+        # the rows held in memory at 100,000 tasks
+        cols = [c for c in _RECORD_COLS if c in have]
         sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM tasks"
         out: dict[str, TaskRecord] = {}
         try:
@@ -385,11 +391,29 @@ class OctopoidSource:
         except sqlite3.DatabaseError as exc:
             raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
         read = record_reader(cols)
+        if keys is None:
+            for row in rows:
+                rec = read(row)
+                if rec is not None:
+                    out[rec.task_id] = rec
+            return out
+        pos = {c: i for i, c in enumerate(cols)}
+        idx = [pos[c] for c in self._change_columns()[1:] if c in pos]
+        pick = operator.itemgetter(*idx)
+
+        def key_of(row: tuple[Any, ...]) -> tuple[Any, ...]:
+            # the same tuple change_keys hashes (itemgetter of one index gives a bare value)
+            return pick(row) if len(idx) > 1 else (pick(row),)
         for row in rows:
             rec = read(row)
             if rec is not None:
                 out[rec.task_id] = rec
+                raw = row[0]
+                keys[rec.task_id if raw == rec.task_id else str(raw)] = hash(key_of(row))
         return out
+
+    def _change_columns(self) -> list[str]:
+        return [c for c in CHANGE_COLUMNS if self._columns is None or c in self._columns]
 
     def read_row(self, conn: sqlite3.Connection, task_id: str) -> dict[str, Any]:
         """Every column of one row, for the detail view."""
@@ -406,7 +430,7 @@ class OctopoidSource:
     def change_keys(self, conn: sqlite3.Connection) -> dict[str, int]:
         """A light per-row fingerprint (hash of the columns that matter) to tell which rows
         changed; then only those are read whole."""
-        cols = [c for c in CHANGE_COLUMNS if self._columns is None or c in self._columns]
+        cols = self._change_columns()
         sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM tasks"
         try:
             rows = self._retry(lambda: conn.execute(sql).fetchall())
@@ -673,6 +697,9 @@ _RECORD_COLS = ("id", "queue", "priority", "role", "title", "file_path", "claime
                 "updated_at")
 
 
+_SHARED: dict[str, str] = {}
+
+
 def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
     """A fast row -> TaskRecord function for this column list: positions are resolved once
     and one C-level itemgetter pulls the values (a missing column reads as None)."""
@@ -680,6 +707,15 @@ def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
     missing = len(cols)
     get = operator.itemgetter(*[pos.get(c, missing) for c in _RECORD_COLS])
     pad = (None,)
+    # Low-cardinality columns share one string per distinct value (SQLite hands out a new
+    # str per cell: at 100,000 rows that is ~400,000 copies of "incoming", "P2", ...).
+    if len(_SHARED) > 50_000:  # bounded: a column that is not low-cardinality after all
+        _SHARED.clear()
+    same = _SHARED.setdefault
+
+    def same_text(v: Any) -> str | None:
+        t = _text(v)
+        return None if t is None else same(t, t)
 
     def read(row: tuple[Any, ...]) -> TaskRecord | None:
         (tid, queue, priority, role, title, file_path, claimed_by, claimed_at, blocked_by,
@@ -691,10 +727,10 @@ def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
         if tid.startswith("TASK-"):
             tid = tid[5:]
         return TaskRecord(
-            tid, str(queue or "incoming"), _text(priority), _text(role), _text(title),
-            _text(file_path), _text(claimed_by), _text(claimed_at),
+            tid, same(q := str(queue or "incoming"), q), same_text(priority), same_text(role),
+            _text(title), _text(file_path), same_text(claimed_by), _text(claimed_at),
             _split_ids(blocked_by) if blocked_by else (), _int(commits), _int(attempts),
-            _int(rejections), _text(checks), _text(project), _text(submitted),
+            _int(rejections), _text(checks), same_text(project), _text(submitted),
             _text(completed), _text(created), _text(updated))
     return read
 

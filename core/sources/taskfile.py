@@ -8,6 +8,7 @@ over the text rather than line-by-line Python.
 from __future__ import annotations
 
 import re
+import sys
 from datetime import datetime
 from types import MappingProxyType
 
@@ -61,6 +62,17 @@ _MEMBERS.update({"CANCELLED": frozenset({"CANCELLED_BY", "CANCEL_REASON"}),
                  "SYNCED": frozenset({"SYNCED_BY", "SYNC_DIRECTION"}),
                  "NOTE": frozenset({"NOTE_BY", "NOTE"})})
 TRAIL_KEYS = frozenset(_STARTERS) | frozenset().union(*_MEMBERS.values()) | {"CLAIMED_AT"}
+
+# One shared string per key, and per value of the low-cardinality header keys: at 100,000
+# files the repeated "ROLE"/"implement"/"P2" strings were ~60 MB of the snapshot.
+_CANON_KEY: dict[str, str] = {k: k for k in HEADER_KEYS | TRAIL_KEYS}
+_UNIQUE_VALUED = frozenset({"CREATED", "BLOCKED_BY", "PARENT"})
+
+
+def _header_value(key: str, value: str) -> str:
+    if key in _UNIQUE_VALUED or len(value) > 64:
+        return value
+    return sys.intern(value)
 # One C-level pass finds only trail lines (prose never reaches Python code), another the header.
 # (a lazy ``(.*?)`` with trailing-space trimming is 3x slower here; values are stripped after)
 _TRAIL_RE = _KV_FAST_RE = re.compile(r"^([A-Z][A-Z_]+):(.*)$", re.M)
@@ -201,7 +213,8 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
         if key not in TRAIL_KEYS:
             if header_ok and pos < first_heading and key in HEADER_KEYS and key not in header:
                 if not (fences and _in_spans(pos, fences)):
-                    header[key] = km.group(2).strip()
+                    key = _CANON_KEY[key]
+                    header[key] = _header_value(key, km.group(2).strip())
             continue
         if fences and _in_spans(pos, fences):
             continue
@@ -214,13 +227,13 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
         if kind is not None:
             if cur_kind is not None:
                 events.append(_build_event(cur_kind, cur_fields))
-            cur_kind, cur_fields = kind, [(key, value)]
+            cur_kind, cur_fields = kind, [(_CANON_KEY[key], value)]
             if kind == "FAILED":
                 errors.append(ErrorBlock(failed_at=parse_local_iso(value),
                                          text=_error_text_after(body, km.end(), fences),
                                          in_history=_in_spans(pos, hist_spans)))
         elif cur_kind is not None and key in _MEMBERS.get(cur_kind, ()):
-            cur_fields.append((key, value))
+            cur_fields.append((_CANON_KEY[key], value))
         else:
             # a member key with no opener (e.g. a stub starting mid-block): keep it as its own
             if cur_kind is not None:
@@ -312,7 +325,8 @@ def parse_header_only(text: str, task_id: str, queue: str, relpath: str, mtime: 
     for km in _KV_FAST_RE.finditer(text, 0, end):
         key = km.group(1)
         if key in HEADER_KEYS and key not in header:
-            header[key] = km.group(2).strip()
+            key = _CANON_KEY[key]
+            header[key] = _header_value(key, km.group(2).strip())
     return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
                     parseable=True, title=clean_line(m.group(2), 1000).strip(),
                     header=header, truncated=truncated, trail_complete=False)
