@@ -251,17 +251,14 @@ class OctopoidSource:
         limit = self.max_file_bytes
         tail = b""
         try:
-            with open(path, "rb", buffering=0) as fh:
-                data = fh.read(limit + 1)
-                truncated = len(data) > limit
-                if truncated:
-                    data = data[:limit]
-                    # The trail is appended at the end: read that too, bounded.
-                    try:
-                        fh.seek(max(limit, size - 64 * 1024))
-                        tail = fh.read(64 * 1024)
-                    except OSError:
-                        tail = b""
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the scan
+            try:
+                data, tail = _read_bounded(fd, size, limit)
+            finally:
+                os.close(fd)
+            truncated = len(data) > limit
+            if truncated:
+                data = data[:limit]
         except FileNotFoundError:
             return None  # moved between listing and reading: the watcher will see it
         except IsADirectoryError:
@@ -698,6 +695,31 @@ _RECORD_COLS = ("id", "queue", "priority", "role", "title", "file_path", "claime
 
 
 _SHARED: dict[str, str] = {}
+
+
+def _read_bounded(fd: int, size: int, limit: int) -> tuple[bytes, bytes]:
+    """Up to ``limit + 1`` bytes (one more tells truncation) and, when truncated, the last
+    64 KiB, where the trail is appended. Sized from stat: a buffer of ``limit`` bytes per
+    read made reading 100,000 small files three times slower than the bytes need."""
+    want = min(size, limit) + 1
+    data = os.read(fd, want)
+    if len(data) == want and want <= limit:  # grew since the stat: read on to the limit
+        chunks, total = [data], len(data)
+        while total <= limit:
+            more = os.read(fd, limit + 1 - total)
+            if not more:
+                break
+            chunks.append(more)
+            total += len(more)
+        data = b"".join(chunks)
+    if len(data) <= limit:
+        return data, b""
+    end = os.fstat(fd).st_size
+    try:
+        tail = os.pread(fd, 64 * 1024, max(limit, end - 64 * 1024))
+    except OSError:
+        tail = b""
+    return data, tail
 
 
 def record_reader(cols: tuple[str, ...] | list[str]) -> Any:

@@ -322,11 +322,10 @@ def parse_header_only(text: str, task_id: str, queue: str, relpath: str, mtime: 
     end = text.find("\n## ")
     end = len(text) if end < 0 else end
     header: dict[str, str] = {}
-    for km in _KV_FAST_RE.finditer(text, 0, end):
-        key = km.group(1)
+    for key, value in _KV_FAST_RE.findall(text, nl + 1 if nl >= 0 else len(text), end):
         if key in HEADER_KEYS and key not in header:
             key = _CANON_KEY[key]
-            header[key] = _header_value(key, km.group(2).strip())
+            header[key] = _header_value(key, value.strip())
     return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
                     parseable=True, title=clean_line(m.group(2), 1000).strip(),
                     header=header, truncated=truncated, trail_complete=False)
@@ -349,7 +348,7 @@ def parse_task_bytes(data: bytes, task_id: str, queue: str, relpath: str, mtime:
             return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime,
                             size=size, parseable=False, truncated=truncated,
                             problem=f"not UTF-8 (byte {exc.start})")
-    if not full and not has_trail_markers(data) and not has_trail_markers(tail):
+    if not full and not has_trail_markers(data) and not (tail and has_trail_markers(tail)):
         quick = parse_header_only(text, task_id, queue, relpath, mtime, size, truncated)
         if quick is not None:
             return quick
