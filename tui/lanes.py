@@ -2,22 +2,39 @@
 
 Pure data (no widgets): one snapshot in, ordered task ids out. A task's lane is its verdict's
 effective state. Order: tasks with findings first (worst severity first), then priority
-P0..P3, then age (the file settled longest ago first), then id. A live update re-sorts only the
-tasks the snapshot says changed, by bisection, so a file move at 100,000 tasks costs microseconds.
+P0..P3, then age (the file settled longest ago first), then id.
+
+Nothing is sorted up front, so the console's cost does not grow with the queue: a snapshot only
+counts the lanes. A lane is ordered when it is opened, and then only as far as it is looked at:
+its tasks are split by worst severity (cheap), the keys of the first group are computed and
+heaped, and rows are popped off the heap into a sorted ``ready`` prefix as the list asks for
+them (``LaneRows``), the rest in small idle steps (``advance``). A filter scans the ordered rows
+the same way (``FilteredRows``): the first screenful of matches at once, the exact count after
+the scan. A live update moves only the tasks the snapshot says changed, by bisection (or by
+invalidating a heaped key), so a file move at 100,000 tasks costs microseconds.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from bisect import bisect_left, insort
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
+from operator import attrgetter
+from typing import overload
 
 from core.model import Snapshot, Task
 from core.textsafe import clean_line
 
 _PRIO = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
 Key = tuple[int, int, float, str]
-FULL_REBUILD_AT = 5000  # more changed tasks than this: a full re-sort is cheaper
+FULL_REBUILD_AT = 5000  # more changed tasks than this: start again from the counts
+CHUNK = 2048  # rows ordered (or keys computed, or rows matched) per step
+SYNC_SCAN = 4096  # rows a new filter scans at once before going on in idle steps
+_NO_FINDINGS = 3  # the severity group (2 - worst rank) of tasks without findings
 
 
 def task_priority(task: Task) -> str | None:
@@ -38,129 +55,262 @@ def task_mtime(task: Task) -> float:
     return pf.mtime if pf is not None else 0.0
 
 
-def worst_ranks(snap: Snapshot) -> dict[str, int]:
-    """Worst finding severity rank per task (only tasks with findings)."""
-    worst: dict[str, int] = {}
-    for f in snap.findings:
+def worst_rank(snap: Snapshot, tid: str) -> int:
+    worst = -1
+    for f in snap.findings_for(tid):
         r = f.severity.rank
-        if worst.get(f.task_id, -1) < r:
-            worst[f.task_id] = r
+        if r > worst:
+            worst = r
     return worst
 
 
 def sort_key(snap: Snapshot, tid: str) -> Key:
-    worst = -1
-    for f in snap.findings_for(tid):
-        if f.severity.rank > worst:
-            worst = f.severity.rank
     task = snap.tasks[tid]
-    return (2 - worst, _PRIO.get(task_priority(task) or "", 4), task_mtime(task), tid)
+    return (2 - worst_rank(snap, tid), _PRIO.get(task_priority(task) or "", 4),
+            task_mtime(task), tid)
 
 
-def lane_order(snap: Snapshot) -> list[str]:
+def lane_order(snap: Snapshot, counts: dict[str, int] | None = None) -> list[str]:
     """Lanes to show: the queue's own, then any other effective state that has tasks."""
+    if counts is None:
+        counts = lane_counts(snap)
     lanes = list(snap.lanes)
     seen = set(lanes)
-    for v in snap.verdicts.values():
-        if v.effective_state not in seen:
-            seen.add(v.effective_state)
-            lanes.append(v.effective_state)
+    lanes += [ln for ln in counts if ln not in seen]
     return lanes
+
+
+def lane_counts(snap: Snapshot) -> dict[str, int]:
+    """Tasks per effective state (verdicts of tasks the snapshot has), at C speed."""
+    verdicts, tasks = snap.verdicts, snap.tasks
+    if len(verdicts) == len(tasks):  # the engine judges every task it has, and only those
+        return dict(Counter(map(attrgetter("effective_state"), verdicts.values())))
+    return dict(Counter(v.effective_state for t, v in verdicts.items() if t in tasks))
+
+
+class _Lane:
+    """One opened lane: a sorted prefix, a heap of keyed tasks, and unkeyed severity groups.
+    Every key in ``heap``, ``staged`` and ``unkeyed`` is greater than every key in ``ready``;
+    ``staged`` holds the keys computed so far of the lowest unkeyed group (heaped once the group
+    is complete). Heaped or staged keys of tasks that changed since are skipped when popped."""
+
+    __slots__ = ("heap", "ready", "staged", "unkeyed")
+
+    def __init__(self, groups: dict[int, set[str]]) -> None:
+        self.ready: list[Key] = []
+        self.heap: list[Key] = []
+        self.staged: list[Key] = []
+        self.unkeyed = {c: g for c, g in sorted(groups.items()) if g}
+
+    @property
+    def complete(self) -> bool:
+        return not (self.heap or self.unkeyed or self.staged)
+
+
+class _LaneOf:
+    """``tid -> lane`` read from the snapshot (no per-task dict to build)."""
+
+    def __init__(self, index: LaneIndex) -> None:
+        self._index = index
+
+    def get(self, tid: str, default: str | None = None) -> str | None:
+        snap = self._index.snapshot
+        if snap is None or tid not in snap.tasks:
+            return default
+        v = snap.verdicts.get(tid)
+        return default if v is None else v.effective_state
+
+    def __getitem__(self, tid: str) -> str:
+        lane = self.get(tid)
+        if lane is None:
+            raise KeyError(tid)
+        return lane
+
+    def __contains__(self, tid: object) -> bool:
+        return isinstance(tid, str) and self.get(tid) is not None
 
 
 class LaneIndex:
     def __init__(self) -> None:
         self.snapshot: Snapshot | None = None
         self.lanes: list[str] = []
-        self.keys: dict[str, Key] = {}
-        self.lane_of: dict[str, str] = {}
-        self.sorted: dict[str, list[Key]] = {}
-        self._ids: dict[str, list[str]] = {}
+        self.counts: dict[str, int] = {}
+        self.keys: dict[str, Key] = {}  # computed keys only (tasks looked at so far)
+        self.lane_of = _LaneOf(self)
+        self._lanes: dict[str, _Lane] = {}
         self._haystack: dict[str, str] = {}
         self._match: dict[tuple[str, str], dict[str, bool]] = {}
 
     def update(self, snap: Snapshot, changed: set[str] | frozenset[str] | None) -> set[str]:
         """Take a new snapshot; ``changed`` is every task id changed since the last one taken
         (None: unknown, rebuild). Returns the lanes whose rows changed."""
-        lanes = lane_order(snap)
-        if (self.snapshot is None or changed is None or len(changed) > FULL_REBUILD_AT
-                or lanes != self.lanes):
-            self._rebuild(snap, lanes)
+        old = self.snapshot
+        if old is None or changed is None or len(changed) > FULL_REBUILD_AT:
+            self._rebuild(snap)
+            return set(self.lanes)
+        counts = dict(self.counts)
+        moves: list[tuple[str, str | None, str | None]] = []
+        for tid in changed:
+            old_lane, new_lane = self._lane_in(old, tid), self._lane_in(snap, tid)
+            if old_lane is not None:
+                counts[old_lane] -= 1
+                if not counts[old_lane]:
+                    del counts[old_lane]
+            if new_lane is not None:
+                counts[new_lane] = counts.get(new_lane, 0) + 1
+            moves.append((tid, old_lane, new_lane))
+        lanes = lane_order(snap, counts)
+        if lanes != self.lanes:
+            self._rebuild(snap)
             return set(lanes)
         self.snapshot = snap
+        self.counts = counts
         touched: set[str] = set()
-        for tid in changed:
+        for tid, old_lane, new_lane in moves:
             self._haystack.pop(tid, None)
             for cache in self._match.values():
                 cache.pop(tid, None)
-            old_key = self.keys.get(tid)
-            old_lane = self.lane_of.get(tid)
-            v = snap.verdicts.get(tid)
-            if v is None or tid not in snap.tasks:
-                new_key, new_lane = None, None
-            else:
-                new_key, new_lane = sort_key(snap, tid), v.effective_state
-            if old_key == new_key and old_lane == new_lane:
-                if new_lane is not None:
-                    touched.add(new_lane)  # same place, new content
-                continue
-            if old_key is not None and old_lane is not None:
-                lst = self.sorted[old_lane]
-                i = bisect_left(lst, old_key)
-                if i < len(lst) and lst[i] == old_key:
-                    del lst[i]
+            old_key = self.keys.pop(tid, None)
+            if old_lane is not None:
                 touched.add(old_lane)
-                del self.keys[tid]
-                del self.lane_of[tid]
-            if new_key is not None and new_lane is not None:
-                insort(self.sorted.setdefault(new_lane, []), new_key)
-                self.keys[tid] = new_key
-                self.lane_of[tid] = new_lane
+                st = self._lanes.get(old_lane)
+                if st is not None:
+                    self._remove(st, tid, old_key)
+            if new_lane is not None:
                 touched.add(new_lane)
-        for lane in touched:
-            self._ids.pop(lane, None)
+                st = self._lanes.get(new_lane)
+                if st is not None:
+                    self._insert(st, sort_key(snap, tid))
         return touched
 
-    def _rebuild(self, snap: Snapshot, lanes: list[str]) -> None:
-        """Everything at once (first paint, polls): the same order as ``sort_key``, built in
-        one pass with the severities indexed first."""
+    @staticmethod
+    def _lane_in(snap: Snapshot, tid: str) -> str | None:
+        v = snap.verdicts.get(tid)
+        return v.effective_state if v is not None and tid in snap.tasks else None
+
+    def _remove(self, st: _Lane, tid: str, old_key: Key | None) -> None:
+        if old_key is not None:
+            ready = st.ready
+            i = bisect_left(ready, old_key)
+            if i < len(ready) and ready[i] is old_key:
+                del ready[i]
+            # else heaped or staged: now stale (no longer in ``keys``), skipped when popped
+        else:
+            for group in st.unkeyed.values():
+                group.discard(tid)
+
+    def _insert(self, st: _Lane, key: Key) -> None:
+        self.keys[key[3]] = key
+        if st.complete or (st.ready and key < st.ready[-1]):
+            insort(st.ready, key)
+        else:
+            heappush(st.heap, key)
+
+    def _rebuild(self, snap: Snapshot) -> None:
+        """A snapshot with no usable change list: count the lanes, order nothing yet."""
         self.snapshot = snap
-        self.lanes = lanes
-        worst = worst_ranks(snap)
-        tasks = snap.tasks
-        keys: dict[str, Key] = {}
-        lane_of: dict[str, str] = {}
-        acc: dict[str, list[Key]] = {lane: [] for lane in lanes}
-        prio_of = _PRIO.get
-        for tid, v in snap.verdicts.items():
-            task = tasks.get(tid)
-            if task is None:
-                continue
-            rec = task.record
-            prio = rec.priority if rec is not None and rec.priority else task_priority(task)
-            key = (2 - worst.get(tid, -1), prio_of(prio or "", 4), task_mtime(task), tid)
-            keys[tid] = key
-            lane_of[tid] = v.effective_state
-            acc[v.effective_state].append(key)
-        self.keys = keys
-        self.lane_of = lane_of
-        for lst in acc.values():
-            lst.sort()
-        self.sorted = acc
-        self._ids = {}
+        self.counts = lane_counts(snap)
+        self.lanes = lane_order(snap, self.counts)
+        self.keys = {}
+        self._lanes = {}
         self._haystack = {}
         self._match = {}
 
     def count(self, lane: str) -> int:
-        return len(self.sorted.get(lane, ()))
+        return self.counts.get(lane, 0)
+
+    # ------------------------------------------------------------------ ordering
+    def _open(self, lane: str) -> _Lane:
+        st = self._lanes.get(lane)
+        if st is None:
+            snap = self.snapshot
+            assert snap is not None
+            tasks = snap.tasks
+            members = [t for t, v in snap.verdicts.items() if v.effective_state == lane]
+            if len(snap.verdicts) != len(tasks):
+                members = [t for t in members if t in tasks]
+            groups: dict[int, set[str]] = {0: set(), 1: set(), 2: set(), _NO_FINDINGS: set()}
+            findings_for = snap.findings_for
+            plain = groups[_NO_FINDINGS]
+            for tid in members:
+                fs = findings_for(tid)
+                if fs:
+                    groups[2 - max(f.severity.rank for f in fs)].add(tid)
+                else:
+                    plain.add(tid)
+            st = self._lanes[lane] = _Lane(groups)
+        return st
+
+    def _key_some(self, st: _Lane, limit: int) -> None:
+        """Compute up to ``limit`` keys of the lowest unkeyed group; heap them when the group is
+        done (only then can its smallest key be known)."""
+        group_c = next(iter(st.unkeyed))
+        group = st.unkeyed[group_c]
+        snap = self.snapshot
+        assert snap is not None
+        tasks, keys, prio_of, staged = snap.tasks, self.keys, _PRIO.get, st.staged
+        for _ in range(min(limit, len(group))):
+            tid = group.pop()
+            task = tasks[tid]
+            rec = task.record
+            prio = rec.priority if rec is not None and rec.priority else task_priority(task)
+            key = (group_c, prio_of(prio or "", 4), task_mtime(task), tid)
+            keys[tid] = key
+            staged.append(key)
+        if not group:
+            del st.unkeyed[group_c]
+            if st.heap:
+                for key in staged:
+                    heappush(st.heap, key)
+            else:
+                heapify(staged)
+                st.heap = staged
+            st.staged = []
+
+    def _pop_some(self, st: _Lane, limit: int) -> None:
+        """Move up to ``limit`` heaped keys to ``ready``; only those smaller than any unkeyed
+        task (whose group is lower)."""
+        heap, ready, keys = st.heap, st.ready, self.keys
+        floor = next(iter(st.unkeyed), 99)
+        if limit >= len(heap) and floor == 99 and not st.staged:  # all of it: sort once
+            ready.extend(sorted(k for k in heap if keys.get(k[3]) is k))
+            heap.clear()
+            return
+        for _ in range(limit):
+            if not heap or heap[0][0] >= floor:
+                return
+            key = heappop(heap)
+            if keys.get(key[3]) is key:
+                ready.append(key)
+
+    def _step(self, st: _Lane, rows: int) -> None:
+        """One bounded step of ordering: pop ready rows, or compute keys of the next group."""
+        if st.heap and (not st.unkeyed or st.heap[0][0] < next(iter(st.unkeyed))):
+            self._pop_some(st, rows)
+        elif st.unkeyed:
+            self._key_some(st, CHUNK)
+        else:  # only stale keys left
+            st.heap.clear()
+
+    def _extend(self, st: _Lane, upto: int) -> None:
+        """Order at least ``upto`` rows (or all there are)."""
+        while len(st.ready) < upto and not st.complete:
+            self._step(st, upto - len(st.ready))
+
+    def rows(self, lane: str, flt: LaneFilter | None = None) -> LaneRows:
+        """The lane's task ids in attention order (lazy), filtered when ``flt`` is set."""
+        if flt is None or not flt.text:
+            return LaneRows(self, lane)
+        return FilteredRows(self, lane, flt)
 
     def ids(self, lane: str) -> list[str]:
-        """The lane's task ids in attention order."""
-        ids = self._ids.get(lane)
-        if ids is None:
-            ids = [k[3] for k in self.sorted.get(lane, ())]
-            self._ids[lane] = ids
-        return ids
+        """The lane's task ids in attention order, all of them."""
+        st = self._open(lane)
+        self._extend(st, self.count(lane))
+        return [k[3] for k in st.ready]
+
+    def filtered(self, lane: str, flt: LaneFilter | None) -> list[str]:
+        return list(self.rows(lane, flt))
 
     # ------------------------------------------------------------------ filters
     def haystack(self, tid: str) -> str:
@@ -180,21 +330,185 @@ class LaneIndex:
             self._haystack[tid] = h
         return h
 
-    def filtered(self, lane: str, flt: LaneFilter | None) -> list[str]:
-        ids = self.ids(lane)
+    def match_cache(self, lane: str, flt: LaneFilter) -> dict[str, bool]:
+        return self._match.setdefault((flt.pattern.pattern, lane), {})
+
+    def matches(self, tid: str, flt: LaneFilter | None) -> bool:
+        """Whether the task (in whatever lane) passes the filter."""
         if flt is None or not flt.text:
-            return ids
-        cache = self._match.setdefault((flt.pattern.pattern, lane), {})
-        search = flt.pattern.search
-        hay = self.haystack
-        out = []
-        for tid in ids:
-            m = cache.get(tid)
-            if m is None:
-                m = cache[tid] = search(hay(tid)) is not None
-            if m != flt.invert:
-                out.append(tid)
-        return out
+            return True
+        return (flt.pattern.search(self.haystack(tid)) is not None) != flt.invert
+
+
+class LaneRows(Sequence[str]):
+    """A lane's task ids in attention order, ordered only as far as they are read."""
+
+    def __init__(self, index: LaneIndex, lane: str) -> None:
+        self._ix = index
+        self.lane = lane
+        self._st = index._open(lane)
+
+    def _live(self) -> _Lane:
+        st = self._ix._lanes.get(self.lane)
+        if st is None:  # the index started again (a full snapshot): reopen
+            st = self._st = self._ix._open(self.lane)
+        return st
+
+    def __len__(self) -> int:
+        return self._ix.count(self.lane)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        st = self._live()
+        if i >= len(st.ready):
+            self._ix._extend(st, max(i + 1, len(st.ready) + CHUNK))
+        return st.ready[i][3]
+
+    def __iter__(self) -> Iterator[str]:
+        st = self._live()
+        self._ix._extend(st, len(self))
+        return iter([k[3] for k in st.ready])
+
+    def __contains__(self, tid: object) -> bool:
+        return isinstance(tid, str) and self._ix.lane_of.get(tid) == self.lane
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, LaneRows)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def index(self, tid: str, start: int = 0, stop: int | None = None) -> int:
+        if tid not in self:
+            raise ValueError(tid)
+        st = self._live()
+        key = self._ix.keys.get(tid)
+        if key is None or (st.ready and key > st.ready[-1]) or not st.ready:
+            key = key or sort_key(self._ix.snapshot, tid)  # type: ignore[arg-type]
+            while not st.complete and (not st.ready or st.ready[-1] < key):
+                self._ix._step(st, CHUNK)
+        i = bisect_left(st.ready, key)
+        if i < len(st.ready) and st.ready[i][3] == tid:
+            return i
+        raise ValueError(tid)  # pragma: no cover - the index and its counts disagree
+
+    # incremental work, driven by the screen
+    @property
+    def complete(self) -> bool:
+        return self._live().complete
+
+    def ensure(self, i: int) -> None:
+        """Make row ``i`` available (ordered) if there is one."""
+        if 0 <= i < len(self):
+            self[i]
+
+    def finish(self) -> None:
+        self._ix._extend(self._live(), len(self))
+
+    def advance(self, budget_s: float) -> None:
+        """Order more rows for up to about ``budget_s`` seconds."""
+        st = self._live()
+        end = time.perf_counter() + budget_s
+        while not st.complete and time.perf_counter() < end:
+            self._ix._step(st, CHUNK)
+
+
+class FilteredRows(LaneRows):
+    """The lane's rows that pass a filter, matched in attention order as far as they are read
+    (``scan``); ``len`` is the number matched so far, exact once ``complete``."""
+
+    def __init__(self, index: LaneIndex, lane: str, flt: LaneFilter) -> None:
+        super().__init__(index, lane)
+        self.flt = flt
+        self.matched: list[str] = []
+        self._pos: dict[str, int] = {}
+        self.scanned = 0  # rows of the lane looked at
+        self._cache = index.match_cache(lane, flt)
+
+    def scan(self, rows: int, want: int | None = None) -> None:
+        """Look at up to ``rows`` more rows of the lane; stop early once ``want`` rows matched."""
+        index, st = self._ix, self._live()
+        stop = min(index.count(self.lane), self.scanned + rows)
+        cache, matched, pos = self._cache, self.matched, self._pos
+        search, invert, hay = self.flt.pattern.search, self.flt.invert, index.haystack
+        i = self.scanned
+        while i < stop and (want is None or len(matched) < want):
+            j = min(stop, i + 256)
+            index._extend(st, j)
+            block = st.ready[i:j]
+            if not block:  # pragma: no cover - the index and its counts disagree
+                i = stop
+                break
+            for key in block:
+                tid = key[3]
+                i += 1
+                m = cache.get(tid)
+                if m is None:
+                    m = cache[tid] = search(hay(tid)) is not None
+                if m != invert:
+                    pos[tid] = len(matched)
+                    matched.append(tid)
+                    if want is not None and len(matched) >= want:
+                        break
+        self.scanned = i
+
+    def __len__(self) -> int:
+        return len(self.matched)
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:  # type: ignore[override]
+        if isinstance(i, slice) or i < 0:
+            self.finish()
+            return self.matched[i]
+        self.ensure(i)
+        return self.matched[i]
+
+    def __iter__(self) -> Iterator[str]:
+        self.finish()
+        return iter(list(self.matched))
+
+    def __contains__(self, tid: object) -> bool:
+        return (isinstance(tid, str) and self._ix.lane_of.get(tid) == self.lane
+                and self._ix.matches(tid, self.flt))
+
+    def index(self, tid: str, start: int = 0, stop: int | None = None) -> int:
+        if tid not in self:
+            raise ValueError(tid)
+        while tid not in self._pos and not self.complete:
+            self.scan(CHUNK)
+        try:
+            return self._pos[tid]
+        except KeyError:  # pragma: no cover - the index and its counts disagree
+            raise ValueError(tid) from None
+
+    @property
+    def complete(self) -> bool:
+        return self.scanned >= self._ix.count(self.lane)
+
+    def ensure(self, i: int) -> None:
+        while len(self.matched) <= i and not self.complete:
+            self.scan(CHUNK, want=i + 1)
+
+    def finish(self) -> None:
+        while not self.complete:
+            self.scan(CHUNK * 8)
+
+    def advance(self, budget_s: float) -> None:
+        end = time.perf_counter() + budget_s
+        while not self.complete and time.perf_counter() < end:
+            self.scan(CHUNK // 4)
 
 
 @dataclass(frozen=True)

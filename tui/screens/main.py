@@ -20,7 +20,7 @@ from textual.widgets import Footer
 
 from core.model import Snapshot
 from tui.keys import ACTION_BINDINGS, MAIN_BINDINGS
-from tui.lanes import LaneFilter, LaneIndex
+from tui.lanes import SYNC_SCAN, LaneFilter, LaneIndex
 from tui.screens.prompt import PromptScreen
 from tui.widgets.detail_pane import DetailPane
 from tui.widgets.header_bar import HeaderBar
@@ -56,6 +56,7 @@ class MainScreen(Screen[None]):
         self.read_only = read_only
         self._detail_timer: Timer | None = None
         self._trace_timer: Timer | None = None
+        self._work_timer: Timer | None = None
 
     @property
     def qapp(self) -> QwardenApp:
@@ -117,22 +118,58 @@ class MainScreen(Screen[None]):
             self._show_detail(trace=True)
 
     def _refresh_rows(self, keep: str | None = None) -> None:
+        lst = self.lane_list
         if self.lane is None:
-            self.lane_list.set_rows([], keep)
+            lst.set_rows([], keep)
             return
-        rows = self.index.filtered(self.lane, self.filters.get(self.lane))
-        self.lane_list.set_rows(rows, keep)
+        flt = self.filters.get(self.lane)
+        rows = self.index.rows(self.lane, flt)
+        if flt is not None:
+            # a filter shows its first screenful at once (a lane that small: all of it); the
+            # rest is matched in idle steps, the title counting "n+ …" until it is exact
+            if self.index.count(self.lane) <= SYNC_SCAN:
+                rows.finish()
+            else:
+                rows.scan(SYNC_SCAN, want=max(lst.size.height, 40) + 1)  # type: ignore[attr-defined]
+        lst.empty_text = "no tasks in this lane" if flt is None else (
+            "no task matches the filter" if rows.complete else "matching…")
+        lst.set_rows(rows, keep)
         self._update_title()
+        self._start_work()
+
+    def _start_work(self) -> None:
+        """Order / match the rest of the current lane in small steps while the app is idle."""
+        if self._work_timer is None and not self.lane_list.rows_complete:
+            self._work_timer = self.set_timer(0.005, self._work_step)
+
+    def _work_step(self) -> None:
+        self._work_timer = None
+        if not self.is_live:
+            return
+        lst = self.lane_list
+        rows = lst.rows
+        advance = getattr(rows, "advance", None)
+        if advance is None or lst.rows_complete:
+            return
+        n = len(rows)
+        advance(0.008)
+        if len(rows) != n or lst.rows_complete:
+            if lst.rows_complete and not rows:
+                lst.empty_text = "no task matches the filter"
+            lst.rows_grew()
+            self._update_title()
+        self._start_work()
 
     def _update_title(self) -> None:
         lane = self.lane or "—"
-        shown = len(self.lane_list.rows)
+        lst = self.lane_list
+        shown = f"{len(lst.rows)}" if lst.rows_complete else f"{len(lst.rows)}+ …"
         flt = self.filters.get(lane)
         title = Content(f"{lane}[{shown}]")
         if flt is not None:
             total = self.index.count(lane)
             title = Content.assemble(title, f" </{flt.text}> of {total}")
-        self.lane_list.border_title = title
+        lst.border_title = title
 
     def _update_chrome(self) -> None:
         counts = [(ln, self.index.count(ln)) for ln in self.index.lanes]
@@ -306,7 +343,7 @@ class MainScreen(Screen[None]):
             return False
         self.switch_lane(lane)
         flt = self.filters.get(lane)
-        if flt is not None and tid not in self.index.filtered(lane, flt):
+        if flt is not None and not self.index.matches(tid, flt):
             self.filters.pop(lane)
             self.app.notify(f"filter of {lane} cleared to show TASK-{tid}", markup=False)
         self._refresh_rows(keep=tid)

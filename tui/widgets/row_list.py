@@ -1,8 +1,10 @@
 """A virtualized list: a Line-API ScrollView that renders only the rows on screen.
 
-The rows are a plain list of keys; a subclass turns one key into a ``rich.text.Text`` line.
+The rows are a sequence of keys; a subclass turns one key into a ``rich.text.Text`` line.
 Opening, scrolling and filtering a list of 100,000 rows costs the same as one of 1,000,
-because only ``height`` rows are ever rendered.
+because only ``height`` rows are ever rendered, and the rows may be lazy (``tui.lanes``):
+ordered or matched as far as they are read, with ``ensure(i)`` / ``finish()`` to go further and
+a ``len`` that may grow (``rows_grew``) until they are ``complete``.
 """
 
 from __future__ import annotations
@@ -106,6 +108,17 @@ class RowList(ScrollView, can_focus=True):
         """The rows' content changed (not their order)."""
         self.refresh()
 
+    def rows_grew(self) -> None:
+        """Lazy rows found more rows (a filter scan going on): resize, keep the cursor."""
+        self.virtual_size = Size(self.size.width, len(self.rows))
+        self.refresh()
+        if self.current_key != self._last_key:  # the list was empty and now has a row
+            self._announce()
+
+    @property
+    def rows_complete(self) -> bool:
+        return bool(getattr(self.rows, "complete", True))
+
     # ------------------------------------------------------------------ rendering
     def render_row(self, key: str, width: int) -> Text:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -165,6 +178,10 @@ class RowList(ScrollView, can_focus=True):
         self.scroll_to_region(Region(0, self.cursor, 1, 1), animate=False, immediate=True)
 
     def move_to(self, idx: int) -> None:
+        ensure = getattr(self.rows, "ensure", None)
+        if ensure is not None and idx >= len(self.rows):  # lazy rows: look further first
+            ensure(idx)
+            self.virtual_size = Size(self.size.width, len(self.rows))
         if not self.rows:
             return
         self.cursor = max(0, min(len(self.rows) - 1, idx))
@@ -179,6 +196,10 @@ class RowList(ScrollView, can_focus=True):
         self.move_to(0)
 
     def action_cursor_bottom(self) -> None:
+        finish = getattr(self.rows, "finish", None)
+        if finish is not None:
+            finish()
+            self.virtual_size = Size(self.size.width, len(self.rows))
         self.move_to(len(self.rows) - 1)
 
     def action_page_down(self) -> None:
