@@ -65,7 +65,6 @@ class Engine:
         self._agents: dict[str, Agent] = {}
         self._tasks: dict[str, Task] = {}
         # task id -> relpaths of its files (a tuple: nearly always one, and small in memory)
-        self._files_by_task: dict[str, tuple[str, ...]] = {}
         self._problems: dict[str, ReadProblem] = {}
         self._conn: sqlite3.Connection | None = None
         self._generation = 0
@@ -124,9 +123,6 @@ class Engine:
             self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
             fs = self.source.scan_files(self._needs_trail)
             self._load_reviews()
-            self._files_by_task = {}
-            for rel, f in fs.files.items():
-                self._link_file(f.task_id, rel, True)
             self._tasks = assemble_tasks(fs.files.values(), self._records)
             self._problems = {p.path: p for p in fs.problems + agent_problems}
             self.judge.run(self._tasks, self._agents, self.clock(), self.live)
@@ -189,24 +185,8 @@ class Engine:
         return {tid for tid in set(old) | set(new) if old.get(tid) != new.get(tid)}
 
     def _link_scan(self, fs: FileScan) -> set[str]:
-        """Record a scan's added, changed and removed files; returns the tasks they belong to."""
-        dirty: set[str] = set()
-        for rel in fs.changed | fs.removed:
-            tid = task_id_of(rel)
-            dirty.add(tid)
-            self._link_file(tid, rel, rel in fs.files)
-        return dirty
-
-    def _link_file(self, tid: str, rel: str, present: bool) -> None:
-        cur = self._files_by_task.get(tid, ())
-        if present and rel not in cur:
-            self._files_by_task[tid] = (*cur, rel)
-        elif not present and rel in cur:
-            rest = tuple(r for r in cur if r != rel)
-            if rest:
-                self._files_by_task[tid] = rest
-            else:
-                del self._files_by_task[tid]
+        """The tasks a scan's added, changed and removed files belong to."""
+        return {task_id_of(rel) for rel in fs.changed | fs.removed}
 
     def _needs_trail(self, task_id: str, queue: str) -> bool:
         """Whether a file must be parsed fully even though its bytes hold no trail marker."""
@@ -218,16 +198,15 @@ class Engine:
         return rec.commits_count is None and queue in ("provisional", "done")
 
     def _rebuild_task(self, tid: str) -> None:
-        rels = self._files_by_task.get(tid, ())
         files = []
-        for r in sorted(rels):
-            f = self.source.files.get(r)
-            if f is None:
-                continue
+        # a task's copies can only sit at TASK-<id>.md in one of the queue dirs: probing
+        # them beats keeping a task -> paths index of 100,000 entries
+        for r, f in self.source.files_of(tid):
             if not f.trail_complete and self._needs_trail(tid, f.queue):
-                f, _ = self.source.read_one(r, full=True)
-                if f is None:
+                full, _ = self.source.read_one(r, full=True)
+                if full is None:
                     continue
+                f = full
             files.append(f)
         rec = self._records.get(tid)
         if rec is None and not files:
@@ -272,10 +251,6 @@ class Engine:
                 if f is None:
                     continue
                 dirty.add(f.task_id)
-                if f is tf:
-                    self._link_file(f.task_id, rel, True)
-                elif tf is None:
-                    self._link_file(f.task_id, rel, False)
         for tid in dirty:
             self._rebuild_task(tid)
         return dirty

@@ -38,8 +38,13 @@ def unread_terminal(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     seen = ctx.judge.reviews.get(j.task.task_id)
     if seen is not None and seen >= finished:
         return ()
-    return (finding("unread_terminal", j, Severity.INFO,
-                    f"{j.verdict.effective_state}, not reviewed yet",
-                    [ev("finished", j.verdict.effective_state, finished, Side.DB),
-                     ev("last reviewed", "never" if seen is None else "before it finished",
-                        seen)], Action.REVIEW),)
+    state = j.verdict.effective_state
+    return (finding("unread_terminal", j, Severity.INFO, _UNREAD_SUMMARY[state],
+                    [ev("finished", state, finished, Side.DB),
+                     _NEVER_REVIEWED if seen is None
+                     else ev("last reviewed", "before it finished", seen)], Action.REVIEW),)
+
+
+# Shared, immutable: tens of thousands of unread tasks need no copy each of these.
+_UNREAD_SUMMARY = {s: f"{s}, not reviewed yet" for s in UNREAD_STATES}
+_NEVER_REVIEWED = ev("last reviewed", "never")

@@ -12,7 +12,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,16 @@ class OctopoidSource:
     def files(self) -> dict[str, TaskFile]:
         return self._files
 
+    def files_of(self, task_id: str) -> list[tuple[str, TaskFile]]:
+        """The scanned copies of one task, by relpath order."""
+        out = []
+        for q in _SORTED_QUEUES:
+            rel = f"shared/queue/{q}/TASK-{task_id}.md"
+            f = self._files.get(rel)
+            if f is not None:
+                out.append((rel, f))
+        return out
+
     def _read_task_file(self, path: str, task_id: str, queue: str, rel: str, mtime: float,
                         size: int, problems: list[ReadProblem], full: bool = True
                         ) -> TaskFile | None:
@@ -374,40 +384,43 @@ class OctopoidSource:
         cols = [c for c in _RECORD_COLS if c in have]
         sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM tasks"
         out: dict[str, TaskRecord] = {}
+        read = record_reader(cols)
+        key_of = None
+        if keys is not None:
+            pos = {c: i for i, c in enumerate(cols)}
+            idx = [pos[c] for c in self._change_columns()[1:] if c in pos]
+            pick = operator.itemgetter(*idx)
+            # the same tuple change_keys hashes (itemgetter of one index gives a bare value)
+            key_of = pick if len(idx) > 1 else (lambda row: (pick(row),))
         try:
-            if ids is None:
-                rows = self._retry(lambda: conn.execute(sql).fetchall())
-            else:
-                id_list = list(ids)
-                rows = []
-                for i in range(0, len(id_list), 500):
-                    chunk = id_list[i:i + 500]
-                    q = sql + f" WHERE id IN ({','.join('?' * len(chunk))})"
-                    rows.extend(self._retry(lambda q=q, chunk=chunk:
-                                            conn.execute(q, chunk).fetchall()))
+            for batch in self._row_batches(conn, sql, ids):
+                for row in batch:
+                    rec = read(row)
+                    if rec is None:
+                        continue
+                    out[rec.task_id] = rec
+                    if key_of is not None and keys is not None:
+                        raw = row[0]
+                        keys[rec.task_id if raw == rec.task_id else str(raw)] = \
+                            hash(key_of(row))
         except sqlite3.DatabaseError as exc:
             raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
-        read = record_reader(cols)
-        if keys is None:
-            for row in rows:
-                rec = read(row)
-                if rec is not None:
-                    out[rec.task_id] = rec
-            return out
-        pos = {c: i for i, c in enumerate(cols)}
-        idx = [pos[c] for c in self._change_columns()[1:] if c in pos]
-        pick = operator.itemgetter(*idx)
-
-        def key_of(row: tuple[Any, ...]) -> tuple[Any, ...]:
-            # the same tuple change_keys hashes (itemgetter of one index gives a bare value)
-            return pick(row) if len(idx) > 1 else (pick(row),)
-        for row in rows:
-            rec = read(row)
-            if rec is not None:
-                out[rec.task_id] = rec
-                raw = row[0]
-                keys[rec.task_id if raw == rec.task_id else str(raw)] = hash(key_of(row))
         return out
+
+    def _row_batches(self, conn: sqlite3.Connection, sql: str,
+                     ids: Iterable[str] | None) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows in batches, so 100,000 rows never sit in one list beside their records.
+        Busy retries cover the first step, where SQLite takes its read lock."""
+        if ids is None:
+            cur = self._retry(lambda: conn.execute(sql))
+            while batch := cur.fetchmany(4096):
+                yield batch
+            return
+        id_list = list(ids)
+        for i in range(0, len(id_list), 500):
+            chunk = id_list[i:i + 500]
+            q = sql + f" WHERE id IN ({','.join('?' * len(chunk))})"
+            yield self._retry(lambda q=q, chunk=chunk: conn.execute(q, chunk).fetchall())
 
     def _change_columns(self) -> list[str]:
         return [c for c in CHANGE_COLUMNS if self._columns is None or c in self._columns]
@@ -695,6 +708,7 @@ _RECORD_COLS = ("id", "queue", "priority", "role", "title", "file_path", "claime
 
 
 _SHARED: dict[str, str] = {}
+_SORTED_QUEUES = tuple(sorted(QUEUES))
 
 
 def _read_bounded(fd: int, size: int, limit: int) -> tuple[bytes, bytes]:
