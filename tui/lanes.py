@@ -469,7 +469,9 @@ class FilteredRows(LaneRows):
         return len(self.matched)
 
     def __getitem__(self, i: int | slice) -> str | list[str]:  # type: ignore[override]
-        if isinstance(i, slice) or i < 0:
+        if isinstance(i, slice):  # of what is matched so far, as ``len`` says
+            return self.matched[i]
+        if i < 0:
             self.finish()
             return self.matched[i]
         self.ensure(i)
