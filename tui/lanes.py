@@ -26,7 +26,7 @@ from heapq import heapify, heappop, heappush
 from operator import attrgetter
 from typing import overload
 
-from core.model import Snapshot, Task
+from core.model import Severity, Snapshot, Task
 from core.textsafe import clean_line
 
 _PRIO = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
@@ -35,6 +35,7 @@ FULL_REBUILD_AT = 5000  # more changed tasks than this: start again from the cou
 CHUNK = 2048  # rows ordered (or keys computed, or rows matched) per step
 SYNC_SCAN = 4096  # rows a new filter scans at once before going on in idle steps
 _NO_FINDINGS = 3  # the severity group (2 - worst rank) of tasks without findings
+_SEVERITY_OF_GROUP = {0: Severity.CRITICAL, 1: Severity.WARNING, 2: Severity.INFO}
 
 
 def task_priority(task: Task) -> str | None:
@@ -89,22 +90,35 @@ def lane_counts(snap: Snapshot) -> dict[str, int]:
 
 
 class _Lane:
-    """One opened lane: a sorted prefix, a heap of keyed tasks, and unkeyed severity groups.
-    Every key in ``heap``, ``staged`` and ``unkeyed`` is greater than every key in ``ready``;
-    ``staged`` holds the keys computed so far of the lowest unkeyed group (heaped once the group
-    is complete). Heaped or staged keys of tasks that changed since are skipped when popped."""
+    """One opened lane, ordered as far as it has been read.
 
-    __slots__ = ("heap", "ready", "staged", "unkeyed")
+    Its tasks are found group by group (``found``: groups below it are known), a group being
+    the worst severity of a task's findings (0 critical .. 2 info, 3 none): groups 0-2 from the
+    findings of that severity, group 3 from the lane's members without findings. A found group
+    waits in ``unkeyed`` until its keys are computed (``staged`` so far), then is heaped; keys
+    are popped off the heap into the sorted ``ready`` prefix while they are smaller than any
+    task not yet keyed or found. Every key in ``heap``, ``staged`` and ``unkeyed`` is greater
+    than every key in ``ready``. Heaped or staged keys of tasks changed since are skipped when
+    popped (they are no longer in ``LaneIndex.keys``)."""
 
-    def __init__(self, groups: dict[int, set[str]]) -> None:
+    __slots__ = ("found", "heap", "ready", "staged", "unkeyed", "with_findings")
+
+    def __init__(self) -> None:
         self.ready: list[Key] = []
         self.heap: list[Key] = []
         self.staged: list[Key] = []
-        self.unkeyed = {c: g for c, g in sorted(groups.items()) if g}
+        self.unkeyed: dict[int, set[str]] = {}
+        self.found = 0
+        self.with_findings: set[str] = set()  # members found in groups 0-2
 
     @property
     def complete(self) -> bool:
-        return not (self.heap or self.unkeyed or self.staged)
+        return self.found > _NO_FINDINGS and not (self.heap or self.unkeyed or self.staged)
+
+    @property
+    def floor(self) -> int:
+        """Heaped keys of a group below this one can be popped."""
+        return min(next(iter(self.unkeyed), 99), self.found)
 
 
 class _LaneOf:
@@ -140,6 +154,9 @@ class LaneIndex:
         self._lanes: dict[str, _Lane] = {}
         self._haystack: dict[str, str] = {}
         self._match: dict[tuple[str, str], dict[str, bool]] = {}
+        # of the current snapshot, built when first needed
+        self._sev_tids: dict[int, set[str]] = {}  # group -> ids with a finding of that severity
+        self._members: dict[str, list[str]] | None = None  # lane -> ids
 
     def update(self, snap: Snapshot, changed: set[str] | frozenset[str] | None) -> set[str]:
         """Take a new snapshot; ``changed`` is every task id changed since the last one taken
@@ -165,6 +182,8 @@ class LaneIndex:
             return set(lanes)
         self.snapshot = snap
         self.counts = counts
+        self._sev_tids = {}
+        self._members = None
         touched: set[str] = set()
         for tid, old_lane, new_lane in moves:
             self._haystack.pop(tid, None)
@@ -189,18 +208,23 @@ class LaneIndex:
         return v.effective_state if v is not None and tid in snap.tasks else None
 
     def _remove(self, st: _Lane, tid: str, old_key: Key | None) -> None:
+        st.with_findings.discard(tid)
         if old_key is not None:
             ready = st.ready
             i = bisect_left(ready, old_key)
             if i < len(ready) and ready[i] is old_key:
                 del ready[i]
             # else heaped or staged: now stale (no longer in ``keys``), skipped when popped
-        else:
-            for group in st.unkeyed.values():
-                group.discard(tid)
+        for group in st.unkeyed.values():
+            group.discard(tid)
 
     def _insert(self, st: _Lane, key: Key) -> None:
-        self.keys[key[3]] = key
+        if key[0] >= st.found:
+            return  # its group is not found yet: it will be, from this snapshot
+        tid = key[3]
+        if key[0] < _NO_FINDINGS:
+            st.with_findings.add(tid)
+        self.keys[tid] = key
         if st.complete or (st.ready and key < st.ready[-1]):
             insort(st.ready, key)
         else:
@@ -215,6 +239,8 @@ class LaneIndex:
         self._lanes = {}
         self._haystack = {}
         self._match = {}
+        self._sev_tids = {}
+        self._members = None
 
     def count(self, lane: str) -> int:
         return self.counts.get(lane, 0)
@@ -223,23 +249,59 @@ class LaneIndex:
     def _open(self, lane: str) -> _Lane:
         st = self._lanes.get(lane)
         if st is None:
+            st = self._lanes[lane] = _Lane()
+        return st
+
+    def _severity_tids(self, group: int) -> set[str]:
+        """Ids of tasks with a finding of the group's severity (any lane)."""
+        tids = self._sev_tids.get(group)
+        if tids is None:
+            snap = self.snapshot
+            assert snap is not None
+            sev = _SEVERITY_OF_GROUP[group]
+            tids = self._sev_tids[group] = {f.task_id for f in snap.findings
+                                            if f.severity is sev}
+        return tids
+
+    def members(self, lane: str) -> list[str]:
+        """The lane's task ids, unordered (all lanes grouped in one pass, once a snapshot)."""
+        if self._members is None:
             snap = self.snapshot
             assert snap is not None
             tasks = snap.tasks
-            members = [t for t, v in snap.verdicts.items() if v.effective_state == lane]
-            if len(snap.verdicts) != len(tasks):
-                members = [t for t in members if t in tasks]
-            groups: dict[int, set[str]] = {0: set(), 1: set(), 2: set(), _NO_FINDINGS: set()}
-            findings_for = snap.findings_for
-            plain = groups[_NO_FINDINGS]
-            for tid in members:
-                fs = findings_for(tid)
-                if fs:
-                    groups[2 - max(f.severity.rank for f in fs)].add(tid)
-                else:
-                    plain.add(tid)
-            st = self._lanes[lane] = _Lane(groups)
-        return st
+            check = len(snap.verdicts) != len(tasks)
+            acc: dict[str, list[str]] = {}
+            for tid, v in snap.verdicts.items():
+                if check and tid not in tasks:
+                    continue
+                ids = acc.get(v.effective_state)
+                if ids is None:
+                    ids = acc[v.effective_state] = []
+                ids.append(tid)
+            self._members = acc
+        return self._members.get(lane, [])
+
+    def _find(self, lane: str, st: _Lane) -> None:
+        """Find the lane's next group of tasks."""
+        group = st.found
+        snap = self.snapshot
+        assert snap is not None
+        if group < _NO_FINDINGS:
+            verdicts, tasks, seen = snap.verdicts, snap.tasks, st.with_findings
+            found = set()
+            for tid in self._severity_tids(group):
+                if tid in seen or tid not in tasks:
+                    continue
+                v = verdicts.get(tid)
+                if v is not None and v.effective_state == lane:
+                    found.add(tid)
+            seen |= found
+        else:
+            found = set(self.members(lane))
+            found -= st.with_findings
+        st.found = group + 1
+        if found:
+            st.unkeyed[group] = found
 
     def _key_some(self, st: _Lane, limit: int) -> None:
         """Compute up to ``limit`` keys of the lowest unkeyed group; heap them when the group is
@@ -268,11 +330,10 @@ class LaneIndex:
             st.staged = []
 
     def _pop_some(self, st: _Lane, limit: int) -> None:
-        """Move up to ``limit`` heaped keys to ``ready``; only those smaller than any unkeyed
-        task (whose group is lower)."""
+        """Move up to ``limit`` heaped keys to ``ready``: those of groups below ``floor``."""
         heap, ready, keys = st.heap, st.ready, self.keys
-        floor = next(iter(st.unkeyed), 99)
-        if limit >= len(heap) and floor == 99 and not st.staged:  # all of it: sort once
+        floor = st.floor
+        if limit >= len(heap) and floor == 99:  # all of it, and nothing else left: sort once
             ready.extend(sorted(k for k in heap if keys.get(k[3]) is k))
             heap.clear()
             return
@@ -283,19 +344,22 @@ class LaneIndex:
             if keys.get(key[3]) is key:
                 ready.append(key)
 
-    def _step(self, st: _Lane, rows: int) -> None:
-        """One bounded step of ordering: pop ready rows, or compute keys of the next group."""
-        if st.heap and (not st.unkeyed or st.heap[0][0] < next(iter(st.unkeyed))):
+    def _step(self, lane: str, st: _Lane, rows: int) -> None:
+        """One bounded step of ordering: pop ready rows, compute keys of the lowest found
+        group, or find the next group."""
+        if st.heap and st.heap[0][0] < st.floor:
             self._pop_some(st, rows)
         elif st.unkeyed:
             self._key_some(st, CHUNK)
+        elif st.found <= _NO_FINDINGS:
+            self._find(lane, st)
         else:  # only stale keys left
             st.heap.clear()
 
-    def _extend(self, st: _Lane, upto: int) -> None:
+    def _extend(self, lane: str, st: _Lane, upto: int) -> None:
         """Order at least ``upto`` rows (or all there are)."""
         while len(st.ready) < upto and not st.complete:
-            self._step(st, upto - len(st.ready))
+            self._step(lane, st, upto - len(st.ready))
 
     def rows(self, lane: str, flt: LaneFilter | None = None) -> LaneRows:
         """The lane's task ids in attention order (lazy), filtered when ``flt`` is set."""
@@ -306,7 +370,7 @@ class LaneIndex:
     def ids(self, lane: str) -> list[str]:
         """The lane's task ids in attention order, all of them."""
         st = self._open(lane)
-        self._extend(st, self.count(lane))
+        self._extend(lane, st, self.count(lane))
         return [k[3] for k in st.ready]
 
     def filtered(self, lane: str, flt: LaneFilter | None) -> list[str]:
@@ -373,12 +437,12 @@ class LaneRows(Sequence[str]):
             raise IndexError(i)
         st = self._live()
         if i >= len(st.ready):
-            self._ix._extend(st, max(i + 1, len(st.ready) + CHUNK))
+            self._ix._extend(self.lane, st, max(i + 1, len(st.ready) + CHUNK))
         return st.ready[i][3]
 
     def __iter__(self) -> Iterator[str]:
         st = self._live()
-        self._ix._extend(st, len(self))
+        self._ix._extend(self.lane, st, len(self))
         return iter([k[3] for k in st.ready])
 
     def __contains__(self, tid: object) -> bool:
@@ -399,16 +463,21 @@ class LaneRows(Sequence[str]):
         if key is None or (st.ready and key > st.ready[-1]) or not st.ready:
             key = key or sort_key(self._ix.snapshot, tid)  # type: ignore[arg-type]
             while not st.complete and (not st.ready or st.ready[-1] < key):
-                self._ix._step(st, CHUNK)
+                self._ix._step(self.lane, st, CHUNK)
         i = bisect_left(st.ready, key)
         if i < len(st.ready) and st.ready[i][3] == tid:
             return i
         raise ValueError(tid)  # pragma: no cover - the index and its counts disagree
 
     # incremental work, driven by the screen
+    def ordered(self) -> bool:
+        """Every row of the lane ordered."""
+        st = self._live()
+        return st.complete or len(st.ready) >= self._ix.count(self.lane)
+
     @property
     def complete(self) -> bool:
-        return self._live().complete
+        return self.ordered()
 
     def ensure(self, i: int) -> None:
         """Make row ``i`` available (ordered) if there is one."""
@@ -416,14 +485,14 @@ class LaneRows(Sequence[str]):
             self[i]
 
     def finish(self) -> None:
-        self._ix._extend(self._live(), len(self))
+        self._ix._extend(self.lane, self._live(), len(self))
 
     def advance(self, budget_s: float) -> None:
         """Order more rows for up to about ``budget_s`` seconds."""
         st = self._live()
         end = time.perf_counter() + budget_s
-        while not st.complete and time.perf_counter() < end:
-            self._ix._step(st, CHUNK)
+        while not self.ordered() and time.perf_counter() < end:
+            self._ix._step(self.lane, st, CHUNK)
 
 
 class FilteredRows(LaneRows):
@@ -447,7 +516,7 @@ class FilteredRows(LaneRows):
         i = self.scanned
         while i < stop and (want is None or len(matched) < want):
             j = min(stop, i + 256)
-            index._extend(st, j)
+            index._extend(self.lane, st, j)
             block = st.ready[i:j]
             if not block:  # pragma: no cover - the index and its counts disagree
                 i = stop

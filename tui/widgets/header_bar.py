@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from operator import attrgetter
 from typing import Protocol
 
 from rich.text import Text
@@ -40,6 +41,15 @@ class HeaderBar(Widget):
         self.lane_counts: list[tuple[str, int]] = []
         self.error: str | None = None  # the app's own (e.g. a failed start)
         self.autofix: str | None = None  # the auto-fixer's mode, or "paused"
+        self._by_sev: tuple[Snapshot | None, Counter[Severity]] = (None, Counter())
+
+    def severity_counts(self, snap: Snapshot) -> Counter[Severity]:
+        """Findings by severity, counted once per snapshot (the clock redraws every second)."""
+        seen, counts = self._by_sev
+        if seen is not snap:
+            counts = Counter(map(attrgetter("severity"), snap.findings))
+            self._by_sev = (snap, counts)
+        return counts
 
     def show(self, snap: Snapshot | None, lane_counts: list[tuple[str, int]]) -> None:
         self.snapshot = snap
@@ -104,7 +114,7 @@ class HeaderBar(Widget):
         # line 3: findings by severity, poll clock, error
         line3 = Text(no_wrap=True, overflow="ellipsis")
         if snap is not None:
-            by_sev = Counter(f.severity for f in snap.findings)
+            by_sev = self.severity_counts(snap)
             if not by_sev:
                 line3.append("no findings", self._st("ok"))
             for sev, label in ((Severity.CRITICAL, "critical"), (Severity.WARNING, "warning"),
