@@ -121,7 +121,7 @@ class Engine:
                                                              check_pids=self.live)
             self._agents = agents
             self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
-            fs = self.source.scan_files(self._needs_trail)
+            fs = self.source.scan_files(self._needs_trail, self._same_id)
             self._load_reviews()
             self._tasks = assemble_tasks(fs.files.values(), self._records)
             self._problems = {p.path: p for p in fs.problems + agent_problems}
@@ -154,7 +154,7 @@ class Engine:
         self._agents = agents
         self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
         dirty |= self._load_reviews()
-        fs = self.source.scan_files(self._needs_trail)
+        fs = self.source.scan_files(self._needs_trail, self._same_id)
         dirty |= self._link_scan(fs)
         self._problems = {p.path: p for p in fs.problems + agent_problems}
         for tid in dirty:
@@ -187,6 +187,10 @@ class Engine:
     def _link_scan(self, fs: FileScan) -> set[str]:
         """The tasks a scan's added, changed and removed files belong to."""
         return {task_id_of(rel) for rel in fs.changed | fs.removed}
+
+    def _same_id(self, task_id: str) -> str:
+        rec = self._records.get(task_id)
+        return rec.task_id if rec is not None else task_id
 
     def _needs_trail(self, task_id: str, queue: str) -> bool:
         """Whether a file must be parsed fully even though its bytes hold no trail marker."""
@@ -418,7 +422,7 @@ class Engine:
             return
         async with self._lock:
             def work() -> None:
-                dirty = self._link_scan(self.source.scan_files(self._needs_trail))
+                dirty = self._link_scan(self.source.scan_files(self._needs_trail, self._same_id))
                 if dirty:
                     for tid in dirty:
                         self._rebuild_task(tid)

@@ -159,14 +159,15 @@ def test_huge_task_file_reads_a_bounded_prefix_and_keeps_the_trail(tmp_path: Pat
 
 def test_unreadable_queue_dir_is_reported_not_raised(tmp_path: Path, monkeypatch) -> None:
     b = small_state(tmp_path)
-    real_scandir = os.scandir
+    real_open = os.open
 
-    def scandir(path):  # type: ignore[no-untyped-def]
-        if str(path).endswith("/failed"):
+    def deny_failed_dir(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # tests run as root, where chmod denies nothing: refuse opening the dir instead
+        if str(path).endswith("/failed") and flags & os.O_DIRECTORY:
             raise PermissionError(13, "Permission denied")
-        return real_scandir(path)
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "open", deny_failed_dir)
     snap = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
     assert any("failed" in p.path and "Permission denied" in p.message for p in snap.problems)
     assert "t1" in snap.tasks

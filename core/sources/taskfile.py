@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 import sys
 from datetime import datetime
-from types import MappingProxyType
 
-from core.model import ErrorBlock, Side, TaskFile, TrailEvent
+from core.model import ErrorBlock, Header, Side, TaskFile, TrailEvent
 from core.textsafe import clean_line
 from core.timefmt import parse_local_iso
 
@@ -274,7 +273,7 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
                         parseable=False, truncated=truncated, problem=problem)
 
     return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
-                    parseable=True, title=title, header=MappingProxyType(header),
+                    parseable=True, title=title, header=Header(header),
                     trail=_chronological(events), errors=tuple(errors), truncated=truncated)
 
 
@@ -328,7 +327,7 @@ def parse_header_only(text: str, task_id: str, queue: str, relpath: str, mtime: 
             header[key] = _header_value(key, value.strip())
     return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
                     parseable=True, title=clean_line(m.group(2), 1000).strip(),
-                    header=header, truncated=truncated, trail_complete=False)
+                    header=Header(header), truncated=truncated, trail_complete=False)
 
 
 def parse_task_bytes(data: bytes, task_id: str, queue: str, relpath: str, mtime: float,
