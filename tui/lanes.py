@@ -361,6 +361,20 @@ class LaneIndex:
         while len(st.ready) < upto and not st.complete:
             self._step(lane, st, upto - len(st.ready))
 
+    def warm(self, budget_s: float) -> bool:
+        """Order the lanes, biggest first, for about ``budget_s`` seconds (idle time: a lane
+        switched to later opens at once). True while some lane is not fully ordered."""
+        end = time.perf_counter() + budget_s
+        for lane in sorted(self.lanes, key=self.count, reverse=True):
+            if not self.count(lane):
+                continue
+            rows = LaneRows(self, lane)
+            while not rows.ordered():
+                if time.perf_counter() >= end:
+                    return True
+                self._step(lane, rows._live(), CHUNK)
+        return False
+
     def rows(self, lane: str, flt: LaneFilter | None = None) -> LaneRows:
         """The lane's task ids in attention order (lazy), filtered when ``flt`` is set."""
         if flt is None or not flt.text:

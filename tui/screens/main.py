@@ -113,6 +113,7 @@ class MainScreen(Screen[None]):
         else:
             lst.refresh_rows()  # ages and glyphs may have moved
         self._update_chrome()
+        self._start_work()
         current = lst.current_key
         if first or changed is None or (current is not None and current in changed):
             self._show_detail(trace=True)
@@ -138,8 +139,9 @@ class MainScreen(Screen[None]):
         self._start_work()
 
     def _start_work(self) -> None:
-        """Order / match the rest of the current lane in small steps while the app is idle."""
-        if self._work_timer is None and not self.lane_list.rows_complete:
+        """Order / match the rest of the current lane in small steps while the app is idle,
+        then order the other lanes (so switching to one later shows it at once)."""
+        if self._work_timer is None:
             self._work_timer = self.set_timer(0.005, self._work_step)
 
     def _work_step(self) -> None:
@@ -149,16 +151,17 @@ class MainScreen(Screen[None]):
         lst = self.lane_list
         rows = lst.rows
         advance = getattr(rows, "advance", None)
-        if advance is None or lst.rows_complete:
-            return
-        n = len(rows)
-        advance(0.008)
-        if len(rows) != n or lst.rows_complete:
-            if lst.rows_complete and not rows:
-                lst.empty_text = "no task matches the filter"
-            lst.rows_grew()
-            self._update_title()
-        self._start_work()
+        if advance is not None and not lst.rows_complete:
+            n = len(rows)
+            advance(0.008)
+            if len(rows) != n or lst.rows_complete:
+                if lst.rows_complete and not rows:
+                    lst.empty_text = "no task matches the filter"
+                lst.rows_grew()
+                self._update_title()
+            self._start_work()
+        elif self.index.warm(0.008):
+            self._start_work()
 
     def _update_title(self) -> None:
         lane = self.lane or "—"
