@@ -116,7 +116,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     root, config = _load(args)
     as_of = parse_as_of(args.as_of) if args.as_of else None
-    engine = Engine(root, config, as_of=as_of)
+    engine = Engine(root, config, as_of=as_of, follow=False)  # one scan, then exit
     snap = engine.scan()
     for prob in snap.problems:
         _err(f"{prob.path}: {prob.message}")

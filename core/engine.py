@@ -45,13 +45,17 @@ def task_id_of(rel: str) -> str:
 
 class Engine:
     def __init__(self, root: Path, config: Config | None = None,
-                 as_of: datetime | None = None) -> None:
+                 as_of: datetime | None = None, follow: bool = True) -> None:
+        """``follow=False``: one scan and done (``qwarden report``), so the per-file stat
+        cache and per-row change keys that make later rescans cheap are not kept; a later
+        scan is still correct, it just re-reads everything."""
         self.config = config or Config()
         self.as_of = as_of
         self.live = as_of is None
+        self.follow = follow
         lim = self.config.limits
         self.source = OctopoidSource(root, lim.max_task_file_bytes, lim.db_busy_retries,
-                                     lim.db_busy_timeout_ms)
+                                     lim.db_busy_timeout_ms, keep_stats=follow)
         self.root = self.source.root
         self.judge = Judge(self.config, EXPECTED_DIRS)
         self.snapshot: Snapshot | None = None
@@ -64,7 +68,6 @@ class Engine:
         self._agent_rows: dict[str, dict[str, object]] = {}
         self._agents: dict[str, Agent] = {}
         self._tasks: dict[str, Task] = {}
-        # task id -> relpaths of its files (a tuple: nearly always one, and small in memory)
         self._problems: dict[str, ReadProblem] = {}
         self._conn: sqlite3.Connection | None = None
         self._generation = 0
@@ -114,7 +117,8 @@ class Engine:
             if conn is not None:
                 self._db_marker = (self.source.data_version(conn), self.source.db_fingerprint())
                 self._row_keys = {}
-                self._records = self.source.read_records(conn, keys=self._row_keys)
+                self._records = self.source.read_records(
+                    conn, keys=self._row_keys if self.follow else None)
                 self._agent_rows = self.source.read_agent_rows(conn)
             self.judge.has_db = conn is not None
             agents, agent_problems = self.source.read_agents(self._agent_rows,

@@ -106,3 +106,26 @@ def test_core_never_imports_textual() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_rescan_sees_file_and_row_changes_with_or_without_follow_caches(
+        live_state: StateBuilder, follow: bool) -> None:
+    """A one-shot engine (follow=False, as `report` uses) keeps no stat cache or row keys;
+    a second scan must still see a file rewritten in place and a DB write."""
+    b = live_state
+    engine = Engine(b.root, Config(), follow=follow)
+    first = engine.scan()
+    assert first.tasks["db000001"].record.priority != "P0"
+    q = b.root / "shared" / "queue"
+    path = q / "incoming" / "TASK-mv000001.md"
+    with path.open("a") as fh:  # Octopoid appends trail blocks in place
+        fh.write(f"\nFAILED_AT: {datetime.now().isoformat()}\n\n## Error\n```\nboom\n```\n")
+    conn = sqlite3.connect(b.root / "state.db")
+    conn.execute("UPDATE tasks SET priority='P0' WHERE id='db000001'")
+    conn.commit()
+    conn.close()
+    snap = engine.scan()
+    assert snap.tasks["db000001"].record.priority == "P0"
+    assert snap.tasks["mv000001"].primary_file.trail[-1].kind == "FAILED"
+    assert snap.verdicts["mv000001"].effective_state == "failed"

@@ -106,8 +106,9 @@ class OctopoidSource:
     lanes = QUEUES
 
     def __init__(self, root: Path, max_file_bytes: int = 256 * 1024, busy_retries: int = 5,
-                 busy_timeout_ms: int = 2000) -> None:
+                 busy_timeout_ms: int = 2000, keep_stats: bool = True) -> None:
         self.root = Path(root)
+        self.keep_stats = keep_stats  # False: a one-shot read, nothing to compare with later
         self.root_real = os.path.realpath(self.root)
         self.queue_dir = self.root / "shared" / "queue"
         self.notes_dir = self.root / "shared" / "notes"
@@ -223,7 +224,8 @@ class OctopoidSource:
                     files.pop(rel, None)
                     seen.discard(rel)
                     continue
-                stats[rel] = key
+                if self.keep_stats:
+                    stats[rel] = key
                 files[rel] = tf
                 changed.add(rel)
 
@@ -260,7 +262,8 @@ class OctopoidSource:
             self._files.pop(rel, None)
             self._stats.pop(rel, None)
             return None, problems
-        self._stats[rel] = hash((st.st_mtime_ns, st.st_size, st.st_ino))
+        if self.keep_stats:
+            self._stats[rel] = hash((st.st_mtime_ns, st.st_size, st.st_ino))
         self._files[rel] = tf
         return tf, problems
 
