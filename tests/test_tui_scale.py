@@ -243,3 +243,34 @@ async def test_cursor_deep_in_a_lazily_sorted_lane(big: tuple[Path, datetime],
         assert lst.current_key == ref[5001] and lst.cursor == 5001
         await pilot.press("G")
         assert lst.current_key == ref[-1]
+
+
+async def test_cursor_stays_on_its_task_when_rows_above_it_go(big: tuple[Path, datetime],
+                                                              small_chunks: None) -> None:
+    app = frozen_app(big)
+    async with app.run_test(size=(120, 40)) as pilot:
+        main = app.main_screen
+        await wait_until(pilot, lambda: main.snapshot is not None)
+        snap = main.snapshot
+        assert snap is not None
+        main.switch_lane("done")
+        lst = main.lane_list
+        lst.move_to(300)
+        await pilot.pause(0)
+        ref = reference(snap, "done")
+        keep = lst.current_key
+        assert keep == ref[300]
+        # ten tasks above the cursor leave the lane, one moves in at the top
+        gone = set(ref[:10])
+        verdicts = dict(snap.verdicts)
+        for tid in gone:
+            verdicts[tid] = replace(verdicts[tid], effective_state="failed")
+        newcomer = next(t for t, v in snap.verdicts.items() if v.effective_state == "incoming")
+        verdicts[newcomer] = replace(verdicts[newcomer], effective_state="done")
+        snap2 = replace(snap, verdicts=verdicts, generation=snap.generation + 1)
+        main.apply_snapshot(snap2, gone | {newcomer})
+        await pilot.pause(0)
+        ref2 = reference(snap2, "done")
+        assert lst.current_key == keep
+        assert lst.cursor == ref2.index(keep)
+        assert list(lst.rows) == ref2

@@ -77,7 +77,9 @@ class RowList(ScrollView, can_focus=True):
     def set_rows(self, rows: Sequence[str], keep: str | None = None) -> None:
         """Replace the rows; the cursor stays on ``keep`` (or the current key) when present,
         and the scroll offset is kept as far as possible."""
-        want = keep if keep is not None else self.current_key
+        # the key last shown under the cursor: lazy rows are views, the old ones may already
+        # show the new order (and reading them could start ordering a lane no longer shown)
+        want = keep if keep is not None else self._last_key
         old_cursor = self.cursor
         self.rows = rows
         self.virtual_size = Size(self.size.width, len(rows))
