@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.config import Thresholds
-from core.model import Action, Agent, Evidence, Liveness, Side, Task, TrailEvent, Verdict
+from core.model import (
+    Action,
+    Agent,
+    Evidence,
+    Liveness,
+    Side,
+    Task,
+    TrailEvent,
+    Verdict,
+    fast_init,
+)
 from core.timefmt import age_text
 
 # The state a trail event leaves the task in, as the file side believes it.
@@ -37,6 +47,7 @@ TERMINAL_STATES = frozenset({"done", "failed", "rejected", "escalated", "recycle
 RUNNABLE_STATES = frozenset({"incoming", "claimed", "breakdown"})
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class JudgeContext:
     """What a verdict or rule may look at besides the task itself."""
@@ -83,6 +94,7 @@ def file_time(task: Task) -> datetime | None:
     return newest
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StateJudgement:
     state: str

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.liveness import JudgeContext, StateJudgement
-from core.model import Action, Evidence, Finding, Severity, Side, Task, Verdict
+from core.model import Action, Evidence, Finding, Severity, Side, Task, Verdict, fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Judged:
     """Phase one of judging a task: its verdict, before any rule ran."""
@@ -25,6 +26,7 @@ class Judged:
     claim_problem: str | None  # zombie | stale | split_brain_live | split_brain_stale | None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RuleContext:
     judge: JudgeContext
