@@ -45,9 +45,12 @@ def stale_error(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
 def recycling_task(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     if j.verdict.effective_state == "done":
         return ()
-    trail_count = sum(1 for e in j.task.trail if e.kind in RECYCLE_KINDS)
     rec = j.task.record
     db_count = ((rec.attempt_count or 0) + (rec.rejection_count or 0)) if rec else 0
+    trail = j.task.trail
+    if not trail and db_count < ctx.thresholds.recycling_min:
+        return ()
+    trail_count = sum(1 for e in trail if e.kind in RECYCLE_KINDS)
     n = max(trail_count, db_count)
     if n < ctx.thresholds.recycling_min:
         return ()

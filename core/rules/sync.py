@@ -53,6 +53,11 @@ def orphan_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
 
 def corrupt_task(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     t = j.task
+    for f in t.files:
+        if not f.parseable:
+            break
+    else:
+        return ()  # the common case: every copy parses
     has_real = any(f.parseable for f in t.files)
     out = []
     for f in t.files:
@@ -73,8 +78,11 @@ def corrupt_task(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
 def missing_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     t = j.task
     rec = t.record
-    if rec is None or any(not f.is_stub for f in t.files):
+    if rec is None:
         return ()
+    for f in t.files:
+        if not f.is_stub:
+            return ()
     evidence = [ev("DB queue", rec.queue, rec.newest_change, Side.DB),
                 ev("DB file_path", rec.file_path or "-", None, Side.DB),
                 ev("queue directories searched", "all")]
@@ -87,6 +95,8 @@ def missing_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
 
 def duplicate_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     t = j.task
+    if len(t.files) < 2:
+        return ()
     dirs = {f.queue for f in t.files}
     if len(dirs) < 2:
         return ()
@@ -107,8 +117,10 @@ def stale_file_path(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     rec, pf = j.task.record, j.task.primary_file
     if rec is None or pf is None or not pf.parseable or not rec.file_path:
         return ()
-    norm = rec.file_path.replace("\\", "/")
-    want = f"/{pf.queue}/TASK-{j.task.task_id}.md"
+    norm = rec.file_path
+    if "\\" in norm:
+        norm = norm.replace("\\", "/")
+    want = pf.relpath[len("shared/queue"):]  # "/<queue>/TASK-<id>.md"
     if norm.endswith(want) or norm == want[1:]:
         return ()
     return (finding("stale_file_path", j, Severity.INFO,
