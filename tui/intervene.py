@@ -143,10 +143,16 @@ class Intervention:
             if verify:
                 # the config's verify command gates an accept, from the console as from the CLI
                 from core.actions.cli import run_verify
+                from tui.widgets.trace_pane import TracePane
 
-                self.app.notify(f"verify: {verify}", markup=False)
-                ok, out = await asyncio.to_thread(run_verify, str(verify),
-                                                  self.app.engine.root, self.task_id)
+                pane = self.app.main_screen.query_one(TracePane)
+                tid, app = self.task_id, self.app
+                pane.verify_started(tid, str(verify))
+                self.app.notify(f"verify: {verify} (output in the trace pane)", markup=False)
+                ok, out = await asyncio.to_thread(
+                    run_verify, str(verify), self.app.engine.root, tid,
+                    on_line=lambda ln: app.call_from_thread(pane.verify_line, tid, ln))
+                pane.verify_done(tid, ok)
                 tail = "\n".join(out.splitlines()[-6:])
                 if not ok:
                     self.app.notify(f"verify failed, not accepted:\n{tail}", severity="error",

@@ -7,10 +7,13 @@ be read. The plan goes to stdout; diagnostics to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from core.actions.octopoid_actions import (
 from core.actions.plan import Plan, Refused, StalePlan
 from core.config import Config, ConfigError, load_config
 from core.sources.octopoid import SourceError, resolve_root
+from core.textsafe import clean_line
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE = 0, 1, 3
 
@@ -121,21 +125,50 @@ def _show(plan: Plan) -> None:
         print(line)
 
 
-def run_verify(cmd: str, root: Path, task_id: str, timeout_s: float = 600) -> tuple[bool, str]:
+def run_verify(cmd: str, root: Path, task_id: str, timeout_s: float = 600,
+               on_line: Callable[[str], None] | None = None) -> tuple[bool, str]:
     """The config's ``actions.verify`` command (a shell line; ``{task_id}`` and ``{root}``
-    substituted, also in $QWARDEN_TASK_ID / $QWARDEN_ROOT). Exit 0 lets the accept go on."""
+    substituted, also in $QWARDEN_TASK_ID / $QWARDEN_ROOT). Exit 0 lets the accept go on.
+    Output (stdout and stderr merged) goes to ``on_line`` line by line as it comes, so a
+    long test run shows progress; the whole of it is returned as well."""
     import os
     import shlex
+    import threading
 
     line = cmd.replace("{task_id}", shlex.quote(task_id)).replace("{root}",
                                                                    shlex.quote(str(root)))
     env = dict(os.environ, QWARDEN_TASK_ID=task_id, QWARDEN_ROOT=str(root))
     try:
-        proc = subprocess.run(line, shell=True, capture_output=True, text=True, env=env,
-                              timeout=timeout_s, cwd=str(root.parent))
-    except subprocess.TimeoutExpired:
-        return False, f"verify timed out after {timeout_s:.0f}s"
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+        proc = subprocess.Popen(line, shell=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                cwd=str(root.parent), text=True, errors="replace",
+                                start_new_session=True)
+    except OSError as exc:
+        return False, f"verify could not start: {exc}"
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the shell and whatever it started
+
+    timer = threading.Timer(timeout_s, kill)
+    timer.start()
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            text = raw.rstrip("\n")
+            lines.append(text)
+            if on_line is not None:
+                on_line(text)
+        proc.wait()
+    finally:
+        timer.cancel()
+    out = "\n".join(lines).strip()
+    if timed_out.is_set():
+        return False, (out + "\n" if out else "") + f"verify timed out after {timeout_s:.0f}s"
+    return proc.returncode == 0, out
 
 
 def run_action_command(args: argparse.Namespace) -> int:
@@ -195,9 +228,8 @@ def _cmd_action(root: Path, config: Config, args: argparse.Namespace, read_only:
     verify = config.actions.get("verify") if kind == "accept" else None
     if verify:
         _err(f"verify: {verify}")
-        ok, out = run_verify(str(verify), root, task_id)
-        for line in out.splitlines()[-40:]:
-            print(f"  verify| {line}", file=sys.stderr)
+        ok, _ = run_verify(str(verify), root, task_id, on_line=lambda ln: print(
+            f"  verify| {clean_line(ln, 2000)}", file=sys.stderr, flush=True))
         if not ok:
             raise Refused("the verify command failed: not accepted")
     res = apply(root, plan, read_only=read_only,

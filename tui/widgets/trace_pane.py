@@ -16,6 +16,18 @@ from core.textsafe import clean_ansi_log, clean_line
 from core.timefmt import age_text
 
 LOG_LINES = 40
+VERIFY_LINES = 200  # kept per run; the pane shows the last LOG_LINES
+
+
+class VerifyRun:
+    """The config's verify command running (or run) before an accept, as the pane shows it."""
+
+    __slots__ = ("command", "lines", "status")
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.lines: list[str] = []
+        self.status = "running"  # running | passed | failed
 
 
 class TracePane(VerticalScroll, can_focus=True):
@@ -31,6 +43,8 @@ class TracePane(VerticalScroll, can_focus=True):
         self.agent: str | None = None
         self.events: tuple[TrailEvent, ...] = ()
         self.log_text = ""
+        self.verify_runs: dict[str, VerifyRun] = {}  # task id -> its latest verify run
+        self._snap: Snapshot | None = None
         self._body = Static(id="trace-body")
 
     def compose(self):  # type: ignore[no-untyped-def]
@@ -44,6 +58,7 @@ class TracePane(VerticalScroll, can_focus=True):
              log_tail: Callable[[str], str]) -> None:
         new_task = task_id != self.task_id
         self.task_id = task_id
+        self._snap = snap
         if snap is None or task_id is None or task_id not in snap.tasks:
             self.events, self.agent, self.log_text = (), None, ""
             self._body.update(Text("no task selected", style=self._st("muted")))
@@ -67,6 +82,33 @@ class TracePane(VerticalScroll, can_focus=True):
             if at_end:
                 self.scroll_end(animate=False, immediate=False)
 
+    # -- the verify command's output, streamed in while it runs (called on the UI thread)
+    def verify_started(self, task_id: str, command: str) -> None:
+        self.verify_runs[task_id] = VerifyRun(command)
+        self._rebuild_for(task_id)
+
+    def verify_line(self, task_id: str, line: str) -> None:
+        run = self.verify_runs.get(task_id)
+        if run is None:
+            return
+        run.lines.append(line)
+        del run.lines[:-VERIFY_LINES]
+        self._rebuild_for(task_id)
+
+    def verify_done(self, task_id: str, ok: bool) -> None:
+        run = self.verify_runs.get(task_id)
+        if run is not None:
+            run.status = "passed" if ok else "failed"
+            self._rebuild_for(task_id)
+
+    def _rebuild_for(self, task_id: str) -> None:
+        if task_id != self.task_id or self._snap is None:
+            return
+        at_end = self.scroll_y >= self.max_scroll_y - 1
+        self._body.update(self.build(self._snap))
+        if at_end:
+            self.scroll_end(animate=False, immediate=False)
+
     def build(self, snap: Snapshot) -> RenderableType:
         parts: list[RenderableType] = [Text("timeline", style=self._st("heading"))]
         if not self.events:
@@ -82,6 +124,15 @@ class TracePane(VerticalScroll, can_focus=True):
             if ev.detail:
                 line.append(f"  {clean_line(ev.detail, 300)}", self._st("muted"))
             parts.append(line)
+        run = self.verify_runs.get(self.task_id) if self.task_id else None
+        if run is not None:
+            parts.append(Text(""))
+            head = Text(f"verify ({run.status}): ", style=self._st("heading"))
+            head.append(clean_line(run.command, 200),
+                        self._st("bad") if run.status == "failed" else self._st("muted"))
+            parts.append(head)
+            for ln in run.lines[-LOG_LINES:]:
+                parts.append(Text(f"  {clean_line(ln, 500)}"))
         if self.agent:
             parts.append(Text(""))
             parts.append(Text(f"stdout.log of {clean_line(self.agent, 80)}",
