@@ -190,7 +190,11 @@ def judge_liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
     th = ctx.thresholds
     tid = task.task_id
     if sj.effectively_claimed:
-        return _judge_claim(task, sj, ctx)
+        judged = _judge_claim(task, sj, ctx)
+        # Another agent at work on a task the DB gives to someone else is split brain too,
+        # whatever the claimant is doing: releasing a "zombie" claim would pull the task
+        # from under the agent that really works on it.
+        return _rival_at_work(task, sj.claimant, ctx) or judged
     # Not claimed per the DB: does some agent still work on it? (split brain)
     for name in ctx.agents_naming.get(tid, ()):
         agent = ctx.agents[name]
@@ -221,6 +225,42 @@ def judge_liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
         return (Liveness.AT_RISK, False, f"{name} names it but its newest signal is "
                 f"{age_text(age)} old", ev, "split_brain_stale")
     return Liveness.IDLE, False, _idle_reason(sj.state), (), None
+
+
+def _rival_at_work(task: Task, claimant: str | None, ctx: JudgeContext
+                   ) -> tuple[Liveness, bool, str, tuple[Evidence, ...], str | None] | None:
+    """An agent other than the DB's claimant that says it works on the task, is running and
+    has a signal younger than the zombie threshold (the freshest such agent)."""
+    th = ctx.thresholds
+    best = None
+    for name in ctx.agents_naming.get(task.task_id, ()):
+        if name == claimant:
+            continue
+        agent = ctx.agents[name]
+        if agent.running is False or (ctx.live and agent.pid_alive is False):
+            continue
+        sig = agent.newest_signal(task.task_id)
+        if sig is None:
+            continue
+        age = (ctx.as_of - sig.at).total_seconds()
+        if age <= th.zombie_after_s and (best is None or age < best[2]):
+            best = (name, sig, age, agent)
+    if best is None:
+        return None
+    name, sig, age, agent = best
+    rec = task.record
+    ev = (
+        _ev("DB", f"queue={rec.queue if rec else '-'}, claimed_by={claimant or '-'}",
+            rec.claimed_at if rec else None, Side.DB),
+        _ev(f"agent {name} says it works on it", f"via {agent.current_task_source}", None,
+            Side.AGENT),
+        _ev("newest signal", sig.name, sig.at, Side.AGENT),
+    )
+    if age <= th.stale_after_s:
+        return (Liveness.LIVE, True, f"{name} working on it (signal {age_text(age)} ago) "
+                f"though the DB says {claimant or 'nobody'} claimed it", ev, "split_brain_live")
+    return (Liveness.AT_RISK, False, f"{name} names it (signal {age_text(age)} old) but the "
+            f"DB says {claimant or 'nobody'} claimed it", ev, "split_brain_stale")
 
 
 def _file_still_claimed_by(task: Task, agent: str) -> bool:
@@ -298,7 +338,9 @@ def make_verdict(task: Task, ctx: JudgeContext) -> tuple[Verdict, StateJudgement
     liveness, sbl, reason, evidence, problem = judge_liveness(task, sj, ctx)
     claimed_by = sj.claimant if sj.effectively_claimed else None
     if problem in ("split_brain_live", "split_brain_stale"):
-        claimed_by = ctx.agents_naming.get(task.task_id, (None,))[0]
+        # the agent at work, not the DB's claimant
+        claimed_by = next((n for n in ctx.agents_naming.get(task.task_id, ())
+                           if n != claimed_by), claimed_by)
     v = Verdict(effective_state=sj.state, liveness=liveness, split_brain_live=sbl,
                 recommended_action=Action.NONE, claimed_by=claimed_by, reason=reason,
                 evidence=evidence)

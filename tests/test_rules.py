@@ -174,6 +174,30 @@ def test_split_brain_with_older_signal_is_at_risk_review(b: StateBuilder) -> Non
     assert v.recommended_action.value == "review"
 
 
+def test_split_brain_when_the_db_names_a_dead_claimant_but_another_agent_works(
+        b: StateBuilder) -> None:
+    # DB: claimed by a1, long gone. a7 says it works on the task with fresh signals: not a
+    # zombie to release (that would pull the task from under a7) but split brain, live.
+    b.task("t1", db_queue="claimed", trail=claim(4 * 3600, "a1"),
+           db={"claimed_by": "a1", "claimed_at": 4 * 3600})
+    b.agent("a1", running=False, started_age=4 * 3600, finished_age=3 * 3600)
+    b.agent("a7", started_age=1800, heartbeat_age=20, status=("t1", 30), current_task="t1")
+    snap = judge(b)
+    assert kinds(snap, "t1") == {"split_brain"}
+    v = snap.verdicts["t1"]
+    assert v.liveness is Liveness.LIVE and v.split_brain_live and v.claimed_by == "a7"
+    assert v.recommended_action.value == "continue_supervision"
+    assert "a7" in v.reason and "a1" in v.reason
+
+
+def test_rival_agent_gone_quiet_leaves_the_claimants_verdict(b: StateBuilder) -> None:
+    b.task("t1", db_queue="claimed", trail=claim(4 * 3600, "a1"),
+           db={"claimed_by": "a1", "claimed_at": 4 * 3600})
+    b.agent("a1", running=False, started_age=4 * 3600, finished_age=3 * 3600)
+    b.agent("a7", started_age=4 * 3600, heartbeat_age=3 * 3600, status=("t1", 3 * 3600))
+    assert kinds(judge(b), "t1") == {"zombie_claim"}
+
+
 def test_dead_agents_leftover_record_is_no_finding(b: StateBuilder) -> None:
     b.task("t1", db_queue="incoming", trail=claim(3600, "a7"))
     b.agent("a7", running=False, started_age=3600, finished_age=3000, status=("t1", 3000))
