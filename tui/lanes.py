@@ -34,6 +34,7 @@ Key = tuple[int, int, float, str]
 FULL_REBUILD_AT = 5000  # more changed tasks than this: start again from the counts
 CHUNK = 2048  # rows ordered (or keys computed, or rows matched) per step
 SYNC_SCAN = 4096  # rows a new filter scans at once before going on in idle steps
+AHEAD = 128  # rows ordered past the one read (a screenful or two)
 _NO_FINDINGS = 3  # the severity group (2 - worst rank) of tasks without findings
 _SEVERITY_OF_GROUP = {0: Severity.CRITICAL, 1: Severity.WARNING, 2: Severity.INFO}
 
@@ -424,13 +425,9 @@ class LaneRows(Sequence[str]):
     def __init__(self, index: LaneIndex, lane: str) -> None:
         self._ix = index
         self.lane = lane
-        self._st = index._open(lane)
 
     def _live(self) -> _Lane:
-        st = self._ix._lanes.get(self.lane)
-        if st is None:  # the index started again (a full snapshot): reopen
-            st = self._st = self._ix._open(self.lane)
-        return st
+        return self._ix._open(self.lane)  # (again, after the index started again)
 
     def __len__(self) -> int:
         return self._ix.count(self.lane)
@@ -451,7 +448,7 @@ class LaneRows(Sequence[str]):
             raise IndexError(i)
         st = self._live()
         if i >= len(st.ready):
-            self._ix._extend(self.lane, st, max(i + 1, len(st.ready) + CHUNK))
+            self._ix._extend(self.lane, st, max(i + 1, len(st.ready) + AHEAD))
         return st.ready[i][3]
 
     def __iter__(self) -> Iterator[str]:

@@ -57,6 +57,7 @@ class MainScreen(Screen[None]):
         self._detail_timer: Timer | None = None
         self._trace_timer: Timer | None = None
         self._work_timer: Timer | None = None
+        self._work_queued = False  # a first step waits for the next paint
 
     @property
     def qapp(self) -> QwardenApp:
@@ -140,7 +141,14 @@ class MainScreen(Screen[None]):
 
     def _start_work(self) -> None:
         """Order / match the rest of the current lane in small steps while the app is idle,
-        then order the other lanes (so switching to one later shows it at once)."""
+        then order the other lanes (so switching to one later shows it at once). The first
+        step waits for the screen to be painted."""
+        if self._work_timer is None and not self._work_queued:
+            self._work_queued = True
+            self.call_after_refresh(self._next_step)
+
+    def _next_step(self) -> None:
+        self._work_queued = False
         if self._work_timer is None:
             self._work_timer = self.set_timer(0.005, self._work_step)
 
@@ -159,9 +167,9 @@ class MainScreen(Screen[None]):
                     lst.empty_text = "no task matches the filter"
                 lst.rows_grew()
                 self._update_title()
-            self._start_work()
+            self._next_step()
         elif self.index.warm(0.008):
-            self._start_work()
+            self._next_step()
 
     def _update_title(self) -> None:
         lane = self.lane or "—"

@@ -47,7 +47,9 @@ class HeaderBar(Widget):
         """Findings by severity, counted once per snapshot (the clock redraws every second)."""
         seen, counts = self._by_sev
         if seen is not snap:
-            counts = Counter(map(attrgetter("severity"), snap.findings))
+            # list.count compares by identity first: no Enum.__hash__ call per finding
+            sevs = list(map(attrgetter("severity"), snap.findings))
+            counts = Counter({sev: n for sev in Severity if (n := sevs.count(sev))})
             self._by_sev = (snap, counts)
         return counts
 
