@@ -7,6 +7,7 @@ last one it saw); the trace and log tail come through the engine's API.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 LANE_KEYS = [Binding(str((i + 1) % 10), f"lane({i})", f"Lane {i + 1}", show=False,
                      id=f"main.lane{i + 1}") for i in range(10)]
 JUMP_WORDS = ("findings", "agents", "help", "quit")
+WORK_STEP_S = 0.012  # one idle step of ordering / matching (under a frame at 60 Hz)
 
 
 def void(_: object) -> None:
@@ -58,6 +60,7 @@ class MainScreen(Screen[None]):
         self._trace_timer: Timer | None = None
         self._work_timer: Timer | None = None
         self._work_queued = False  # a first step waits for the next paint
+        self._grew_at = 0.0
 
     @property
     def qapp(self) -> QwardenApp:
@@ -150,7 +153,7 @@ class MainScreen(Screen[None]):
     def _next_step(self) -> None:
         self._work_queued = False
         if self._work_timer is None:
-            self._work_timer = self.set_timer(0.005, self._work_step)
+            self._work_timer = self.set_timer(0.002, self._work_step)
 
     def _work_step(self) -> None:
         self._work_timer = None
@@ -161,14 +164,19 @@ class MainScreen(Screen[None]):
         advance = getattr(rows, "advance", None)
         if advance is not None and not lst.rows_complete:
             n = len(rows)
-            advance(0.008)
-            if len(rows) != n or lst.rows_complete:
+            advance(WORK_STEP_S)
+            now = time.monotonic()
+            # the list and title follow a scan as it goes, a few times a second (repainting
+            # after every step would cost as much as the scan); at once while it is short
+            if lst.rows_complete or (len(rows) != n and (
+                    n <= lst.size.height or now - self._grew_at >= 0.1)):
+                self._grew_at = now
                 if lst.rows_complete and not rows:
                     lst.empty_text = "no task matches the filter"
                 lst.rows_grew()
                 self._update_title()
             self._next_step()
-        elif self.index.warm(0.008):
+        elif self.index.warm(WORK_STEP_S):
             self._next_step()
 
     def _update_title(self) -> None:
