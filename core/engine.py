@@ -70,6 +70,7 @@ class Engine:
         self._tasks: dict[str, Task] = {}
         self._problems: dict[str, ReadProblem] = {}
         self._conn: sqlite3.Connection | None = None
+        self._conn_fp: tuple[object, ...] = ()  # the DB file's stat when _conn was opened
         self._generation = 0
         self._subscribers: list[Subscriber] = []
         self._lock = asyncio.Lock()
@@ -91,16 +92,23 @@ class Engine:
     def _db(self) -> sqlite3.Connection | None:
         if self._file_only:
             return None
-        if self._conn is not None and self.source.db_uri() != self.source.connected_uri:
-            # -wal appeared or vanished: reopen in the matching read-only mode
-            self._conn.close()
-            self._conn = None
+        if self._conn is not None:
+            uri = self.source.connected_uri or ""
+            if self.source.db_uri() != uri or (
+                    "immutable=1" in uri and self.source.db_fingerprint() != self._conn_fp):
+                # -wal appeared or vanished: reopen in the matching read-only mode. And an
+                # immutable reader never sees a write: a writer that came and went (its -wal
+                # checkpointed and removed, as Octopoid's short connections do) changed the
+                # file under it, so it must be reopened to read the new state.
+                self._conn.close()
+                self._conn = None
         if self._conn is None:
             if not self.source.db_exists():
                 if not self.source.database_enabled():
                     self._file_only = True  # Octopoid's file-only mode: nothing to compare
                     return None
                 raise SourceError(f"{self.source.db_path}: database missing")
+            self._conn_fp = self.source.db_fingerprint()
             self._conn = self.source.connect()
         return self._conn
 

@@ -194,7 +194,11 @@ class Judge:
                 found.extend(rule(j, rctx))
             old = self.task_findings.get(tid, ())
             new = tuple(found)
-            if new != old and dirty is not None:
+            if new == old:
+                # Keep the objects the order holds: swapping in equal copies would leave the
+                # old ones in the order, unfindable by identity, and listed forever.
+                continue
+            if dirty is not None:
                 self._order.replace(old, new)
             if new:
                 self.task_findings[tid] = new
@@ -217,7 +221,9 @@ class Judge:
                                 + group)
         elif tuple(group) != self.group_findings:
             self._order.replace(self.group_findings, tuple(group))
-        self.group_findings = tuple(group)
+            self.group_findings = tuple(group)
+        else:
+            group = list(self.group_findings)  # equal: keep the objects the order holds
         by_task_group: dict[str, list[Finding]] = {}
         for f in group:
             by_task_group.setdefault(f.task_id, []).append(f)

@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from core.config import Config, LiveOptions
 from core.engine import Engine
 from core.model import Snapshot
+from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 
 
@@ -129,3 +130,56 @@ def test_rescan_sees_file_and_row_changes_with_or_without_follow_caches(
     assert snap.tasks["db000001"].record.priority == "P0"
     assert snap.tasks["mv000001"].primary_file.trail[-1].kind == "FAILED"
     assert snap.verdicts["mv000001"].effective_state == "failed"
+
+
+def _verdict_view(snap: Snapshot) -> dict[str, tuple[object, ...]]:
+    return {tid: (v.effective_state, v.liveness, v.split_brain_live, v.recommended_action,
+                  v.claimed_by) for tid, v in snap.verdicts.items()}
+
+
+def test_incremental_judgement_equals_a_fresh_one_through_a_simulated_run(
+        tmp_path: Path, utc_tz: None) -> None:
+    """The demo's agents and scheduler claim, submit, fail, retry and inject faults, writing
+    a WAL-mode state.db through short connections (its -wal comes and goes). After every tick
+    the warm engine's rescan must judge exactly as a fresh engine does: same findings, no
+    leftovers, no duplicates, same verdicts."""
+    from core.demo.simulate import Simulation, create_demo_root
+
+    root = create_demo_root(tmp_path, seed=3)
+    as_of = parse_as_of((datetime.now() + timedelta(minutes=10)).isoformat())  # one instant
+    warm = Engine(root, as_of=as_of)
+    warm.scan()
+    sim = Simulation(root, seed=3)
+    for step in range(40):
+        sim.step()
+        got = warm.scan()
+        want = Engine(root, as_of=as_of).scan()
+        keys = [(f.kind, f.task_id, f.summary) for f in got.findings]
+        assert len(keys) == len(set(keys)), f"tick {step}: duplicate findings"
+        assert sorted(keys) == sorted((f.kind, f.task_id, f.summary) for f in want.findings), \
+            f"tick {step}"
+        assert _verdict_view(got) == _verdict_view(want), f"tick {step}"
+        assert {t: x.record for t, x in got.tasks.items()} == \
+            {t: x.record for t, x in want.tasks.items()}, f"tick {step}"
+
+
+def test_an_idle_wal_db_read_immutably_is_reopened_after_a_writer_came_and_went(
+        tmp_path: Path, utc_tz: None) -> None:
+    b = StateBuilder(tmp_path, now=datetime.now())
+    b.task("t1", db_queue="incoming")
+    b.build()
+    db = b.root / "state.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    assert not Path(f"{db}-wal").exists()
+    engine = Engine(b.root, Config())
+    assert engine.scan().tasks["t1"].record.priority != "P0"
+    assert "immutable=1" in (engine.source.connected_uri or "")
+    conn = sqlite3.connect(db)  # a scheduler's short connection: write, close, -wal gone
+    conn.execute("UPDATE tasks SET priority='P0', updated_at=updated_at WHERE id='t1'")
+    conn.commit()
+    conn.close()
+    assert not Path(f"{db}-wal").exists()
+    assert engine.scan().tasks["t1"].record.priority == "P0"
+    assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()

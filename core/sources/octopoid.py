@@ -343,13 +343,14 @@ class OctopoidSource:
             uri += "&immutable=1"
         return uri
 
-    def db_fingerprint(self) -> tuple[tuple[int, int] | None, ...]:
-        """(mtime, size) of state.db and its -wal: notices writes an immutable reader can't."""
-        out: list[tuple[int, int] | None] = []
+    def db_fingerprint(self) -> tuple[tuple[int, int, int] | None, ...]:
+        """(mtime, size, inode) of state.db and its -wal: notices writes an immutable reader
+        can't, and a DB file replaced by another."""
+        out: list[tuple[int, int, int] | None] = []
         for suffix in ("", "-wal"):
             try:
                 st = os.stat(str(self.db_path) + suffix)
-                out.append((st.st_mtime_ns, st.st_size))
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
             except OSError:
                 out.append(None)
         return tuple(out)
