@@ -40,7 +40,7 @@ async def test_verify_output_streams_into_the_trace_and_gates_accept(
     # Prints a line, then waits for the test to let it finish: the line must be on screen
     # while the command is still running. ``[/x]`` and an escape must stay inert text.
     cmd = ("echo 'checking {task_id} [/x] \x1b[2J'; "
-           f"n=0; while [ ! -e {gate} ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done; "
+           f"n=0; while [ ! -e {gate} ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done; "
            "echo 'all 12 tests ran'; "
            + ("exit 0" if passes else "exit 4"))
     cfg = Config(actions={"verify": cmd})
@@ -54,7 +54,9 @@ async def test_verify_output_streams_into_the_trace_and_gates_accept(
         await settle(app, pilot)
         await pilot.press("y")
         pane = app.main_screen.query_one(TracePane)
-        for _ in range(200):  # the first line arrives while the command still waits
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30  # generous: a loaded CI machine starts shells slowly
+        while loop.time() < deadline:  # the first line arrives while the command still waits
             await pilot.pause(0.02)
             run = pane.verify_runs.get("aaaa0001")
             if run is not None and run.lines:
@@ -66,10 +68,9 @@ async def test_verify_output_streams_into_the_trace_and_gates_accept(
         assert "\x1b" not in text
         assert db_queue(b.root, "aaaa0001") == "provisional"  # nothing applied meanwhile
         gate.touch()
-        for _ in range(200):
+        deadline = loop.time() + 30
+        while loop.time() < deadline and run.status == "running":
             await pilot.pause(0.02)
-            if run.status != "running":
-                break
         await settle(app, pilot)
         assert run.status == ("passed" if passes else "failed")
         assert run.lines[-1] == "all 12 tests ran"
