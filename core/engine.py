@@ -335,13 +335,19 @@ class Engine:
 
     def _publish(self, changed: frozenset[str]) -> Snapshot:
         self._generation += 1
+        j = self.judge
         snap = Snapshot(
             root=str(self.root), source_format=FORMAT, as_of=self.clock(), live=self.live,
             lanes=self.source.lanes, tasks=MappingProxyType(dict(self._tasks)),
             agents=MappingProxyType(dict(self._agents)),
             verdicts=MappingProxyType(dict(self.judge.verdicts)),
             findings=self.judge.findings(), problems=tuple(self._problems.values()),
-            generation=self._generation, changed=changed)
+            generation=self._generation, changed=changed,
+            by_task=MappingProxyType(dict(j.by_task)),
+            state_counts=MappingProxyType(dict(j.state_counts)),
+            severity_counts=MappingProxyType(dict(j.severity_counts)),
+            tasks_by_severity=MappingProxyType(
+                {s: frozenset(ids) for s, ids in j.tasks_by_severity.items()}))
         self.snapshot = snap
         return snap
 

@@ -19,6 +19,7 @@ from core.model import (
     Agent,
     Finding,
     Liveness,
+    Severity,
     Task,
     TaskFile,
     TaskRecord,
@@ -81,6 +82,10 @@ def choose_action(v: Verdict, findings: tuple[Finding, ...]) -> Action:
     return action
 
 
+def _task_order_key(f: Finding) -> tuple[int, str]:
+    return (-f.severity.rank, f.kind)
+
+
 def _order_key(f: Finding) -> tuple[int, str, str, int]:
     return (-f.severity.rank, f.kind, f.task_id, id(f))
 
@@ -136,6 +141,13 @@ class Judge:
         # agent -> tasks whose verdict names it as claimant (an agent's change re-judges these)
         self.claims_by_agent: dict[str, set[str]] = {}
         self._group_by_task: dict[str, list[Finding]] = {}
+        # Summaries kept as verdicts and findings change, so a snapshot carries them ready
+        # (a view must not walk 100,000 verdicts or findings per update to get them).
+        self.by_task: dict[str, tuple[Finding, ...]] = {}  # task -> its findings, worst first
+        self.state_counts: dict[str, int] = {}  # effective state -> tasks
+        self.severity_counts: dict[Severity, int] = dict.fromkeys(Severity, 0)
+        self.tasks_by_severity: dict[Severity, set[str]] = {s: set() for s in Severity}
+        self._group_dirty = False  # a failed task vanished: group rules must rerun
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
         return JudgeContext(as_of=as_of, thresholds=self.config.thresholds, live=live,
@@ -158,6 +170,10 @@ class Judge:
             self._failed.clear()
             self._order = FindingOrder()
             self.claims_by_agent = {}
+            self.by_task = {}
+            self.state_counts = {}
+            self.severity_counts = dict.fromkeys(Severity, 0)
+            self.tasks_by_severity = {s: set() for s in Severity}
             ids: set[str] = set(tasks)
         else:
             ids = set(dirty)
@@ -206,9 +222,11 @@ class Judge:
                 del self.task_findings[tid]
         # Group rules look across failed tasks: rerun only when a failed task came or went.
         failed_now = {t for t in ids if self.judged[t].verdict.effective_state == "failed"}
-        if dirty is not None and not (failed_now | (self._failed & ids)):
+        if dirty is not None and not (failed_now | (self._failed & ids)) \
+                and not self._group_dirty:
             self._failed -= ids
             return self._finish(ids, set())
+        self._group_dirty = False
         self._failed = (self._failed - ids) | failed_now
         group: list[Finding] = []
         for _, grule in GROUP_RULES:
@@ -242,9 +260,14 @@ class Judge:
             if j is None:
                 continue
             fs = self.task_findings.get(tid, ()) + tuple(by_task_group.get(tid, ()))
+            self._index_findings(tid, fs)
             v = j.verdict
             action = choose_action(v, fs)
             old_v = self.verdicts.get(tid)
+            if old_v is not None:
+                self.state_counts[old_v.effective_state] -= 1
+            self.state_counts[v.effective_state] = \
+                self.state_counts.get(v.effective_state, 0) + 1
             if old_v is not None and old_v.claimed_by and old_v.claimed_by != v.claimed_by:
                 self.claims_by_agent.get(old_v.claimed_by, set()).discard(tid)
             if v.claimed_by:
@@ -259,6 +282,21 @@ class Judge:
                                           claim_problem=j.claim_problem)
             self.verdicts[tid] = v
         return touched
+
+    def _index_findings(self, tid: str, fs: tuple[Finding, ...]) -> None:
+        old = self.by_task.get(tid, ())
+        if len(fs) > 1:
+            fs = tuple(sorted(fs, key=_task_order_key))
+        for f in old:
+            self.severity_counts[f.severity] -= 1
+            self.tasks_by_severity[f.severity].discard(tid)
+        for f in fs:
+            self.severity_counts[f.severity] += 1
+            self.tasks_by_severity[f.severity].add(tid)
+        if fs:
+            self.by_task[tid] = fs
+        elif old:
+            del self.by_task[tid]
 
     def _index_blockers(self, j: Judged) -> None:
         tid = j.task.task_id
@@ -279,7 +317,12 @@ class Judge:
         if old_v is not None and old_v.claimed_by:
             self.claims_by_agent.get(old_v.claimed_by, set()).discard(tid)
         self._order.replace(self.task_findings.get(tid, ()), ())
+        if tid in self._failed:
+            self._group_dirty = True
         self._failed.discard(tid)
+        self._index_findings(tid, ())
+        if old_v is not None:
+            self.state_counts[old_v.effective_state] -= 1
         self.judged.pop(tid, None)
         self.task_findings.pop(tid, None)
         self.verdicts.pop(tid, None)

@@ -438,23 +438,50 @@ class Snapshot:
     problems: tuple[ReadProblem, ...] = ()
     generation: int = 0
     changed: frozenset[str] = field(default_factory=frozenset)  # task ids changed since last
+    # Summaries the engine keeps up to date as it judges (None: computed here on first use),
+    # so a view gets them without a pass over every verdict or finding per update.
+    by_task: Mapping[str, tuple[Finding, ...]] | None = None  # task -> findings, worst first
+    state_counts: Mapping[str, int] | None = None
+    severity_counts: Mapping[Severity, int] | None = None
+    tasks_by_severity: Mapping[Severity, frozenset[str]] | None = None
 
     def findings_for(self, task_id: str) -> tuple[Finding, ...]:
-        idx = self._findings_by_task
-        return idx.get(task_id, ())
+        """The task's findings, most severe first."""
+        return self._findings_by_task.get(task_id, ())
 
     @property
     def _findings_by_task(self) -> Mapping[str, tuple[Finding, ...]]:
+        if self.by_task is not None:
+            return self.by_task
         cached = self.__dict__.get("_fbt")
         if cached is None:
             acc: dict[str, list[Finding]] = {}
             for f in self.findings:
                 acc.setdefault(f.task_id, []).append(f)
-            cached = {k: tuple(v) for k, v in acc.items()}
+            cached = {k: tuple(sorted(v, key=lambda f: (-f.severity.rank, f.kind)))
+                      for k, v in acc.items()}
             object.__setattr__(self, "_fbt", cached)
         return cached
 
+    def count_by_severity(self) -> Mapping[Severity, int]:
+        if self.severity_counts is not None:
+            return self.severity_counts
+        counts = dict.fromkeys(Severity, 0)
+        for f in self.findings:
+            counts[f.severity] += 1
+        return counts
+
+    def tasks_with(self, severity: Severity) -> frozenset[str]:
+        """Ids of the tasks with at least one finding of this severity."""
+        if self.tasks_by_severity is not None:
+            return self.tasks_by_severity[severity]
+        return frozenset(f.task_id for f in self.findings if f.severity is severity)
+
     def worst_severity(self, scored_only: bool = False) -> Severity | None:
+        if not scored_only:
+            counts = self.count_by_severity()
+            return next((s for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+                         if counts.get(s)), None)
         worst: Severity | None = None
         for f in self.findings:
             if scored_only and not f.scored:
@@ -464,7 +491,12 @@ class Snapshot:
         return worst
 
     def lane_counts(self) -> dict[str, int]:
-        counts = {lane: 0 for lane in self.lanes}
+        counts = dict.fromkeys(self.lanes, 0)
+        if self.state_counts is not None:
+            for state, n in self.state_counts.items():
+                if n or state in counts:
+                    counts[state] = n
+            return counts
         for v in self.verdicts.values():
             counts[v.effective_state] = counts.get(v.effective_state, 0) + 1
         return counts

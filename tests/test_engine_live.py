@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from core.config import Config, LiveOptions
 from core.engine import Engine
-from core.model import Snapshot
+from core.model import Severity, Snapshot
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 
@@ -137,6 +138,19 @@ def _verdict_view(snap: Snapshot) -> dict[str, tuple[object, ...]]:
                   v.claimed_by) for tid, v in snap.verdicts.items()}
 
 
+def _assert_summaries_match(snap: Snapshot, step: int) -> None:
+    """What the engine keeps incrementally equals what a pass over the snapshot gives."""
+    plain = dataclasses.replace(snap, by_task=None, state_counts=None, severity_counts=None,
+                                tasks_by_severity=None)
+    assert snap.lane_counts() == plain.lane_counts(), f"tick {step}"
+    assert dict(snap.count_by_severity()) == dict(plain.count_by_severity()), f"tick {step}"
+    for sev in Severity:
+        assert snap.tasks_with(sev) == plain.tasks_with(sev), f"tick {step}"
+    for tid in snap.tasks:
+        assert snap.findings_for(tid) == plain.findings_for(tid), f"tick {step} {tid}"
+    assert set(snap.by_task or {}) <= set(snap.tasks), f"tick {step}"
+
+
 def test_incremental_judgement_equals_a_fresh_one_through_a_simulated_run(
         tmp_path: Path, utc_tz: None) -> None:
     """The demo's agents and scheduler claim, submit, fail, retry and inject faults, writing
@@ -159,6 +173,8 @@ def test_incremental_judgement_equals_a_fresh_one_through_a_simulated_run(
         assert sorted(keys) == sorted((f.kind, f.task_id, f.summary) for f in want.findings), \
             f"tick {step}"
         assert _verdict_view(got) == _verdict_view(want), f"tick {step}"
+        _assert_summaries_match(got, step)
+        _assert_summaries_match(want, step)
         assert {t: x.record for t, x in got.tasks.items()} == \
             {t: x.record for t, x in want.tasks.items()}, f"tick {step}"
 

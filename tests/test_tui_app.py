@@ -167,6 +167,23 @@ async def test_filter_invert_and_per_lane_memory(generated: tuple[Path, datetime
         assert visible_rows(app) == all_rows
 
 
+async def test_filter_matches_the_priority_the_row_shows(tmp_path: Path, utc_tz: None) -> None:
+    b = StateBuilder(tmp_path)
+    for i, prio in enumerate(["P0", "P1", "P3", "P3", "P2"]):
+        b.task(f"pp{i:06d}", db={"priority": prio}, title=f"Task {i}")
+    b.build()
+    app = frozen_app(b.root, parse_as_of(b.now.isoformat()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        main = app.main_screen
+        assert main.set_filter(main.lane, "!P3")
+        await ready(app, pilot)
+        assert sorted(visible_rows(app)) == ["pp000000", "pp000001", "pp000004"]
+        assert main.set_filter(main.lane, "P0|P1")
+        await ready(app, pilot)
+        assert sorted(visible_rows(app)) == ["pp000000", "pp000001"]
+
+
 def test_filter_parse() -> None:
     assert LaneFilter.parse("") is None and LaneFilter.parse("!") is None
     f = LaneFilter.parse("!Zombie")

@@ -21,6 +21,7 @@ import time
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from operator import attrgetter
@@ -83,7 +84,10 @@ def lane_order(snap: Snapshot, counts: dict[str, int] | None = None) -> list[str
 
 
 def lane_counts(snap: Snapshot) -> dict[str, int]:
-    """Tasks per effective state (verdicts of tasks the snapshot has), at C speed."""
+    """Tasks per effective state (verdicts of tasks the snapshot has): the engine's running
+    counts when the snapshot carries them, else one pass at C speed."""
+    if snap.state_counts is not None:
+        return {k: n for k, n in snap.state_counts.items() if n}
     verdicts, tasks = snap.verdicts, snap.tasks
     if len(verdicts) == len(tasks):  # the engine judges every task it has, and only those
         return dict(Counter(map(attrgetter("effective_state"), verdicts.values())))
@@ -156,7 +160,8 @@ class LaneIndex:
         self._haystack: dict[str, str] = {}
         self._match: dict[tuple[str, str], dict[str, bool]] = {}
         # of the current snapshot, built when first needed
-        self._sev_tids: dict[int, set[str]] = {}  # group -> ids with a finding of that severity
+        # group -> ids with a finding of that severity (the snapshot's own sets)
+        self._sev_tids: dict[int, AbstractSet[str]] = {}
         self._members: dict[str, list[str]] | None = None  # lane -> ids
 
     def update(self, snap: Snapshot, changed: set[str] | frozenset[str] | None) -> set[str]:
@@ -253,15 +258,14 @@ class LaneIndex:
             st = self._lanes[lane] = _Lane()
         return st
 
-    def _severity_tids(self, group: int) -> set[str]:
+    def _severity_tids(self, group: int) -> AbstractSet[str]:
         """Ids of tasks with a finding of the group's severity (any lane)."""
         tids = self._sev_tids.get(group)
         if tids is None:
             snap = self.snapshot
             assert snap is not None
             sev = _SEVERITY_OF_GROUP[group]
-            tids = self._sev_tids[group] = {f.task_id for f in snap.findings
-                                            if f.severity is sev}
+            tids = self._sev_tids[group] = snap.tasks_with(sev)
         return tids
 
     def members(self, lane: str) -> list[str]:
@@ -393,14 +397,15 @@ class LaneIndex:
 
     # ------------------------------------------------------------------ filters
     def haystack(self, tid: str) -> str:
-        """What a filter matches against: id, title, claimant, finding kinds."""
+        """What a filter matches against: what the row shows (id, priority, title, claimant,
+        finding kinds), so `/P0` or `!P3` filter by priority."""
         h = self._haystack.get(tid)
         if h is None:
             snap = self.snapshot
             assert snap is not None
             task = snap.tasks[tid]
             v = snap.verdicts.get(tid)
-            h = f"{tid} {clean_line(task.title)}"
+            h = f"{tid} {task_priority(task) or '--'} {clean_line(task.title)}"
             if v is not None and v.claimed_by:
                 h += " " + v.claimed_by
             fs = snap.findings_for(tid)

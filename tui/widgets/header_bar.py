@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from operator import attrgetter
 from typing import Protocol
 
 from rich.text import Text
@@ -47,9 +46,8 @@ class HeaderBar(Widget):
         """Findings by severity, counted once per snapshot (the clock redraws every second)."""
         seen, counts = self._by_sev
         if seen is not snap:
-            # list.count compares by identity first: no Enum.__hash__ call per finding
-            sevs = list(map(attrgetter("severity"), snap.findings))
-            counts = Counter({sev: n for sev in Severity if (n := sevs.count(sev))})
+            # the engine's running counts (one pass over the findings only without them)
+            counts = Counter({sev: n for sev, n in snap.count_by_severity().items() if n})
             self._by_sev = (snap, counts)
         return counts
 
