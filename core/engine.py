@@ -23,7 +23,16 @@ from types import MappingProxyType
 
 from core.config import Config
 from core.judge import Judge, assemble_tasks
-from core.model import Agent, ReadProblem, Snapshot, Task, TaskRecord, TrailEvent
+from core.model import (
+    Agent,
+    Publisher,
+    ReadProblem,
+    Severity,
+    Snapshot,
+    Task,
+    TaskRecord,
+    TrailEvent,
+)
 from core.sources.octopoid import (
     EXPECTED_DIRS,
     FORMAT,
@@ -77,6 +86,11 @@ class Engine:
         self._stop = asyncio.Event()
         self._tasks_running: list[asyncio.Task[None]] = []
         self._pending_publish: set[str] = set()
+        # Snapshots share unchanged entries: each publish copies only what changed.
+        self._pub_tasks = Publisher(lambda: self._tasks)
+        self._pub_verdicts = Publisher(lambda: self.judge.verdicts)
+        self._pub_findings = Publisher(lambda: self.judge.by_task)
+        self._sev_frozen: dict[Severity, frozenset[str]] = {}
         self._file_only = False
         self._naming: set[str] = set()
         self._reviews_stamp: tuple[int, int] | None = None
@@ -136,6 +150,7 @@ class Engine:
             fs = self.source.scan_files(self._needs_trail, self._same_id)
             self._load_reviews()
             self._tasks = assemble_tasks(fs.files.values(), self._records)
+            self._pub_tasks.reset()
             self._problems = {p.path: p for p in fs.problems + agent_problems}
             self.judge.run(self._tasks, self._agents, self.clock(), self.live)
             self.last_poll_at = self.clock()
@@ -227,8 +242,10 @@ class Engine:
         rec = self._records.get(tid)
         if rec is None and not files:
             self._tasks.pop(tid, None)
+            self._pub_tasks.touch(tid)
             return
         self._tasks[tid] = Task(task_id=tid, record=rec, files=tuple(files))
+        self._pub_tasks.touch(tid)
 
     def full_task(self, task_id: str) -> Task | None:
         """The task with every file parsed fully (for detail views); not kept."""
@@ -336,18 +353,29 @@ class Engine:
     def _publish(self, changed: frozenset[str]) -> Snapshot:
         self._generation += 1
         j = self.judge
+        if j.full_pending:
+            self._pub_verdicts.reset()
+            self._pub_findings.reset()
+            j.full_pending = False
+        else:
+            for tid in j.touched:
+                self._pub_verdicts.touch(tid)
+                self._pub_findings.touch(tid)
+        j.touched.clear()
+        for sev in j.sev_dirty:
+            self._sev_frozen[sev] = frozenset(j.tasks_by_severity[sev])
+        j.sev_dirty.clear()
         snap = Snapshot(
             root=str(self.root), source_format=FORMAT, as_of=self.clock(), live=self.live,
-            lanes=self.source.lanes, tasks=MappingProxyType(dict(self._tasks)),
+            lanes=self.source.lanes, tasks=self._pub_tasks.publish(),
             agents=MappingProxyType(dict(self._agents)),
-            verdicts=MappingProxyType(dict(self.judge.verdicts)),
-            findings=self.judge.findings(), problems=tuple(self._problems.values()),
+            verdicts=self._pub_verdicts.publish(),
+            findings=j.findings(), problems=tuple(self._problems.values()),
             generation=self._generation, changed=changed,
-            by_task=MappingProxyType(dict(j.by_task)),
+            by_task=self._pub_findings.publish(),
             state_counts=MappingProxyType(dict(j.state_counts)),
             severity_counts=MappingProxyType(dict(j.severity_counts)),
-            tasks_by_severity=MappingProxyType(
-                {s: frozenset(ids) for s, ids in j.tasks_by_severity.items()}))
+            tasks_by_severity=MappingProxyType(dict(self._sev_frozen)))
         self.snapshot = snap
         return snap
 

@@ -148,6 +148,10 @@ class Judge:
         self.severity_counts: dict[Severity, int] = dict.fromkeys(Severity, 0)
         self.tasks_by_severity: dict[Severity, set[str]] = {s: set() for s in Severity}
         self._group_dirty = False  # a failed task vanished: group rules must rerun
+        # What changed since the engine last published (it copies only that).
+        self.touched: set[str] = set()  # tasks whose verdict or findings entry changed
+        self.sev_dirty: set[Severity] = set(Severity)  # tasks_by_severity sets that changed
+        self.full_pending = True  # everything was rebuilt
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
         return JudgeContext(as_of=as_of, thresholds=self.config.thresholds, live=live,
@@ -174,6 +178,9 @@ class Judge:
             self.state_counts = {}
             self.severity_counts = dict.fromkeys(Severity, 0)
             self.tasks_by_severity = {s: set() for s in Severity}
+            self.full_pending = True
+            self.sev_dirty = set(Severity)
+            self.touched.clear()
             ids: set[str] = set(tasks)
         else:
             ids = set(dirty)
@@ -281,6 +288,7 @@ class Judge:
                 self.judged[tid] = Judged(task=j.task, verdict=v, state=j.state,
                                           claim_problem=j.claim_problem)
             self.verdicts[tid] = v
+            self.touched.add(tid)
         return touched
 
     def _index_findings(self, tid: str, fs: tuple[Finding, ...]) -> None:
@@ -289,10 +297,18 @@ class Judge:
             fs = tuple(sorted(fs, key=_task_order_key))
         for f in old:
             self.severity_counts[f.severity] -= 1
-            self.tasks_by_severity[f.severity].discard(tid)
         for f in fs:
             self.severity_counts[f.severity] += 1
-            self.tasks_by_severity[f.severity].add(tid)
+        old_sevs = {f.severity for f in old}
+        new_sevs = {f.severity for f in fs}
+        for sev in old_sevs ^ new_sevs:
+            self.sev_dirty.add(sev)
+            if sev in new_sevs:
+                self.tasks_by_severity[sev].add(tid)
+            else:
+                self.tasks_by_severity[sev].discard(tid)
+        if fs or old:
+            self.touched.add(tid)
         if fs:
             self.by_task[tid] = fs
         elif old:
@@ -326,6 +342,7 @@ class Judge:
         self.judged.pop(tid, None)
         self.task_findings.pop(tid, None)
         self.verdicts.pop(tid, None)
+        self.touched.add(tid)
         self.time_sensitive.discard(tid)
         for b in self._blocks.pop(tid, ()):
             s = self._blocked_on.get(b)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -107,6 +108,98 @@ def fast_init(cls: type[T]) -> type[T]:
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
+
+
+_GONE: Any = object()  # a key removed since the base copy
+_ABSENT: Any = object()
+
+
+class Layered(Mapping[str, Any]):
+    """An immutable mapping published in a snapshot: a base dict that nobody mutates any more,
+    overlaid with the changes since it was copied (a removed key maps to ``_GONE``). Publishing
+    a change at 100,000 tasks then copies the few changed entries, not 100,000."""
+
+    __slots__ = ("_base", "_delta", "_len")
+
+    def __init__(self, base: dict[str, Any], delta: dict[str, Any], length: int) -> None:
+        self._base, self._delta, self._len = base, delta, length
+
+    def __getitem__(self, key: str) -> Any:
+        if self._delta:
+            v = self._delta.get(key, _ABSENT)
+            if v is not _ABSENT:
+                if v is _GONE:
+                    raise KeyError(key)
+                return v
+        return self._base[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._delta:
+            v = self._delta.get(key, _ABSENT)
+            if v is not _ABSENT:
+                return default if v is _GONE else v
+        return self._base.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if self._delta and key in self._delta:
+            return self._delta[key] is not _GONE  # type: ignore[index]
+        return key in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        d = self._delta
+        if not d:
+            return iter(self._base)
+        return itertools.chain((k for k in self._base if k not in d),
+                               (k for k, v in d.items() if v is not _GONE))
+
+    def __len__(self) -> int:
+        return self._len
+
+    def values(self) -> Any:
+        return self._base.values() if not self._delta else super().values()
+
+    def items(self) -> Any:
+        return self._base.items() if not self._delta else super().items()
+
+    def __repr__(self) -> str:
+        return f"Layered({len(self)} items, {len(self._delta)} changed)"
+
+
+class Publisher:
+    """Turns a dict the engine keeps changing into immutable ``Layered`` snapshots. Every
+    change must be reported with ``touch`` (or ``reset`` after replacing it wholesale); the
+    base is copied again once the changes outgrow a sixteenth of it."""
+
+    def __init__(self, source: Callable[[], dict[str, Any]], min_delta: int = 2048) -> None:
+        self._source = source
+        self._min_delta = min_delta
+        self._base: dict[str, Any] = {}
+        self._delta: dict[str, Any] = {}
+        self._dirty: set[str] = set()
+        self._full = True
+
+    def touch(self, key: str) -> None:
+        self._dirty.add(key)
+
+    def reset(self) -> None:
+        self._full = True
+        self._dirty.clear()
+
+    def publish(self) -> Layered:
+        src = self._source()
+        if self._full or len(self._delta) + len(self._dirty) > max(self._min_delta, len(src) // 16):
+            self._base, self._delta, self._full = dict(src), {}, False
+            self._dirty.clear()
+            return Layered(self._base, {}, len(self._base))
+        base, delta = self._base, self._delta
+        for k in self._dirty:
+            v = src.get(k, _GONE)
+            if v is _GONE and k not in base:
+                delta.pop(k, None)
+            else:
+                delta[k] = v
+        self._dirty.clear()
+        return Layered(base, dict(delta), len(src))
 
 
 class Header(Mapping[str, str]):

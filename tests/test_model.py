@@ -6,8 +6,20 @@ import dataclasses
 import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from core.model import Action, Evidence, Finding, Header, Severity, TaskFile, fast_init
+from core.model import (
+    Action,
+    Evidence,
+    Finding,
+    Header,
+    Layered,
+    Publisher,
+    Severity,
+    TaskFile,
+    fast_init,
+)
 
 
 def test_fast_init_keeps_frozen_defaults_and_factories() -> None:
@@ -50,3 +62,48 @@ def test_header_is_a_read_only_mapping_sharing_key_tuples() -> None:
         a["X"]
     with pytest.raises(TypeError):
         a["ROLE"] = "x"  # type: ignore[index]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["set", "del", "publish"]),
+                          st.integers(0, 40), st.integers()), max_size=300),
+       st.sampled_from([2, 8, 2048]))
+@settings(max_examples=200, deadline=None)
+def test_publisher_snapshots_equal_copies_and_never_change(ops: list[tuple[str, int, int]],
+                                                           min_delta: int) -> None:
+    """Every published Layered equals a plain copy of the source at that moment, and stays
+    equal to it whatever the source does afterwards."""
+    src: dict[str, int] = {f"k{i}": i for i in range(10)}
+    pub = Publisher(lambda: src, min_delta)  # small: the base is recopied now and then
+    published: list[tuple[Layered, dict[str, int]]] = [(pub.publish(), dict(src))]
+    for op, k, v in ops:
+        key = f"k{k}"
+        if op == "set":
+            src[key] = v
+            pub.touch(key)
+        elif op == "del" and key in src:
+            del src[key]
+            pub.touch(key)
+        elif op == "publish":
+            published.append((pub.publish(), dict(src)))
+    published.append((pub.publish(), dict(src)))
+    for snap, want in published:
+        assert dict(snap) == want and len(snap) == len(want)
+        assert dict(snap.items()) == want and sorted(snap.values()) == sorted(want.values())
+        for i in range(41):
+            key = f"k{i}"
+            assert (key in snap) == (key in want)
+            assert snap.get(key) == want.get(key)
+            if key not in want:
+                with pytest.raises(KeyError):
+                    snap[key]
+
+
+def test_publisher_copies_only_changes_until_they_outgrow_the_base() -> None:
+    src = {f"k{i}": i for i in range(100_000)}
+    pub = Publisher(lambda: src)
+    first = pub.publish()
+    src["k5"] = -5
+    pub.touch("k5")
+    second = pub.publish()
+    assert second._base is first._base and second._delta == {"k5": -5}
+    assert first["k5"] == 5 and second["k5"] == -5
