@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -44,32 +43,44 @@ def _floor(root: Path) -> float:
     return statistics.median(times)
 
 
+# Peak RSS is read by the measured process itself, from VmHWM in /proc/self/status: the
+# kernel's per-process maximum (ru_maxrss) is inherited through fork and kept across exec, so
+# a child of this big benchmark process would report the parent's size, not its own.
+_HWM = ("def _hwm():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1]) / 1024\n"
+        "    import resource\n"
+        "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n")
+
+
 def _cold_report(root: Path, as_of: str) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of a fresh report process (median of 3 / max RSS)."""
+    code = (_HWM + "import atexit, sys\n"
+            "atexit.register(lambda: print(f'QWARDEN_HWM {_hwm()}', file=sys.stderr))\n"
+            "from core.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     times = []
     rss = 0.0
     for _ in range(3):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "core.cli", "report", "--json", "--root",
+        proc = subprocess.run([sys.executable, "-c", code, "report", "--json", "--root",
                                str(root), "--as-of", as_of], cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         times.append(time.perf_counter() - t)
         if proc.returncode not in (0, 1, 2):
             raise SystemExit(f"report failed with exit {proc.returncode}")
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        rss = max(rss, after / 1024, before / 1024)
+        hwm = [ln for ln in proc.stderr.splitlines() if ln.startswith("QWARDEN_HWM ")]
+        rss = max(rss, float(hwm[-1].split()[1]))
     return statistics.median(times), rss
 
 
 def _following_rss(root: Path, as_of: str) -> float:
     """Peak RSS (MB) of an engine that keeps following the queue (the console's core: stat
     cache and row change keys kept), after its scan and one warm rescan."""
-    code = ("import resource, sys\nfrom pathlib import Path\nfrom core.engine import Engine\n"
+    code = (_HWM + "import sys\nfrom pathlib import Path\nfrom core.engine import Engine\n"
             "from core.timefmt import parse_as_of\n"
             "e = Engine(Path(sys.argv[1]), as_of=parse_as_of(sys.argv[2]))\n"
-            "e.scan()\ne.scan()\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
+            "e.scan()\ne.scan()\nprint(_hwm())\n")
     out = subprocess.run([sys.executable, "-c", code, str(root), as_of], cwd=REPO, check=True,
                          capture_output=True, text=True).stdout
     return float(out.strip())
