@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -87,10 +88,12 @@ class Engine:
         self._tasks_running: list[asyncio.Task[None]] = []
         self._pending_publish: set[str] = set()
         # Snapshots share unchanged entries: each publish copies only what changed.
-        self._pub_tasks = Publisher(lambda: self._tasks)
-        self._pub_verdicts = Publisher(lambda: self.judge.verdicts)
-        self._pub_findings = Publisher(lambda: self.judge.by_task)
-        self._sev_frozen: dict[Severity, frozenset[str]] = {}
+        # (A one-shot engine hands its dicts over instead: each of its scans builds new ones.)
+        handover = not follow
+        self._pub_tasks = Publisher(lambda: self._tasks, handover=handover)
+        self._pub_verdicts = Publisher(lambda: self.judge.verdicts, handover=handover)
+        self._pub_findings = Publisher(lambda: self.judge.by_task, handover=handover)
+        self._sev_frozen: dict[Severity, AbstractSet[str]] = {}
         self._file_only = False
         self._naming: set[str] = set()
         self._reviews_stamp: tuple[int, int] | None = None
@@ -130,7 +133,7 @@ class Engine:
         """Full read and judgement (synchronous). Raises SourceError if the queue is unreadable.
         Once warm, only what changed is re-read and re-judged (files by stat, rows by a light
         fingerprint), so the periodic reconciliation stays cheap at 100,000 tasks."""
-        if self.snapshot is not None:
+        if self.snapshot is not None and self.follow:
             return self._reconcile()
         gc_was = gc.isenabled()
         gc.disable()  # allocation-heavy and acyclic: collections would only rescan the heap
@@ -228,7 +231,12 @@ class Engine:
             return True
         return rec.commits_count is None and queue in ("provisional", "done")
 
+    def _one_shot_guard(self) -> None:
+        if not self.follow:  # its published dicts were handed over: it must not change them
+            raise RuntimeError("a one-shot engine (follow=False) only scans")
+
     def _rebuild_task(self, tid: str) -> None:
+        self._one_shot_guard()
         files = []
         # a task's copies can only sit at TASK-<id>.md in one of the queue dirs: probing
         # them beats keeping a task -> paths index of 100,000 entries
@@ -344,6 +352,7 @@ class Engine:
     def rejudge(self, dirty: set[str] | None = None, aged: bool = False) -> Snapshot:
         """Re-judge the changed tasks (and, with ``aged``, every task whose verdict can change
         with time alone: live claims, split brains, unsettled mismatches) and publish."""
+        self._one_shot_guard()
         ids = set(dirty or ())
         if aged and self.live:
             ids |= self.judge.time_sensitive
@@ -363,7 +372,8 @@ class Engine:
                 self._pub_findings.touch(tid)
         j.touched.clear()
         for sev in j.sev_dirty:
-            self._sev_frozen[sev] = frozenset(j.tasks_by_severity[sev])
+            sevs = j.tasks_by_severity[sev]
+            self._sev_frozen[sev] = sevs if not self.follow else frozenset(sevs)
         j.sev_dirty.clear()
         snap = Snapshot(
             root=str(self.root), source_format=FORMAT, as_of=self.clock(), live=self.live,

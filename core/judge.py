@@ -165,9 +165,10 @@ class Judge:
         Returns the ids whose verdict or findings were recomputed."""
         ctx = self.context(agents, as_of, live)
         if dirty is None:
-            self.judged.clear()
-            self.task_findings.clear()
-            self.verdicts.clear()
+            # new containers, never cleared ones: a one-shot engine published the old ones
+            self.judged = {}
+            self.task_findings = {}
+            self.verdicts = {}
             self._blocked_on.clear()
             self._blocks.clear()
             self.time_sensitive.clear()

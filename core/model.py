@@ -15,6 +15,7 @@ import enum
 import itertools
 import json
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -170,9 +171,13 @@ class Publisher:
     change must be reported with ``touch`` (or ``reset`` after replacing it wholesale); the
     base is copied again once the changes outgrow a sixteenth of it."""
 
-    def __init__(self, source: Callable[[], dict[str, Any]], min_delta: int = 2048) -> None:
+    def __init__(self, source: Callable[[], dict[str, Any]], min_delta: int = 2048,
+                 handover: bool = False) -> None:
+        """``handover``: the source dict is published as it is, uncopied (a one-shot engine
+        builds a new dict for every scan and never changes one it has published)."""
         self._source = source
         self._min_delta = min_delta
+        self._handover = handover
         self._base: dict[str, Any] = {}
         self._delta: dict[str, Any] = {}
         self._dirty: set[str] = set()
@@ -187,6 +192,9 @@ class Publisher:
 
     def publish(self) -> Layered:
         src = self._source()
+        if self._handover:
+            self._dirty.clear()
+            return Layered(src, {}, len(src))
         if self._full or len(self._delta) + len(self._dirty) > max(self._min_delta, len(src) // 16):
             self._base, self._delta, self._full = dict(src), {}, False
             self._dirty.clear()
@@ -536,7 +544,7 @@ class Snapshot:
     by_task: Mapping[str, tuple[Finding, ...]] | None = None  # task -> findings, worst first
     state_counts: Mapping[str, int] | None = None
     severity_counts: Mapping[Severity, int] | None = None
-    tasks_by_severity: Mapping[Severity, frozenset[str]] | None = None
+    tasks_by_severity: Mapping[Severity, AbstractSet[str]] | None = None
 
     def findings_for(self, task_id: str) -> tuple[Finding, ...]:
         """The task's findings, most severe first."""
@@ -564,7 +572,7 @@ class Snapshot:
             counts[f.severity] += 1
         return counts
 
-    def tasks_with(self, severity: Severity) -> frozenset[str]:
+    def tasks_with(self, severity: Severity) -> AbstractSet[str]:
         """Ids of the tasks with at least one finding of this severity."""
         if self.tasks_by_severity is not None:
             return self.tasks_by_severity[severity]

@@ -13,16 +13,16 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from pydantic import BaseModel, Field
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
 
 from core.model import Action, Finding, Liveness, Severity, Side, Snapshot
 from core.textsafe import clean_line
 from core.timefmt import age_text, iso
+
+if TYPE_CHECKING:  # rich is imported only to render text: a --json report never loads it
+    from rich.console import Console, Group
 
 SCHEMA_VERSION = 1
 
@@ -263,6 +263,9 @@ def _when(at: datetime | None, as_of: datetime) -> str:
 
 def render_text(snap: Snapshot, console: Console, show_all: bool = False,
                 per_kind_limit: int = 10) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     code = exit_code(snap)
     head = Text()
     head.append("qwarden report ", style="bold")
@@ -350,6 +353,9 @@ def render_text(snap: Snapshot, console: Console, show_all: bool = False,
 
 def render_group(snap: Snapshot, width: int = 120) -> Group:
     """The text report as one renderable (for the live demo's Live display)."""
+    from rich.console import Console, Group
+    from rich.text import Text
+
     buf = io.StringIO()
     render_text(snap, Console(file=buf, width=width, force_terminal=True,
                               color_system="standard"), per_kind_limit=4)
