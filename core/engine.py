@@ -81,6 +81,7 @@ class Engine:
         self._problems: dict[str, ReadProblem] = {}
         self._conn: sqlite3.Connection | None = None
         self._conn_fp: tuple[object, ...] = ()  # the DB file's stat when _conn was opened
+        self._phase = ""  # of a cold scan in progress (scan_progress)
         self._generation = 0
         self._subscribers: list[Subscriber] = []
         self._lock = asyncio.Lock()
@@ -138,6 +139,7 @@ class Engine:
         gc_was = gc.isenabled()
         gc.disable()  # allocation-heavy and acyclic: collections would only rescan the heap
         try:
+            self._phase = "reading state.db"
             conn = self._db()
             if conn is not None:
                 self._db_marker = (self.source.data_version(conn), self.source.db_fingerprint())
@@ -150,15 +152,18 @@ class Engine:
                                                              check_pids=self.live)
             self._agents = agents
             self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
+            self._phase = "reading task files"
             fs = self.source.scan_files(self._needs_trail, self._same_id)
             self._load_reviews()
             self._tasks = assemble_tasks(fs.files.values(), self._records)
             self._pub_tasks.reset()
             self._problems = {p.path: p for p in fs.problems + agent_problems}
+            self._phase = f"judging {len(self._tasks):,} tasks"
             self.judge.run(self._tasks, self._agents, self.clock(), self.live)
             self.last_poll_at = self.clock()
             snap = self._publish(frozenset(self._tasks))
         finally:
+            self._phase = ""
             if gc_was:
                 gc.freeze()  # what the scan built is long-lived: keep it out of later GCs
                 gc.enable()
@@ -230,6 +235,14 @@ class Engine:
         if queue not in EXPECTED_DIRS.get(rec.queue, frozenset({rec.queue})):
             return True
         return rec.commits_count is None and queue in ("provisional", "done")
+
+    def scan_progress(self) -> str:
+        """What a cold scan is doing right now (read from another thread while it runs: a
+        console shows it instead of a blank screen for the seconds 100,000 files take)."""
+        phase = self._phase
+        if phase == "reading task files":
+            return f"{phase}: {self.source.files_read:,} read"
+        return phase
 
     def _one_shot_guard(self) -> None:
         if not self.follow:  # its published dicts were handed over: it must not change them

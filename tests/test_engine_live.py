@@ -199,3 +199,22 @@ def test_an_idle_wal_db_read_immutably_is_reopened_after_a_writer_came_and_went(
     assert not Path(f"{db}-wal").exists()
     assert engine.scan().tasks["t1"].record.priority == "P0"
     assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
+
+
+def test_a_cold_scan_reports_its_progress(tmp_path: Path, utc_tz: None) -> None:
+    b = StateBuilder(tmp_path, now=datetime.now())
+    for i in range(5):
+        b.task(f"pg{i:06d}", db_queue="incoming")
+    b.build()
+    engine = Engine(b.root, Config())
+    seen: list[str] = []
+    real = engine.source._read_task_file
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(engine.scan_progress())  # what a console would show at this moment
+        return real(*args, **kwargs)
+
+    engine.source._read_task_file = spy  # type: ignore[method-assign]
+    engine.scan()
+    assert seen == [f"reading task files: {i} read" for i in range(5)]
+    assert engine.scan_progress() == ""  # done: nothing in progress

@@ -81,6 +81,8 @@ class QwardenApp(App[int]):
             self.main_screen.header.autofix = self.autofix.mode
         self._unsubscribe = self.engine.subscribe(self._on_engine_snapshot)
         self.start_engine()
+        # the cold scan's progress in the header until the first snapshot is on screen
+        self._progress_timer = self.set_interval(0.25, self._show_scan_progress)
         if self.engine.live:
             self.set_interval(1.0, self._tick)
 
@@ -91,6 +93,8 @@ class QwardenApp(App[int]):
         except Exception as exc:  # unreadable root: say so, keep the console up
             self.start_error = f"cannot read the queue: {exc}"
             self.main_screen.header.error = self.start_error
+            self.main_screen.lane_list.empty_text = "the queue could not be read (see above)"
+            self.main_screen.lane_list.refresh()
             self.main_screen.header.refresh()
             return
         if self.simulation is not None:
@@ -133,6 +137,14 @@ class QwardenApp(App[int]):
                 self.main_screen.apply_snapshot(snap, changed)
         except NoMatches:  # shutting down: the screen's widgets are already gone
             pass
+
+    def _show_scan_progress(self) -> None:
+        main = self.main_screen
+        if main.snapshot is not None or self.start_error or not main.is_live:
+            self._progress_timer.stop()
+            return
+        with contextlib.suppress(NoMatches):
+            main.header.refresh()
 
     def _tick(self) -> None:
         """Once a second: the poll countdown and the log tail (never raises)."""

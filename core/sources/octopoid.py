@@ -121,6 +121,7 @@ class OctopoidSource:
         self._stats: dict[str, int] = {}
         self._files: dict[str, TaskFile] = {}
         self._columns: tuple[str, ...] | None = None
+        self.files_read = 0  # by the scan in progress (its progress, for a console)
         self.connected_uri: str | None = None
 
     # -- paths ---------------------------------------------------------------
@@ -145,6 +146,7 @@ class OctopoidSource:
         problems: list[ReadProblem] = []
         seen: set[str] = set()
         changed: set[str] = set()
+        self.files_read = 0
         if not self.queue_dir.is_dir():
             raise SourceError(f"{self.queue_dir}: queue directory missing")
         try:
@@ -219,6 +221,7 @@ class OctopoidSource:
                 full = needs_trail is None or needs_trail(tid, queue)
                 tf = self._read_task_file(os.path.join(path, name), tid, queue, rel,
                                           st.st_mtime, st.st_size, problems, full)
+                self.files_read += 1
                 if tf is None:
                     stats.pop(rel, None)
                     files.pop(rel, None)

@@ -23,6 +23,8 @@ class EngineLike(Protocol):
 
     def clock(self) -> datetime: ...
 
+    def scan_progress(self) -> str: ...
+
 
 class HeaderBar(Widget):
     COMPONENT_CLASSES = {
@@ -105,6 +107,9 @@ class HeaderBar(Widget):
         line2 = Text(no_wrap=True, overflow="ellipsis")
         if snap is None:
             line2.append("scanning…", self._st("muted"))
+            progress = self.engine.scan_progress()
+            if progress:
+                line2.append(f" {progress}", self._st("muted"))
         else:
             for i, (lane, n) in enumerate(self.lane_counts):
                 if i:

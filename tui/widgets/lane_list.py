@@ -26,7 +26,7 @@ class LaneList(RowList):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.snapshot: Snapshot | None = None
-        self.empty_text = "no tasks in this lane"
+        self.empty_text = "scanning…"  # until the first snapshot sets the lane's own text
 
     def render_row(self, key: str, width: int) -> Text:
         snap = self.snapshot
