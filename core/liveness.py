@@ -183,18 +183,25 @@ def _ev(fact: str, value: str, at: datetime | None = None, side: Side | None = N
     return Evidence(fact=fact, value=value, at=at, side=side)
 
 
-def judge_liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
-                   ) -> tuple[Liveness, bool, str, tuple[Evidence, ...], str | None]:
+LivenessResult = tuple[Liveness, bool, str, tuple[Evidence, ...], str | None]
+
+
+def judge_liveness(task: Task, sj: StateJudgement, ctx: JudgeContext) -> LivenessResult:
     """Liveness, split_brain_live, reason, evidence, and the claim problem if any
     ('zombie' | 'stale' | 'split_brain_live' | 'split_brain_stale' | None)."""
+    return _liveness(task, sj, ctx)[0]
+
+
+def _liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
+              ) -> tuple[LivenessResult, str | None]:
+    """``judge_liveness`` and, for a split brain, the agent found at work."""
     th = ctx.thresholds
     tid = task.task_id
     if sj.effectively_claimed:
-        judged = _judge_claim(task, sj, ctx)
         # Another agent at work on a task the DB gives to someone else is split brain too,
         # whatever the claimant is doing: releasing a "zombie" claim would pull the task
         # from under the agent that really works on it.
-        return _rival_at_work(task, sj.claimant, ctx) or judged
+        return _rival_at_work(task, sj.claimant, ctx) or (_judge_claim(task, sj, ctx), None)
     # Not claimed per the DB: does some agent still work on it? (split brain)
     for name in ctx.agents_naming.get(tid, ()):
         agent = ctx.agents[name]
@@ -221,14 +228,14 @@ def judge_liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
         )
         if age <= th.stale_after_s:
             return (Liveness.LIVE, True, f"{name} still working (signal {age_text(age)} ago) "
-                    "though the DB released the claim", ev, "split_brain_live")
+                    "though the DB released the claim", ev, "split_brain_live"), name
         return (Liveness.AT_RISK, False, f"{name} names it but its newest signal is "
-                f"{age_text(age)} old", ev, "split_brain_stale")
-    return Liveness.IDLE, False, _idle_reason(sj.state), (), None
+                f"{age_text(age)} old", ev, "split_brain_stale"), name
+    return (Liveness.IDLE, False, _idle_reason(sj.state), (), None), None
 
 
 def _rival_at_work(task: Task, claimant: str | None, ctx: JudgeContext
-                   ) -> tuple[Liveness, bool, str, tuple[Evidence, ...], str | None] | None:
+                   ) -> tuple[LivenessResult, str] | None:
     """An agent other than the DB's claimant that says it works on the task, is running and
     has a signal younger than the zombie threshold (the freshest such agent)."""
     th = ctx.thresholds
@@ -258,9 +265,10 @@ def _rival_at_work(task: Task, claimant: str | None, ctx: JudgeContext
     )
     if age <= th.stale_after_s:
         return (Liveness.LIVE, True, f"{name} working on it (signal {age_text(age)} ago) "
-                f"though the DB says {claimant or 'nobody'} claimed it", ev, "split_brain_live")
+                f"though the DB says {claimant or 'nobody'} claimed it", ev,
+                "split_brain_live"), name
     return (Liveness.AT_RISK, False, f"{name} names it (signal {age_text(age)} old) but the "
-            f"DB says {claimant or 'nobody'} claimed it", ev, "split_brain_stale")
+            f"DB says {claimant or 'nobody'} claimed it", ev, "split_brain_stale"), name
 
 
 def _file_still_claimed_by(task: Task, agent: str) -> bool:
@@ -335,12 +343,10 @@ def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
 
 def make_verdict(task: Task, ctx: JudgeContext) -> tuple[Verdict, StateJudgement, str | None]:
     sj = effective_state(task, ctx.expected_dirs)
-    liveness, sbl, reason, evidence, problem = judge_liveness(task, sj, ctx)
+    (liveness, sbl, reason, evidence, problem), at_work = _liveness(task, sj, ctx)
     claimed_by = sj.claimant if sj.effectively_claimed else None
-    if problem in ("split_brain_live", "split_brain_stale"):
-        # the agent at work, not the DB's claimant
-        claimed_by = next((n for n in ctx.agents_naming.get(task.task_id, ())
-                           if n != claimed_by), claimed_by)
+    if at_work is not None:  # a split brain: the agent at work, not the DB's claimant
+        claimed_by = at_work
     v = Verdict(effective_state=sj.state, liveness=liveness, split_brain_live=sbl,
                 recommended_action=Action.NONE, claimed_by=claimed_by, reason=reason,
                 evidence=evidence)

@@ -190,6 +190,18 @@ def test_split_brain_when_the_db_names_a_dead_claimant_but_another_agent_works(
     assert "a7" in v.reason and "a1" in v.reason
 
 
+def test_split_brain_names_the_same_agent_in_claimed_by_and_evidence(b: StateBuilder) -> None:
+    # two other agents name the task; the fresher one is the one at work, everywhere
+    b.task("t1", db_queue="claimed", trail=claim(4 * 3600, "a1"),
+           db={"claimed_by": "a1", "claimed_at": 4 * 3600})
+    b.agent("a1", running=False, started_age=4 * 3600, finished_age=3 * 3600)
+    b.agent("a2", started_age=3600, heartbeat_age=600, status=("t1", 600))
+    b.agent("a3", started_age=1800, heartbeat_age=10, status=("t1", 15), current_task="t1")
+    v = judge(b).verdicts["t1"]
+    assert v.claimed_by == "a3" and v.split_brain_live
+    assert any(e.fact == "agent a3 says it works on it" for e in v.evidence)
+
+
 def test_rival_agent_gone_quiet_leaves_the_claimants_verdict(b: StateBuilder) -> None:
     b.task("t1", db_queue="claimed", trail=claim(4 * 3600, "a1"),
            db={"claimed_by": "a1", "claimed_at": 4 * 3600})
