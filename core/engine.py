@@ -241,7 +241,10 @@ class Engine:
         console shows it instead of a blank screen for the seconds 100,000 files take)."""
         phase = self._phase
         if phase == "reading task files":
-            return f"{phase}: {self.source.files_read:,} read"
+            # the DB's row count is the best guess of how many files there are
+            expected = len(self._records)
+            of = f" of ~{expected:,}" if expected else ""
+            return f"{phase}: {self.source.files_read:,}{of} read"
         return phase
 
     def _one_shot_guard(self) -> None:

@@ -216,5 +216,5 @@ def test_a_cold_scan_reports_its_progress(tmp_path: Path, utc_tz: None) -> None:
 
     engine.source._read_task_file = spy  # type: ignore[method-assign]
     engine.scan()
-    assert seen == [f"reading task files: {i} read" for i in range(5)]
+    assert seen == [f"reading task files: {i} of ~5 read" for i in range(5)]
     assert engine.scan_progress() == ""  # done: nothing in progress
