@@ -17,7 +17,6 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable
-from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -94,7 +93,10 @@ class Engine:
         self._pub_tasks = Publisher(lambda: self._tasks, handover=handover)
         self._pub_verdicts = Publisher(lambda: self.judge.verdicts, handover=handover)
         self._pub_findings = Publisher(lambda: self.judge.by_task, handover=handover)
-        self._sev_frozen: dict[Severity, AbstractSet[str]] = {}
+        self._pub_severity = {sev: Publisher(self._severity_source(sev), handover=handover)
+                              for sev in Severity}
+        self._publishers = [self._pub_verdicts, self._pub_findings,
+                            *self._pub_severity.values()]  # the judge's, by task id
         self._file_only = False
         self._naming: set[str] = set()
         self._reviews_stamp: tuple[int, int] | None = None
@@ -247,6 +249,9 @@ class Engine:
             return f"{phase}: {self.source.files_read:,}{of} read"
         return phase
 
+    def _severity_source(self, sev: Severity) -> Callable[[], dict[str, None]]:
+        return lambda: self.judge.tasks_by_severity[sev]
+
     def _one_shot_guard(self) -> None:
         if not self.follow:  # its published dicts were handed over: it must not change them
             raise RuntimeError("a one-shot engine (follow=False) only scans")
@@ -378,19 +383,14 @@ class Engine:
     def _publish(self, changed: frozenset[str]) -> Snapshot:
         self._generation += 1
         j = self.judge
-        if j.full_pending:
-            self._pub_verdicts.reset()
-            self._pub_findings.reset()
-            j.full_pending = False
-        else:
-            for tid in j.touched:
-                self._pub_verdicts.touch(tid)
-                self._pub_findings.touch(tid)
+        for pub in self._publishers:
+            if j.full_pending:
+                pub.reset()
+            else:
+                for tid in j.touched:
+                    pub.touch(tid)
+        j.full_pending = False
         j.touched.clear()
-        for sev in j.sev_dirty:
-            sevs = j.tasks_by_severity[sev]
-            self._sev_frozen[sev] = sevs if not self.follow else frozenset(sevs)
-        j.sev_dirty.clear()
         snap = Snapshot(
             root=str(self.root), source_format=FORMAT, as_of=self.clock(), live=self.live,
             lanes=self.source.lanes, tasks=self._pub_tasks.publish(),
@@ -401,7 +401,8 @@ class Engine:
             by_task=self._pub_findings.publish(),
             state_counts=MappingProxyType(dict(j.state_counts)),
             severity_counts=MappingProxyType(dict(j.severity_counts)),
-            tasks_by_severity=MappingProxyType(dict(self._sev_frozen)))
+            tasks_by_severity=MappingProxyType(
+                {sev: pub.publish().keys() for sev, pub in self._pub_severity.items()}))
         self.snapshot = snap
         return snap
 

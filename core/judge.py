@@ -146,11 +146,12 @@ class Judge:
         self.by_task: dict[str, tuple[Finding, ...]] = {}  # task -> its findings, worst first
         self.state_counts: dict[str, int] = {}  # effective state -> tasks
         self.severity_counts: dict[Severity, int] = dict.fromkeys(Severity, 0)
-        self.tasks_by_severity: dict[Severity, set[str]] = {s: set() for s in Severity}
+        # severity -> ids of tasks with a finding of it (a dict used as an ordered set, so the
+        # engine publishes it like the other per-task maps: only what changed is copied)
+        self.tasks_by_severity: dict[Severity, dict[str, None]] = {s: {} for s in Severity}
         self._group_dirty = False  # a failed task vanished: group rules must rerun
         # What changed since the engine last published (it copies only that).
-        self.touched: set[str] = set()  # tasks whose verdict or findings entry changed
-        self.sev_dirty: set[Severity] = set(Severity)  # tasks_by_severity sets that changed
+        self.touched: set[str] = set()  # tasks whose verdict, findings or severities changed
         self.full_pending = True  # everything was rebuilt
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
@@ -178,9 +179,8 @@ class Judge:
             self.by_task = {}
             self.state_counts = {}
             self.severity_counts = dict.fromkeys(Severity, 0)
-            self.tasks_by_severity = {s: set() for s in Severity}
+            self.tasks_by_severity = {s: {} for s in Severity}
             self.full_pending = True
-            self.sev_dirty = set(Severity)
             self.touched.clear()
             ids: set[str] = set(tasks)
         else:
@@ -303,11 +303,10 @@ class Judge:
         old_sevs = {f.severity for f in old}
         new_sevs = {f.severity for f in fs}
         for sev in old_sevs ^ new_sevs:
-            self.sev_dirty.add(sev)
             if sev in new_sevs:
-                self.tasks_by_severity[sev].add(tid)
+                self.tasks_by_severity[sev][tid] = None
             else:
-                self.tasks_by_severity[sev].discard(tid)
+                self.tasks_by_severity[sev].pop(tid, None)
         if fs or old:
             self.touched.add(tid)
         if fs:

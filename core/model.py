@@ -14,10 +14,12 @@ import dataclasses
 import enum
 import itertools
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
@@ -45,6 +47,7 @@ class Severity(str, enum.Enum):
 
 
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+_SEVERITY_OF_RANK = {rank: sev for sev, rank in _SEVERITY_RANK.items()}
 
 
 class Action(str, enum.Enum):
@@ -579,25 +582,21 @@ class Snapshot:
         return frozenset(f.task_id for f in self.findings if f.severity is severity)
 
     def worst_severity(self, scored_only: bool = False) -> Severity | None:
-        if not scored_only:
-            counts = self.count_by_severity()
-            return next((s for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
-                         if counts.get(s)), None)
-        worst: Severity | None = None
-        for f in self.findings:
-            if scored_only and not f.scored:
-                continue
-            if worst is None or f.severity.rank > worst.rank:
-                worst = f.severity
-        return worst
+        if scored_only:
+            ranks = [f.severity.rank for f in self.findings if f.scored]
+            return _SEVERITY_OF_RANK[max(ranks)] if ranks else None
+        counts = self.count_by_severity()
+        return next((s for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+                     if counts.get(s)), None)
 
     def lane_counts(self) -> dict[str, int]:
+        """Tasks per effective state: every lane, then any other state that has tasks."""
         counts = dict.fromkeys(self.lanes, 0)
         if self.state_counts is not None:
-            for state, n in self.state_counts.items():
-                if n or state in counts:
-                    counts[state] = n
-            return counts
-        for v in self.verdicts.values():
-            counts[v.effective_state] = counts.get(v.effective_state, 0) + 1
+            by_state: Mapping[str, int] = self.state_counts
+        else:  # one pass at C speed
+            by_state = Counter(map(attrgetter("effective_state"), self.verdicts.values()))
+        for state, n in by_state.items():
+            if n or state in counts:
+                counts[state] = n
         return counts

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from core.config import Config
-from core.demo.generate import generate
 from core.engine import Engine
 from core.model import Snapshot
-from core.timefmt import parse_as_of
+from tests.builders import generated_utc_state
 from tui import lanes
 from tui.app import QwardenApp
 from tui.lanes import LaneFilter, LaneIndex, sort_key
@@ -28,18 +27,7 @@ from tui.lanes import LaneFilter, LaneIndex, sort_key
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, datetime]]:
-    with pytest.MonkeyPatch.context() as mp:
-        import time
-
-        from core.timefmt import reset_local_zone_cache
-        mp.setenv("TZ", "UTC")
-        time.tzset()
-        reset_local_zone_cache()
-        out = tmp_path_factory.mktemp("big")
-        truth = generate(out, 10_000, seed=7)
-        yield out / ".orchestrator", parse_as_of(truth["as_of"])
-    time.tzset()
-    reset_local_zone_cache()
+    yield from generated_utc_state(tmp_path_factory, "big", 10000, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +75,10 @@ def mutate(snap: Snapshot, rng: random.Random, n: int) -> tuple[Snapshot, set[st
             del tasks[tid]
             del verdicts[tid]
         changed.add(tid)
+    # without the engine's running summaries: the snapshot derives them from what changed
     return replace(snap, tasks=tasks, verdicts=verdicts, changed=frozenset(changed),
-                   generation=snap.generation + 1), changed
+                   generation=snap.generation + 1, by_task=None, state_counts=None,
+                   severity_counts=None, tasks_by_severity=None), changed
 
 
 def test_lazy_order_matches_full_sort(big_snap: Snapshot, small_chunks: None) -> None:

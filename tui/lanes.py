@@ -19,12 +19,10 @@ from __future__ import annotations
 import re
 import time
 from bisect import bisect_left, insort
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
-from operator import attrgetter
 from typing import overload
 
 from core.model import Severity, Snapshot, Task
@@ -76,22 +74,11 @@ def sort_key(snap: Snapshot, tid: str) -> Key:
 def lane_order(snap: Snapshot, counts: dict[str, int] | None = None) -> list[str]:
     """Lanes to show: the queue's own, then any other effective state that has tasks."""
     if counts is None:
-        counts = lane_counts(snap)
+        counts = snap.lane_counts()
     lanes = list(snap.lanes)
     seen = set(lanes)
     lanes += [ln for ln in counts if ln not in seen]
     return lanes
-
-
-def lane_counts(snap: Snapshot) -> dict[str, int]:
-    """Tasks per effective state (verdicts of tasks the snapshot has): the engine's running
-    counts when the snapshot carries them, else one pass at C speed."""
-    if snap.state_counts is not None:
-        return {k: n for k, n in snap.state_counts.items() if n}
-    verdicts, tasks = snap.verdicts, snap.tasks
-    if len(verdicts) == len(tasks):  # the engine judges every task it has, and only those
-        return dict(Counter(map(attrgetter("effective_state"), verdicts.values())))
-    return dict(Counter(v.effective_state for t, v in verdicts.items() if t in tasks))
 
 
 class _Lane:
@@ -171,17 +158,8 @@ class LaneIndex:
         if old is None or changed is None or len(changed) > FULL_REBUILD_AT:
             self._rebuild(snap)
             return set(self.lanes)
-        counts = dict(self.counts)
-        moves: list[tuple[str, str | None, str | None]] = []
-        for tid in changed:
-            old_lane, new_lane = self._lane_in(old, tid), self._lane_in(snap, tid)
-            if old_lane is not None:
-                counts[old_lane] -= 1
-                if not counts[old_lane]:
-                    del counts[old_lane]
-            if new_lane is not None:
-                counts[new_lane] = counts.get(new_lane, 0) + 1
-            moves.append((tid, old_lane, new_lane))
+        counts = snap.lane_counts()  # the engine keeps them: no pass over the tasks
+        moves = [(tid, self._lane_in(old, tid), self._lane_in(snap, tid)) for tid in changed]
         lanes = lane_order(snap, counts)
         if lanes != self.lanes:
             self._rebuild(snap)
@@ -239,7 +217,7 @@ class LaneIndex:
     def _rebuild(self, snap: Snapshot) -> None:
         """A snapshot with no usable change list: count the lanes, order nothing yet."""
         self.snapshot = snap
-        self.counts = lane_counts(snap)
+        self.counts = snap.lane_counts()
         self.lanes = lane_order(snap, self.counts)
         self.keys = {}
         self._lanes = {}
