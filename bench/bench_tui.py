@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -78,6 +79,14 @@ async def _measure(root: Path, as_of: datetime) -> dict[str, float]:
         def took(name: str, t: float) -> None:
             runs.setdefault(name, []).append(time.perf_counter() - t)
 
+        async def timed(name: str, step: Callable[[], object]) -> float:
+            """One step, until the screen has handled it and painted; returns its start."""
+            t = time.perf_counter()
+            step()
+            await pilot.pause(0)
+            took(name, t)
+            return t
+
         for _ in range(REPEAT):
             # the console's own share: the snapshot applied to a fresh index, painted
             # (cold first: so the same snapshot never follows itself, and the header counts
@@ -93,18 +102,12 @@ async def _measure(root: Path, as_of: datetime) -> dict[str, float]:
                 if name == "ui_cold":
                     await settle()
             # right after a first paint (nothing ordered in idle time yet): open the lane
-            t = time.perf_counter()
-            main.switch_lane(lane)
-            await pilot.pause(0)
-            took("open_cold", t)
+            await timed("open_cold", lambda: main.switch_lane(lane))
             await settle()
             # as a user would, some time after: the idle steps have ordered it
             main.switch_lane(first_lane)  # type: ignore[arg-type]
             await settle()
-            t = time.perf_counter()
-            main.switch_lane(lane)
-            await pilot.pause(0)
-            took("open_lane", t)
+            await timed("open_lane", lambda: main.switch_lane(lane))
             await settle()
             lst.move_to(0)
             await settle()
@@ -116,10 +119,7 @@ async def _measure(root: Path, as_of: datetime) -> dict[str, float]:
             took("cursor_100", t)
             assert lst.cursor == min(100, len(lst.rows) - 1)
             await settle()
-            t = time.perf_counter()
-            main.set_filter(lane, "fix|cache")
-            await pilot.pause(0)
-            took("filter", t)
+            t = await timed("filter", lambda: main.set_filter(lane, "fix|cache"))
             while not getattr(lst.rows, "complete", True):  # idle steps: the exact count
                 await asyncio.sleep(0.001)
             took("filter_exact", t)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from core.demo.octowriter import SCHEMA_V12
 
@@ -151,3 +154,23 @@ class StateBuilder:
             conn.commit()
             conn.close()
         return self.root
+
+
+def generated_utc_state(tmp_path_factory: pytest.TempPathFactory, name: str, n: int,
+                        seed: int) -> Iterator[tuple[Path, datetime]]:
+    """A generated state of ``n`` tasks judged in UTC, for a module-scoped fixture to
+    ``yield from``: yields its root and ``as_of``, and restores the time zone after."""
+    import time
+
+    from core.demo.generate import generate
+    from core.timefmt import parse_as_of, reset_local_zone_cache
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        reset_local_zone_cache()
+        out = tmp_path_factory.mktemp(name)
+        truth = generate(out, n, seed=seed)
+        yield out / ".orchestrator", parse_as_of(truth["as_of"])
+    time.tzset()
+    reset_local_zone_cache()

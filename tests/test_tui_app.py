@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from core.config import Config, LiveOptions
-from core.demo.generate import generate
 from core.engine import Engine
 from core.timefmt import parse_as_of
-from tests.builders import StateBuilder
+from tests.builders import StateBuilder, generated_utc_state
 from tui.app import QwardenApp
 from tui.lanes import LaneFilter
 from tui.screens.help import HelpScreen
@@ -27,18 +26,7 @@ from tui.widgets.header_bar import HeaderBar
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, datetime]]:
-    with pytest.MonkeyPatch.context() as mp:
-        import time
-
-        from core.timefmt import reset_local_zone_cache
-        mp.setenv("TZ", "UTC")
-        time.tzset()
-        reset_local_zone_cache()
-        out = tmp_path_factory.mktemp("gen")
-        truth = generate(out, 300, seed=3)
-        yield out / ".orchestrator", parse_as_of(truth["as_of"])
-    time.tzset()
-    reset_local_zone_cache()
+    yield from generated_utc_state(tmp_path_factory, "gen", 300, seed=3)
 
 
 def frozen_app(root: Path, as_of: datetime, **kw: object) -> QwardenApp:

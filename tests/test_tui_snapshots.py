@@ -7,7 +7,6 @@ them (``--snapshot-update``); the README shows them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,9 +15,8 @@ import pytest
 import pytest_textual_snapshot as pts
 
 from core.config import Config
-from core.demo.generate import generate
 from core.engine import Engine
-from core.timefmt import parse_as_of, reset_local_zone_cache
+from tests.builders import generated_utc_state
 from tui.app import QwardenApp
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
@@ -39,15 +37,7 @@ def _screenshots_dir(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, datetime]]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TZ", "UTC")
-        time.tzset()
-        reset_local_zone_cache()
-        out = tmp_path_factory.mktemp("snap")
-        truth = generate(out, 240, seed=7)
-        yield out / ".orchestrator", parse_as_of(truth["as_of"])
-    time.tzset()
-    reset_local_zone_cache()
+    yield from generated_utc_state(tmp_path_factory, "snap", 240, seed=7)
 
 
 def make_app(state: tuple[Path, datetime], theme: str) -> QwardenApp:
