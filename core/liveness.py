@@ -8,7 +8,7 @@ whatever the DB says. When evidence is missing the answer is ``unknown``, never 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,6 +19,7 @@ from core.model import (
     Evidence,
     Liveness,
     Side,
+    Signal,
     Task,
     TrailEvent,
     Verdict,
@@ -195,80 +196,70 @@ def judge_liveness(task: Task, sj: StateJudgement, ctx: JudgeContext) -> Livenes
 def _liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
               ) -> tuple[LivenessResult, str | None]:
     """``judge_liveness`` and, for a split brain, the agent found at work."""
-    th = ctx.thresholds
-    tid = task.task_id
     if sj.effectively_claimed:
         # Another agent at work on a task the DB gives to someone else is split brain too,
         # whatever the claimant is doing: releasing a "zombie" claim would pull the task
         # from under the agent that really works on it.
         return _rival_at_work(task, sj.claimant, ctx) or (_judge_claim(task, sj, ctx), None)
     # Not claimed per the DB: does some agent still work on it? (split brain)
-    for name in ctx.agents_naming.get(tid, ()):
-        agent = ctx.agents[name]
-        if agent.running is False:
-            continue  # a dead agent's leftover record of a released claim: no finding
-        if ctx.live and agent.pid_alive is False:
-            continue
-        sig = agent.newest_signal(tid)
-        if sig is None:
-            continue
-        age = (ctx.as_of - sig.at).total_seconds()
-        if age > th.zombie_after_s:
-            continue
+    for name, agent, sig, age in _agents_at_work(task, ctx):
         if not _file_still_claimed_by(task, name):
             continue  # the agent itself ended its claim (submitted, failed...): just lag
         rec = task.record
         db_says = (f"queue={rec.queue}, claimed_by={rec.claimed_by or '-'}" if rec
                    else "no DB row")
-        ev = (
-            _ev("DB", db_says, rec.updated_at if rec else None, Side.DB),
-            _ev(f"agent {name} says it works on it", f"via {agent.current_task_source}", None,
-                Side.AGENT),
-            _ev("newest signal", sig.name, sig.at, Side.AGENT),
-        )
-        if age <= th.stale_after_s:
-            return (Liveness.LIVE, True, f"{name} still working (signal {age_text(age)} ago) "
-                    "though the DB released the claim", ev, "split_brain_live"), name
-        return (Liveness.AT_RISK, False, f"{name} names it but its newest signal is "
-                f"{age_text(age)} old", ev, "split_brain_stale"), name
+        return _split_brain(name, agent, sig, age, ctx,
+                            _ev("DB", db_says, rec.updated_at if rec else None, Side.DB),
+                            "the DB released the claim")
     return (Liveness.IDLE, False, _idle_reason(sj.state), (), None), None
 
 
-def _rival_at_work(task: Task, claimant: str | None, ctx: JudgeContext
-                   ) -> tuple[LivenessResult, str] | None:
-    """An agent other than the DB's claimant that says it works on the task, is running and
-    has a signal younger than the zombie threshold (the freshest such agent)."""
-    th = ctx.thresholds
-    best = None
+def _agents_at_work(task: Task, ctx: JudgeContext, exclude: str | None = None
+                    ) -> Iterator[tuple[str, Agent, Signal, float]]:
+    """Agents (but ``exclude``) that say they work on the task, are running (their pid alive,
+    on the live machine) and have a signal younger than the zombie threshold."""
     for name in ctx.agents_naming.get(task.task_id, ()):
-        if name == claimant:
+        if name == exclude:
             continue
         agent = ctx.agents[name]
         if agent.running is False or (ctx.live and agent.pid_alive is False):
-            continue
+            continue  # a dead agent's leftover record of a claim: no finding
         sig = agent.newest_signal(task.task_id)
         if sig is None:
             continue
         age = (ctx.as_of - sig.at).total_seconds()
-        if age <= th.zombie_after_s and (best is None or age < best[2]):
-            best = (name, sig, age, agent)
-    if best is None:
-        return None
-    name, sig, age, agent = best
-    rec = task.record
+        if age <= ctx.thresholds.zombie_after_s:
+            yield name, agent, sig, age
+
+
+def _split_brain(name: str, agent: Agent, sig: Signal, age: float, ctx: JudgeContext,
+                 db_ev: Evidence, db_says: str) -> tuple[LivenessResult, str]:
     ev = (
-        _ev("DB", f"queue={rec.queue if rec else '-'}, claimed_by={claimant or '-'}",
-            rec.claimed_at if rec else None, Side.DB),
+        db_ev,
         _ev(f"agent {name} says it works on it", f"via {agent.current_task_source}", None,
             Side.AGENT),
         _ev("newest signal", sig.name, sig.at, Side.AGENT),
     )
-    if age <= th.stale_after_s:
-        return (Liveness.LIVE, True, f"{name} working on it (signal {age_text(age)} ago) "
-                f"though the DB says {claimant or 'nobody'} claimed it", ev,
-                "split_brain_live"), name
-    return (Liveness.AT_RISK, False, f"{name} names it (signal {age_text(age)} old) but the "
-            f"DB says {claimant or 'nobody'} claimed it", ev, "split_brain_stale"), name
+    if age <= ctx.thresholds.stale_after_s:
+        return (Liveness.LIVE, True, f"{name} still working (signal {age_text(age)} ago) "
+                f"though {db_says}", ev, "split_brain_live"), name
+    return (Liveness.AT_RISK, False, f"{name} names it but its newest signal is "
+            f"{age_text(age)} old ({db_says})", ev, "split_brain_stale"), name
+
+
+def _rival_at_work(task: Task, claimant: str | None, ctx: JudgeContext
+                   ) -> tuple[LivenessResult, str] | None:
+    """An agent other than the DB's claimant at work on the task (the freshest one)."""
+    rivals = list(_agents_at_work(task, ctx, exclude=claimant))
+    if not rivals:
+        return None
+    name, agent, sig, age = min(rivals, key=lambda r: r[3])
+    rec = task.record
+    return _split_brain(
+        name, agent, sig, age, ctx,
+        _ev("DB", f"queue={rec.queue if rec else '-'}, claimed_by={claimant or '-'}",
+            rec.claimed_at if rec else None, Side.DB),
+        f"the DB says {claimant or 'nobody'} claimed it")
 
 
 def _file_still_claimed_by(task: Task, agent: str) -> bool:
