@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import time
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
+from core.sources.forkmap import can_fork, fork_map, usable_cpus
 from core.sources.taskfile import TASK_FILE_RE, parse_task_bytes
 from core.timefmt import from_epoch, parse_any, parse_db_time, parse_local_iso
 
@@ -94,6 +96,79 @@ class FileScan:
     problems: list[ReadProblem]
 
 
+@dataclass(frozen=True, slots=True)
+class _DirState:
+    """A queue dir as the last full pass left it: its listing, each entry's stat key (in
+    listing order) and the task files kept from it."""
+
+    listing: str  # the names, NUL-joined: one string, not 100,000 (a name holds no NUL)
+    keys: array[int]
+    rels: list[str]
+
+
+_STAT_FAILED = -1  # never a hash() value (CPython maps -1 to -2)
+
+
+def _entry_key(e: os.DirEntry[str]) -> int:
+    try:
+        st = e.stat(follow_symlinks=False)
+    except OSError:
+        return _STAT_FAILED
+    return hash((st.st_mtime_ns, st.st_size, st.st_ino))
+
+
+def stat_keys(dir_fd: int, names: list[str]) -> array[int]:
+    """One stat key per name (lstat, relative to the dir's descriptor), in order."""
+    out = array("q")
+    put = out.append
+    stat = os.stat
+    for name in names:
+        try:
+            st = stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            put(_STAT_FAILED)
+            continue
+        put(hash((st.st_mtime_ns, st.st_size, st.st_ino)))
+    return out
+
+
+# Below this many files a fork costs more than the stats it would share out.
+PARALLEL_STAT_MIN = 20_000
+
+
+def all_stat_keys(dirs: list[tuple[int, list[str]]]) -> list[array[int]]:
+    """``stat_keys`` of each (dir fd, names), split over the usable cores when there are
+    many files: each worker takes the same slice of every dir."""
+    total = sum(len(names) for _, names in dirs)
+    workers = min(usable_cpus(), 4) if can_fork() and total >= PARALLEL_STAT_MIN else 1
+    if workers == 1:
+        return [stat_keys(fd, names) for fd, names in dirs]
+
+    def bounds(n: int, w: int) -> tuple[int, int]:
+        return n * w // workers, n * (w + 1) // workers
+
+    def part(w: int) -> bytes:
+        out = array("q")
+        for fd, names in dirs:
+            lo, hi = bounds(len(names), w)
+            out.extend(stat_keys(fd, names[lo:hi]))
+        return out.tobytes()
+
+    results = fork_map(part, range(workers))
+    result: list[array[int]] = [array("q") for _ in dirs]
+    for w, data in enumerate(results):
+        if data is None:
+            data = part(w)  # that worker failed: do its share here
+        got = array("q")
+        got.frombytes(data)
+        pos = 0
+        for (_, names), keys in zip(dirs, result, strict=True):
+            lo, hi = bounds(len(names), w)
+            keys.extend(got[pos:pos + hi - lo])
+            pos += hi - lo
+    return result
+
+
 def _within(root_real: str, path: str) -> bool:
     real = os.path.realpath(path)
     return real == root_real or real.startswith(root_real + os.sep)
@@ -120,6 +195,7 @@ class OctopoidSource:
         # relpath -> hash of (mtime_ns, size, ino): one int per file, not a 3-tuple of ints
         self._stats: dict[str, int] = {}
         self._files: dict[str, TaskFile] = {}
+        self._dirs: dict[str, _DirState] = {}  # queue -> its last full pass (keep_stats only)
         self._columns: tuple[str, ...] | None = None
         self.files_read = 0  # by the scan in progress (its progress, for a console)
         self.connected_uri: str | None = None
@@ -146,6 +222,7 @@ class OctopoidSource:
         problems: list[ReadProblem] = []
         seen: set[str] = set()
         changed: set[str] = set()
+        scanned: set[str] = set()
         self.files_read = 0
         if not self.queue_dir.is_dir():
             raise SourceError(f"{self.queue_dir}: queue directory missing")
@@ -153,84 +230,150 @@ class OctopoidSource:
             qentries = list(os.scandir(self.queue_dir))
         except OSError as exc:
             raise SourceError(f"{self.queue_dir}: cannot list: {exc.strerror}") from None
-        for qe in qentries:
-            if qe.name not in QUEUES:
-                continue
-            if qe.is_symlink() and not _within(self.root_real, qe.path):
-                problems.append(ReadProblem(self.relpath(qe.path),
-                                            "queue dir is a symlink out of the root; skipped"))
-                continue
-            if not qe.is_dir():
-                continue
-            try:
-                dir_fd = os.open(qe.path, os.O_RDONLY | os.O_DIRECTORY)
-            except OSError as exc:
-                problems.append(ReadProblem(self.relpath(qe.path),
-                                            f"cannot list: {exc.strerror}"))
-                continue
-            try:
-                self._scan_dir(qe.name, qe.path, dir_fd, needs_trail, same_id, seen, changed,
-                               problems)
-            finally:
+        listed: list[tuple[str, str, int, list[str]]] = []
+        try:
+            for qe in qentries:
+                if qe.name not in QUEUES:
+                    continue
+                if qe.is_symlink() and not _within(self.root_real, qe.path):
+                    problems.append(ReadProblem(self.relpath(qe.path),
+                                                "queue dir is a symlink out of the root; "
+                                                "skipped"))
+                    continue
+                if not qe.is_dir():
+                    continue
+                try:
+                    dir_fd = os.open(qe.path, os.O_RDONLY | os.O_DIRECTORY)
+                except OSError as exc:
+                    problems.append(ReadProblem(self.relpath(qe.path),
+                                                f"cannot list: {exc.strerror}"))
+                    continue
+                try:
+                    names = os.listdir(dir_fd)
+                except OSError as exc:
+                    os.close(dir_fd)
+                    problems.append(ReadProblem(self.relpath(qe.path),
+                                                f"cannot list: {exc.strerror}"))
+                    continue
+                listed.append((qe.name, qe.path, dir_fd, names))
+            # Stat keys of the dirs a previous pass knows, on every core (the warm pass's
+            # cost is one stat per file); a first pass stats as it reads.
+            keys = iter(all_stat_keys([(fd, names) for q, _, fd, names in listed
+                                       if q in self._dirs]))
+            for queue, path, dir_fd, names in listed:
+                scanned.add(queue)
+                self._scan_dir(queue, path, dir_fd, names,
+                               next(keys) if queue in self._dirs else None,
+                               needs_trail, same_id, seen, changed, problems)
+        finally:
+            for _, _, dir_fd, _ in listed:
                 os.close(dir_fd)
-        removed = set(self._files) - seen
+        for q in set(self._dirs) - scanned:
+            del self._dirs[q]  # a queue dir gone (or unreadable) starts afresh if it returns
+        # (what was seen is always kept: equal sizes mean nothing is gone)
+        removed = set(self._files) - seen if len(seen) != len(self._files) else set()
         for rel in removed:
             self._files.pop(rel, None)
             self._stats.pop(rel, None)
         return FileScan(files=self._files, changed=changed, removed=removed, problems=problems)
 
-    def _scan_dir(self, queue: str, path: str, dir_fd: int, needs_trail: Any, same_id: Any,
-                  seen: set[str], changed: set[str], problems: list[ReadProblem]) -> None:
-        """One queue dir. Entries are listed and stat'ed relative to the dir's descriptor
-        (no path walk per file), and a file whose stat is unchanged costs one stat and two
-        dict lookups: the warm reconciliation at 100,000 files is mostly this loop."""
+    def _scan_dir(self, queue: str, path: str, dir_fd: int, names: list[str],
+                  keys: array[int] | None, needs_trail: Any, same_id: Any, seen: set[str],
+                  changed: set[str], problems: list[ReadProblem]) -> None:
+        """One queue dir, listed and stat'ed relative to the dir's descriptor (no path walk
+        per file). A following reader remembers each dir's listing and stat keys: when both
+        come back equal (two C-level comparisons), nothing in the dir changed and no per-file
+        Python work is done; otherwise a file whose stat key is unchanged costs two dict
+        lookups. ``names``: the dir's listing; ``keys``: their stat keys in this pass (None:
+        stat while reading)."""
         prefix = f"shared/queue/{queue}/"
         stats, files = self._stats, self._files
+        prev = self._dirs.get(queue)
+        if (prev is not None and keys is not None and prev.keys == keys
+                and prev.listing == "\0".join(names)):
+            seen.update(prev.rels)  # the whole dir is as the last pass left it
+            return
         try:
-            entries = os.scandir(dir_fd)
+            with os.scandir(dir_fd) as it:
+                entries = list(it)  # (their types tell symlinks without a stat each)
         except OSError as exc:
             problems.append(ReadProblem(prefix.rstrip("/"), f"cannot list: {exc.strerror}"))
+            self._dirs.pop(queue, None)
             return
-        with entries:
-            for e in entries:
-                name = e.name
-                rel = prefix + name
-                old = stats.get(rel)
-                if old is None and TASK_FILE_RE.match(name) is None:
-                    continue
+        if [e.name for e in entries] != names:
+            names = [e.name for e in entries]  # changed since it was listed: stat afresh
+            keys = None
+        clean = True  # every entry stat'ed, read and kept: the dir may take the fast path
+        reported = len(problems)
+        new_keys = array("q")
+        rels: list[str] = []
+        for i, e in enumerate(entries):
+            name = names[i]
+            rel = prefix + name
+            old = stats.get(rel)
+            if old is None and TASK_FILE_RE.match(name) is None:
+                # not a task file, but its stat is part of the dir's keys all the same
+                new_keys.append(keys[i] if keys is not None else _entry_key(e))
+                continue
+            st = None
+            try:
+                if e.is_symlink():
+                    clean = False  # its target can change without its own stat changing
+                    full_path = os.path.join(path, name)
+                    if not _within(self.root_real, full_path):
+                        problems.append(ReadProblem(
+                            rel, "symlink pointing outside the root; not followed"))
+                        continue
+                    st = os.stat(name, dir_fd=dir_fd)
+                    key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
+                elif keys is not None and keys[i] != _STAT_FAILED:
+                    key = keys[i]
+                else:
+                    st = e.stat(follow_symlinks=False)
+                    key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError as exc:
+                problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
+                clean = False
+                continue
+            seen.add(rel)
+            new_keys.append(key)
+            if old == key and rel in files:
+                rels.append(rel)
+                continue
+            if st is None:
                 try:
-                    if e.is_symlink():
-                        full_path = os.path.join(path, name)
-                        if not _within(self.root_real, full_path):
-                            problems.append(ReadProblem(
-                                rel, "symlink pointing outside the root; not followed"))
-                            continue
-                        st = os.stat(name, dir_fd=dir_fd)
-                    else:
-                        st = e.stat(follow_symlinks=False)
+                    st = e.stat(follow_symlinks=False)
                 except OSError as exc:
                     problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
-                    continue
-                seen.add(rel)
-                key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
-                if old == key and rel in files:
-                    continue
-                tid = name[5:-3]
-                if same_id is not None:
-                    tid = same_id(tid)
-                full = needs_trail is None or needs_trail(tid, queue)
-                tf = self._read_task_file(os.path.join(path, name), tid, queue, rel,
-                                          st.st_mtime, st.st_size, problems, full)
-                self.files_read += 1
-                if tf is None:
-                    stats.pop(rel, None)
-                    files.pop(rel, None)
                     seen.discard(rel)
+                    clean = False
                     continue
-                if self.keep_stats:
-                    stats[rel] = key
-                files[rel] = tf
-                changed.add(rel)
+                key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
+                new_keys[-1] = key
+            tid = name[5:-3]
+            if same_id is not None:
+                tid = same_id(tid)
+            full = needs_trail is None or needs_trail(tid, queue)
+            tf = self._read_task_file(os.path.join(path, name), tid, queue, rel,
+                                      st.st_mtime, st.st_size, problems, full)
+            self.files_read += 1
+            if tf is None:
+                stats.pop(rel, None)
+                files.pop(rel, None)
+                seen.discard(rel)
+                clean = False
+                continue
+            if len(problems) != reported:
+                clean = False  # what could not be read is retried (and reported) every pass
+            if self.keep_stats:
+                stats[rel] = key
+            files[rel] = tf
+            rels.append(rel)
+            changed.add(rel)
+        if self.keep_stats and clean and len(new_keys) == len(names):
+            self._dirs[queue] = _DirState("\0".join(names), new_keys, rels)
+        else:
+            self._dirs.pop(queue, None)
 
     def read_one(self, rel: str, full: bool = True) -> tuple[TaskFile | None, list[ReadProblem]]:
         """Re-read one queue file after a watch event (None: it is gone)."""
@@ -241,6 +384,7 @@ class OctopoidSource:
         m = TASK_FILE_RE.match(parts[3])
         if m is None:
             return None, problems
+        queue = parts[2]
         path = self.root / rel
         try:
             st = os.lstat(path)
@@ -248,27 +392,34 @@ class OctopoidSource:
                 if not _within(self.root_real, str(path)):
                     problems.append(ReadProblem(rel, "symlink pointing outside the root; "
                                                      "not followed"))
-                    self._files.pop(rel, None)
-                    self._stats.pop(rel, None)
+                    self._forget_file(rel, queue)
                     return None, problems
                 st = os.stat(path)
         except FileNotFoundError:
-            self._files.pop(rel, None)
-            self._stats.pop(rel, None)
+            self._forget_file(rel, queue)
             return None, problems
         except OSError as exc:
             problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
+            self._dirs.pop(queue, None)
             return None, problems
-        tf = self._read_task_file(str(path), m.group(1), parts[2], rel, st.st_mtime,
+        tf = self._read_task_file(str(path), m.group(1), queue, rel, st.st_mtime,
                                   st.st_size, problems, full)
         if tf is None:
-            self._files.pop(rel, None)
-            self._stats.pop(rel, None)
+            self._forget_file(rel, queue)
             return None, problems
+        key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
+        if problems or rel not in self._files or self._stats.get(rel) != key:
+            # the dir is no longer as its last full pass left it: that pass must look again
+            self._dirs.pop(queue, None)
         if self.keep_stats:
-            self._stats[rel] = hash((st.st_mtime_ns, st.st_size, st.st_ino))
+            self._stats[rel] = key
         self._files[rel] = tf
         return tf, problems
+
+    def _forget_file(self, rel: str, queue: str) -> None:
+        self._files.pop(rel, None)
+        self._stats.pop(rel, None)
+        self._dirs.pop(queue, None)
 
     @property
     def files(self) -> dict[str, TaskFile]:

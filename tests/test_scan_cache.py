@@ -1,0 +1,187 @@
+"""The warm reconciliation's shortcuts: per-dir listing and stat keys compared whole, stat
+calls shared out to forked workers. Each must see every change a full re-read would."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from core.config import Config
+from core.engine import Engine
+from core.sources import octopoid
+from core.sources.forkmap import fork_map
+from tests.builders import StateBuilder
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+
+
+def _double(n: int) -> bytes:
+    return str(n * 2).encode()
+
+
+def _fails_in_child(n: int) -> bytes:
+    if n == 2:
+        raise RuntimeError("boom")
+    return b"ok"
+
+
+def _hangs_in_child(n: int) -> bytes:
+    if n == 1:
+        time.sleep(30)
+    return b"ok"
+
+
+def _no_children_left() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+@needs_fork
+def test_fork_map_returns_each_part_in_order() -> None:
+    assert fork_map(_double, [1, 2, 3, 4]) == [b"2", b"4", b"6", b"8"]
+    assert _no_children_left()
+
+
+@needs_fork
+def test_a_child_that_fails_or_hangs_gives_none_and_is_reaped() -> None:
+    assert fork_map(_fails_in_child, [0, 1, 2]) == [b"ok", b"ok", None]
+    t = time.monotonic()
+    assert fork_map(_hangs_in_child, [0, 1], timeout=0.5) == [b"ok", None]
+    assert time.monotonic() - t < 10
+    assert _no_children_left()
+
+
+@needs_fork
+def test_an_error_in_this_process_still_reaps_the_children() -> None:
+    def first_fails(n: int) -> bytes:
+        if n == 0:
+            raise ValueError("mine")
+        return b"x"
+
+    with pytest.raises(ValueError, match="mine"):
+        fork_map(first_fails, [0, 1, 2])
+    assert _no_children_left()
+
+
+@pytest.fixture
+def state(tmp_path: Path, utc_tz: None) -> StateBuilder:
+    b = StateBuilder(tmp_path, now=datetime.now())
+    for i in range(40):
+        b.task(f"t{i:07d}", db_queue="incoming" if i % 2 else "done",
+               file_queues=("incoming",) if i % 2 else ("done",))
+    b.build()
+    return b
+
+
+@pytest.fixture(params=["serial", "forked"])
+def stat_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "forked":
+        if not hasattr(os, "fork"):
+            pytest.skip("no fork() here")
+        monkeypatch.setattr(octopoid, "PARALLEL_STAT_MIN", 1)
+    return str(request.param)
+
+
+def test_parallel_stat_keys_equal_serial_ones(state: StateBuilder,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    q = state.root / "shared" / "queue"
+    fds = [os.open(q / d, os.O_RDONLY | os.O_DIRECTORY) for d in ("incoming", "done")]
+    try:
+        dirs = [(fd, sorted(os.listdir(fd)) + ["TASK-gone.md"]) for fd in fds]
+        serial = octopoid.all_stat_keys(dirs)
+        monkeypatch.setattr(octopoid, "PARALLEL_STAT_MIN", 1)
+        assert octopoid.all_stat_keys(dirs) == serial
+        assert [len(k) for k in serial] == [len(n) for _, n in dirs]
+        assert serial[0][-1] == octopoid._STAT_FAILED
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _rescan_equals_fresh(engine: Engine, root: Path) -> None:
+    warm = engine.scan()
+    fresh = Engine(root, Config(), follow=False).scan()
+    assert set(warm.tasks) == set(fresh.tasks)
+    assert {t: tuple(f.relpath for f in warm.tasks[t].files) for t in warm.tasks} == \
+        {t: tuple(f.relpath for f in fresh.tasks[t].files) for t in fresh.tasks}
+    assert {t: tuple(f.trail for f in warm.tasks[t].files) for t in warm.tasks} == \
+        {t: tuple(f.trail for f in fresh.tasks[t].files) for t in fresh.tasks}
+    assert sorted(p.path for p in warm.problems) == sorted(p.path for p in fresh.problems)
+    assert [(f.kind, f.task_id) for f in warm.findings] == \
+        [(f.kind, f.task_id) for f in fresh.findings]
+
+
+def test_an_unchanged_queue_is_not_read_again(state: StateBuilder, stat_mode: str) -> None:
+    engine = Engine(state.root, Config())
+    engine.scan()
+    assert engine.source.files_read == 40
+    engine.scan()
+    engine.scan()
+    assert engine.source.files_read == 0
+    _rescan_equals_fresh(engine, state.root)
+
+
+def test_a_same_size_rewrite_in_place_is_seen_without_the_watcher(
+        state: StateBuilder, stat_mode: str) -> None:
+    engine = Engine(state.root, Config())
+    engine.scan()
+    engine.scan()  # the dirs' listings and keys are now remembered
+    path = state.root / "shared" / "queue" / "done" / "TASK-t0000000.md"
+    text = path.read_text()
+    path.write_text(text.replace("A task", "B task"))  # same size, same inode
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 5_000_000))
+    snap = engine.scan()
+    assert engine.source.files_read == 1
+    assert snap.tasks["t0000000"].primary_file.title == "B task"
+    _rescan_equals_fresh(engine, state.root)
+
+
+def test_moves_adds_and_removals_are_seen(state: StateBuilder, stat_mode: str) -> None:
+    engine = Engine(state.root, Config())
+    engine.scan()
+    engine.scan()
+    q = state.root / "shared" / "queue"
+    os.rename(q / "incoming" / "TASK-t0000001.md", q / "done" / "TASK-t0000001.md")
+    (q / "done" / "TASK-t0000002.md").unlink()
+    (q / "incoming" / "TASK-new00001.md").write_text("# [TASK-new00001] New\n\nROLE: x\n")
+    snap = engine.scan()
+    assert snap.tasks["t0000001"].primary_file.queue == "done"
+    assert not snap.tasks["t0000002"].files
+    assert "new00001" in snap.tasks
+    _rescan_equals_fresh(engine, state.root)
+
+
+def test_a_file_the_watcher_read_then_missed_going_is_dropped(
+        state: StateBuilder, stat_mode: str) -> None:
+    """The watcher reads a new file; its removal goes unnoticed. The dir's listing is then
+    what the last full pass saw, but the reconciliation must still drop the file."""
+    engine = Engine(state.root, Config())
+    engine.scan()
+    engine.scan()
+    q = state.root / "shared" / "queue"
+    path = q / "incoming" / "TASK-brief001.md"
+    path.write_text("# [TASK-brief001] Brief\n\nROLE: x\n")
+    engine.apply_file_changes({"shared/queue/incoming/TASK-brief001.md"})
+    assert "shared/queue/incoming/TASK-brief001.md" in engine.source.files
+    path.unlink()  # no event handled for this one
+    snap = engine.scan()
+    assert "shared/queue/incoming/TASK-brief001.md" not in engine.source.files
+    assert not snap.tasks.get("brief001") or not snap.tasks["brief001"].files
+    _rescan_equals_fresh(engine, state.root)
+
+
+def test_what_cannot_be_read_is_reported_on_every_pass(state: StateBuilder,
+                                                       stat_mode: str) -> None:
+    q = state.root / "shared" / "queue"
+    (q / "incoming" / "TASK-adir0001.md").mkdir()
+    engine = Engine(state.root, Config())
+    for _ in range(3):
+        snap = engine.scan()
+        assert any(p.path == "shared/queue/incoming/TASK-adir0001.md" for p in snap.problems)
