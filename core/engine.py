@@ -158,6 +158,11 @@ class Engine:
             fs = self.source.scan_files(self._needs_trail, self._same_id)
             self._load_reviews()
             self._tasks = assemble_tasks(fs.files.values(), self._records)
+            if not self.follow:
+                # One scan and done: the tasks hold every record and file now, so the two
+                # 100,000-entry indexes only took memory (a later scan re-reads everything).
+                self._records = {}
+                self.source.forget_files()
             self._pub_tasks.reset()
             self._problems = {p.path: p for p in fs.problems + agent_problems}
             self._phase = f"judging {len(self._tasks):,} tasks"

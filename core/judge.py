@@ -9,11 +9,13 @@ tasks that depend on them.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 
 from core.config import Config
-from core.liveness import JudgeContext, make_verdict, mismatch_settled
+from core.liveness import JudgeContext, make_verdict, mismatch_settled, shared_verdict
 from core.model import (
     Action,
     Agent,
@@ -161,7 +163,7 @@ class Judge:
                             reviews=self.reviews)
 
     def run(self, tasks: Mapping[str, Task], agents: Mapping[str, Agent], as_of: datetime,
-            live: bool, dirty: Iterable[str] | None = None) -> set[str]:
+            live: bool, dirty: Iterable[str] | None = None) -> AbstractSet[str]:
         """Judge everything (dirty=None) or the dirty tasks and their dependents.
         Returns the ids whose verdict or findings were recomputed."""
         ctx = self.context(agents, as_of, live)
@@ -182,15 +184,17 @@ class Judge:
             self.tasks_by_severity = {s: {} for s in Severity}
             self.full_pending = True
             self.touched.clear()
-            ids: set[str] = set(tasks)
+            # every task, as a view: a set copy of 100,000 ids (and another for the union
+            # in _finish) only raised the judging's peak memory
+            ids: AbstractSet[str] = tasks.keys()
         else:
-            ids = set(dirty)
-            for tid in list(ids):
-                ids |= self._blocked_on.get(tid, set())
-            for tid in list(ids):
+            wanted = set(dirty)
+            for tid in list(wanted):
+                wanted |= self._blocked_on.get(tid, set())
+            for tid in list(wanted):
                 if tid not in tasks:
                     self._forget(tid)
-            ids = {t for t in ids if t in tasks}
+            ids = {t for t in wanted if t in tasks}
 
         # Phase one: verdicts.
         for tid in ids:
@@ -255,15 +259,17 @@ class Judge:
             by_task_group.setdefault(f.task_id, []).append(f)
         return self._finish(ids, changed_group | (old_group & set(by_task_group)), by_task_group)
 
-    def _finish(self, ids: set[str], extra: set[str],
-                by_task_group: dict[str, list[Finding]] | None = None) -> set[str]:
+    def _finish(self, ids: AbstractSet[str], extra: set[str],
+                by_task_group: dict[str, list[Finding]] | None = None) -> AbstractSet[str]:
         """Final verdicts (with the one recommended action) for everything re-judged."""
         if by_task_group is None:
             by_task_group = self._group_by_task
         else:
             self._group_by_task = by_task_group
-        touched = ids | extra
-        for tid in touched:
+        more = [t for t in extra if t not in ids]
+        # (a full run's ids are every task: no union copy of them)
+        touched = ids | set(more) if more or isinstance(ids, set) else ids
+        for tid in itertools.chain(ids, more):
             j = self.judged.get(tid)
             if j is None:
                 continue
@@ -281,15 +287,16 @@ class Judge:
             if v.claimed_by:
                 self.claims_by_agent.setdefault(v.claimed_by, set()).add(tid)
             if action is not v.recommended_action:
-                v = Verdict(
+                v = shared_verdict(Verdict(
                     effective_state=v.effective_state, liveness=v.liveness,
                     split_brain_live=v.split_brain_live, recommended_action=action,
-                    claimed_by=v.claimed_by, reason=v.reason, evidence=v.evidence)
+                    claimed_by=v.claimed_by, reason=v.reason, evidence=v.evidence))
                 # one verdict per task kept, not the phase-one one beside the final one
                 self.judged[tid] = Judged(task=j.task, verdict=v, state=j.state,
                                           claim_problem=j.claim_problem)
             self.verdicts[tid] = v
-            self.touched.add(tid)
+            if not self.full_pending:  # (after a full run everything is published anew)
+                self.touched.add(tid)
         return touched
 
     def _index_findings(self, tid: str, fs: tuple[Finding, ...]) -> None:
@@ -307,7 +314,7 @@ class Judge:
                 self.tasks_by_severity[sev][tid] = None
             else:
                 self.tasks_by_severity[sev].pop(tid, None)
-        if fs or old:
+        if (fs or old) and not self.full_pending:
             self.touched.add(tid)
         if fs:
             self.by_task[tid] = fs

@@ -341,4 +341,20 @@ def make_verdict(task: Task, ctx: JudgeContext) -> tuple[Verdict, StateJudgement
     v = Verdict(effective_state=sj.state, liveness=liveness, split_brain_live=sbl,
                 recommended_action=Action.NONE, claimed_by=claimed_by, reason=reason,
                 evidence=evidence)
-    return v, sj, problem
+    return shared_verdict(v), sj, problem
+
+
+# Most verdicts are alike ("not claimed (done)", idle, nothing to show): one object each,
+# not 100,000 equal ones. Only those without evidence, which is what makes one unique.
+_VERDICTS: dict[Verdict, Verdict] = {}
+
+
+def shared_verdict(v: Verdict) -> Verdict:
+    if v.evidence:
+        return v
+    got = _VERDICTS.get(v)
+    if got is None:
+        if len(_VERDICTS) >= 4096:  # bounded, whatever the reasons and claimants are
+            _VERDICTS.clear()
+        got = _VERDICTS[v] = v
+    return got

@@ -300,7 +300,6 @@ class TaskFile:
 
     task_id: str
     queue: str  # the directory it sits in
-    relpath: str  # relative to the queue root, forward slashes
     mtime: float
     size: int
     parseable: bool
@@ -320,6 +319,12 @@ class TaskFile:
     def last_event(self) -> TrailEvent | None:
         return self.trail[-1] if self.trail else None
 
+    @property
+    def relpath(self) -> str:
+        """Relative to the queue root, forward slashes. Made when asked, not stored: a file
+        is always its queue dir's ``TASK-<id>.md`` (100,000 stored copies were ~8 MB)."""
+        return f"shared/queue/{self.queue}/TASK-{self.task_id}.md"
+
 
 @fast_init
 @dataclass(frozen=True, slots=True)
@@ -336,7 +341,10 @@ class TaskRecord:
     priority: str | None = None
     role: str | None = None
     title: str | None = None
-    file_path: str | None = None
+    # file_path, kept as its directory (one string shared by the rows in it) and its name,
+    # None when that is the usual ``TASK-<id>.md``; ``file_path`` puts them back together
+    file_dir: str | None = None
+    file_name: str | None = None
     claimed_by: str | None = None
     claimed_at_text: str | None = None
     blocked_by: tuple[str, ...] = ()
@@ -349,6 +357,13 @@ class TaskRecord:
     completed_at_text: str | None = None
     created_at_text: str | None = None
     updated_at_text: str | None = None
+
+    @property
+    def file_path(self) -> str | None:
+        if self.file_dir is None:
+            return None
+        name = self.file_name
+        return self.file_dir + (f"TASK-{self.task_id}.md" if name is None else name)
 
     @property
     def claimed_at(self) -> datetime | None:

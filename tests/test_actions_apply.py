@@ -73,7 +73,7 @@ def test_retry_failed_task(state: tuple[Path, datetime]) -> None:
     assert text.index("## History") < text.index("FAILED_AT:") < text.index(HISTORY_END)
     assert text.endswith(f"\nRETRIED_AT: {t.isoformat()}\nRETRIED_BY: {ACTOR}\n"
                          "RETRY_NOTE: flaky network; try again\n")
-    tf = parse_task_bytes(text.encode(), tid, "incoming", "x", 0, 0)
+    tf = parse_task_bytes(text.encode(), tid, "incoming", 0, 0)
     assert tf.parseable and all(e.in_history for e in tf.errors)
     assert tf.errors[0].text == ERROR and tf.last_event and tf.last_event.kind == "RETRIED"
     r = row(root, tid)

@@ -57,7 +57,7 @@ def at(minutes: int) -> datetime:
 def trail(root: Path, tid: str) -> list[str]:
     p = ow.find_task_file(root, tid)
     assert p is not None
-    tf = parse_task_bytes(p.read_bytes(), tid, p.parent.name, p.name, p.stat().st_mtime,
+    tf = parse_task_bytes(p.read_bytes(), tid, p.parent.name, p.stat().st_mtime,
                           p.stat().st_size)
     assert tf.parseable and not tf.problem, tf.problem
     return [e.kind for e in tf.trail]

@@ -23,10 +23,10 @@ from core.model import (
 
 
 def test_fast_init_keeps_frozen_defaults_and_factories() -> None:
-    t = TaskFile(task_id="a", queue="incoming", relpath="shared/queue/incoming/TASK-a.md",
-                 mtime=1.0, size=2, parseable=True)
+    t = TaskFile(task_id="a", queue="incoming", mtime=1.0, size=2, parseable=True)
     assert t.header == {} and t.trail == () and t.trail_complete is True
-    assert t == TaskFile("a", "incoming", "shared/queue/incoming/TASK-a.md", 1.0, 2, True)
+    assert t.relpath == "shared/queue/incoming/TASK-a.md"
+    assert t == TaskFile("a", "incoming", 1.0, 2, True)
     with pytest.raises(dataclasses.FrozenInstanceError):
         t.size = 3  # type: ignore[misc]
     assert dataclasses.replace(t, size=5).size == 5

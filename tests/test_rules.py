@@ -321,3 +321,26 @@ def test_unread_terminal_until_a_supervisor_marks_it_read(b: StateBuilder) -> No
     apply(b.root, make_plan(b.root, "mark-read", "d1", actor="qwarden:test"))
     again = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
     assert not again.findings_for("d1")
+
+
+@pytest.mark.parametrize(("file_path", "stale"), [
+    ("/elsewhere/.orchestrator/shared/queue/done/TASK-s1.md", False),
+    ("done/TASK-s1.md", False),  # relative, as Octopoid sometimes stores it
+    ("C:\\boxen\\.orchestrator\\shared\\queue\\done\\TASK-s1.md", False),
+    ("/elsewhere/.orchestrator/shared/queue/incoming/TASK-s1.md", True),
+    ("/elsewhere/.orchestrator/shared/queue/undone/TASK-s1.md", True),  # a dir ending "done"
+    ("/elsewhere/.orchestrator/shared/queue/done/TASK-other.md", True),
+    ("TASK-s1.md", True),  # no directory at all
+])
+def test_stale_file_path_compares_the_db_path_with_where_the_file_is(
+        b: StateBuilder, file_path: str, stale: bool) -> None:
+    b.task("s1", db_queue="done", file_queues=("done",),
+           trail=[*claim(3000), ("SUBMITTED_AT", 2000), ("COMMITS_COUNT", 2),
+                  ("ACCEPTED_AT", 600)],
+           db={"commits_count": 2, "file_path": file_path})
+    snap = judge(b)
+    assert snap.tasks["s1"].record.file_path == file_path  # kept exactly, however stored
+    found = [f for f in snap.findings_for("s1") if f.kind == "stale_file_path"]
+    assert bool(found) is stale
+    if stale:
+        assert found[0].evidence[0].value == file_path

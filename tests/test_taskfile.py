@@ -28,7 +28,7 @@ FAILED_AT: this is prose inside context? no - outside fences it would count
 
 def parse(text: str, **kw):  # type: ignore[no-untyped-def]
     data = text.encode()
-    return parse_task_bytes(data, "abc12345", "incoming", "shared/queue/incoming/TASK-abc12345.md",
+    return parse_task_bytes(data, "abc12345", "incoming",
                             0.0, len(data), **kw)
 
 
@@ -96,10 +96,10 @@ RETRIED_AT: 2026-11-22T22:10:00
 def test_stub_corrupt_and_foreign_header() -> None:
     stub = parse("\nACCEPTED_AT: 2026-11-22T22:00:38.588627\nACCEPTED_BY: recycler\n")
     assert stub.is_stub and not stub.parseable and stub.trail[0].kind == "ACCEPTED"
-    binary = parse_task_bytes(b"\x00\x01garbage\xff\xfe", "abc12345", "incoming", "x", 0, 9)
+    binary = parse_task_bytes(b"\x00\x01garbage\xff\xfe", "abc12345", "incoming", 0, 9)
     assert not binary.parseable and not binary.is_stub and "binary" in binary.problem
     latin = parse_task_bytes("# [TASK-abc12345] caf\xe9".encode("latin-1"), "abc12345",
-                             "incoming", "x", 0, 20)
+                             "incoming", 0, 20)
     assert not latin.parseable and "UTF-8" in latin.problem
     other = parse("# [TASK-ffffffff] someone else's header\n")
     assert not other.parseable and "TASK-ffffffff" in other.problem
@@ -111,7 +111,7 @@ def test_truncated_file_keeps_its_trail_from_the_tail() -> None:
     trail = "\nCLAIMED_BY: a\nCLAIMED_AT: 2026-11-22T22:00:00\n"
     data = (body + trail).encode()
     head, tail = data[:4096], data[-2048:]
-    tf = parse_task_bytes(head, "abc12345", "incoming", "x", 0, len(data), truncated=True,
+    tf = parse_task_bytes(head, "abc12345", "incoming", 0, len(data), truncated=True,
                           tail=tail)
     assert tf.parseable and tf.truncated
     assert tf.trail and tf.trail[-1].kind == "CLAIMED"
@@ -137,7 +137,7 @@ def test_fuzz_structured_lines_never_raise(lines: list[str]) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2048), st.booleans(), st.binary(max_size=256))
 def test_fuzz_arbitrary_bytes_never_raise(data: bytes, truncated: bool, tail: bytes) -> None:
-    tf = parse_task_bytes(data, "abc12345", "incoming", "x", 0.0, len(data), truncated, tail)
+    tf = parse_task_bytes(data, "abc12345", "incoming", 0.0, len(data), truncated, tail)
     assert tf.parseable or tf.problem
 
 

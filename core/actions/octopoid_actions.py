@@ -97,8 +97,8 @@ def read_state(root: Path, task_id: str, source: OctopoidSource | None = None) -
         except OSError as exc:
             raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
         rel = src.relpath(path)
-        files.append(FileState(q, rel, data, parse_task_bytes(data, task_id, q, rel,
-                                                              st.st_mtime, st.st_size)))
+        files.append(FileState(q, rel, data, parse_task_bytes(data, task_id, q, st.st_mtime,
+                                                              st.st_size)))
     row: dict[str, Any] | None = None
     cols: tuple[str, ...] = ()
     has_db = src.db_exists()

@@ -115,9 +115,16 @@ def duplicate_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
 def stale_file_path(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     """Informative: the DB's file_path names another directory than where the file is."""
     rec, pf = j.task.record, j.task.primary_file
-    if rec is None or pf is None or not pf.parseable or not rec.file_path:
+    if rec is None or pf is None or not pf.parseable or rec.file_dir is None:
         return ()
+    if rec.file_name is None and pf.task_id == rec.task_id and "\\" not in rec.file_dir:
+        # the usual name: only the (shared) directory string needs a look
+        d, q = rec.file_dir, pf.queue
+        if d.endswith(q + "/") and (len(d) == len(q) + 1 or d[-len(q) - 2] == "/"):
+            return ()
     norm = rec.file_path
+    if not norm:
+        return ()
     if "\\" in norm:
         norm = norm.replace("\\", "/")
     want = pf.relpath[len("shared/queue"):]  # "/<queue>/TASK-<id>.md"

@@ -230,7 +230,7 @@ class OctopoidSource:
             qentries = list(os.scandir(self.queue_dir))
         except OSError as exc:
             raise SourceError(f"{self.queue_dir}: cannot list: {exc.strerror}") from None
-        listed: list[tuple[str, str, int, list[str]]] = []
+        listed: list[tuple[str, str, int, list[str] | None]] = []
         try:
             for qe in qentries:
                 if qe.name not in QUEUES:
@@ -248,22 +248,24 @@ class OctopoidSource:
                     problems.append(ReadProblem(self.relpath(qe.path),
                                                 f"cannot list: {exc.strerror}"))
                     continue
-                try:
-                    names = os.listdir(dir_fd)
-                except OSError as exc:
-                    os.close(dir_fd)
-                    problems.append(ReadProblem(self.relpath(qe.path),
-                                                f"cannot list: {exc.strerror}"))
-                    continue
+                names = None
+                if qe.name in self._dirs:  # known: listed now, to stat its files in parallel
+                    try:
+                        names = os.listdir(dir_fd)
+                    except OSError as exc:
+                        os.close(dir_fd)
+                        problems.append(ReadProblem(self.relpath(qe.path),
+                                                    f"cannot list: {exc.strerror}"))
+                        continue
                 listed.append((qe.name, qe.path, dir_fd, names))
             # Stat keys of the dirs a previous pass knows, on every core (the warm pass's
             # cost is one stat per file); a first pass stats as it reads.
-            keys = iter(all_stat_keys([(fd, names) for q, _, fd, names in listed
-                                       if q in self._dirs]))
+            keys = iter(all_stat_keys([(fd, names) for _, _, fd, names in listed
+                                       if names is not None]))
             for queue, path, dir_fd, names in listed:
                 scanned.add(queue)
                 self._scan_dir(queue, path, dir_fd, names,
-                               next(keys) if queue in self._dirs else None,
+                               next(keys) if names is not None else None,
                                needs_trail, same_id, seen, changed, problems)
         finally:
             for _, _, dir_fd, _ in listed:
@@ -277,101 +279,111 @@ class OctopoidSource:
             self._stats.pop(rel, None)
         return FileScan(files=self._files, changed=changed, removed=removed, problems=problems)
 
-    def _scan_dir(self, queue: str, path: str, dir_fd: int, names: list[str],
+    def _scan_dir(self, queue: str, path: str, dir_fd: int, names: list[str] | None,
                   keys: array[int] | None, needs_trail: Any, same_id: Any, seen: set[str],
                   changed: set[str], problems: list[ReadProblem]) -> None:
         """One queue dir, listed and stat'ed relative to the dir's descriptor (no path walk
         per file). A following reader remembers each dir's listing and stat keys: when both
         come back equal (two C-level comparisons), nothing in the dir changed and no per-file
         Python work is done; otherwise a file whose stat key is unchanged costs two dict
-        lookups. ``names``: the dir's listing; ``keys``: their stat keys in this pass (None:
-        stat while reading)."""
+        lookups. ``names`` and ``keys``: the dir's listing and their stat keys, taken this
+        pass for a dir a previous pass knows (None: list and stat while reading)."""
         prefix = f"shared/queue/{queue}/"
         stats, files = self._stats, self._files
         prev = self._dirs.get(queue)
-        if (prev is not None and keys is not None and prev.keys == keys
-                and prev.listing == "\0".join(names)):
+        if (prev is not None and names is not None and keys is not None
+                and prev.keys == keys and prev.listing == "\0".join(names)):
             seen.update(prev.rels)  # the whole dir is as the last pass left it
             return
         try:
-            with os.scandir(dir_fd) as it:
-                entries = list(it)  # (their types tell symlinks without a stat each)
+            it = os.scandir(dir_fd)  # (entry types tell symlinks without a stat each)
         except OSError as exc:
             problems.append(ReadProblem(prefix.rstrip("/"), f"cannot list: {exc.strerror}"))
             self._dirs.pop(queue, None)
             return
-        if [e.name for e in entries] != names:
-            names = [e.name for e in entries]  # changed since it was listed: stat afresh
-            keys = None
-        clean = True  # every entry stat'ed, read and kept: the dir may take the fast path
-        reported = len(problems)
-        new_keys = array("q")
-        rels: list[str] = []
-        for i, e in enumerate(entries):
-            name = names[i]
-            rel = prefix + name
-            old = stats.get(rel)
-            if old is None and TASK_FILE_RE.match(name) is None:
-                # not a task file, but its stat is part of the dir's keys all the same
-                new_keys.append(keys[i] if keys is not None else _entry_key(e))
-                continue
-            st = None
-            try:
-                if e.is_symlink():
-                    clean = False  # its target can change without its own stat changing
-                    full_path = os.path.join(path, name)
-                    if not _within(self.root_real, full_path):
-                        problems.append(ReadProblem(
-                            rel, "symlink pointing outside the root; not followed"))
-                        continue
-                    st = os.stat(name, dir_fd=dir_fd)
-                    key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
-                elif keys is not None and keys[i] != _STAT_FAILED:
-                    key = keys[i]
-                else:
-                    st = e.stat(follow_symlinks=False)
-                    key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
-            except OSError as exc:
-                problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
-                clean = False
-                continue
-            seen.add(rel)
-            new_keys.append(key)
-            if old == key and rel in files:
-                rels.append(rel)
-                continue
-            if st is None:
+        with it:
+            if names is not None:
+                entries: Iterable[os.DirEntry[str]] = list(it)
+                if [e.name for e in entries] != names:  # changed since: stat afresh
+                    keys = None
+            else:
+                entries = it  # a first pass streams: no list of 100,000 entries held
+                keys = None
+            keep = self.keep_stats
+            clean = True  # every entry stat'ed, read and kept: the dir may take the fast path
+            reported = len(problems)
+            listing: list[str] = []
+            new_keys = array("q")
+            rels: list[str] = []
+            for i, e in enumerate(entries):
+                name = e.name
+                if keep:
+                    listing.append(name)
+                rel = prefix + name
+                old = stats.get(rel)
+                if old is None and TASK_FILE_RE.match(name) is None:
+                    if keep:  # not a task file, but its stat is part of the dir's keys
+                        new_keys.append(keys[i] if keys is not None else _entry_key(e))
+                    continue
+                st = None
                 try:
-                    st = e.stat(follow_symlinks=False)
+                    if e.is_symlink():
+                        clean = False  # its target can change without its own stat changing
+                        full_path = os.path.join(path, name)
+                        if not _within(self.root_real, full_path):
+                            problems.append(ReadProblem(
+                                rel, "symlink pointing outside the root; not followed"))
+                            continue
+                        st = os.stat(name, dir_fd=dir_fd)
+                        key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
+                    elif keys is not None and keys[i] != _STAT_FAILED:
+                        key = keys[i]
+                    else:
+                        st = e.stat(follow_symlinks=False)
+                        key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
                 except OSError as exc:
                     problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
+                    clean = False
+                    continue
+                seen.add(rel)
+                if keep:
+                    new_keys.append(key)
+                if old == key and rel in files:
+                    rels.append(rel)
+                    continue
+                if st is None:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError as exc:
+                        problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
+                        seen.discard(rel)
+                        clean = False
+                        continue
+                    key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
+                    if keep:
+                        new_keys[-1] = key
+                tid = name[5:-3]
+                if same_id is not None:
+                    tid = same_id(tid)
+                full = needs_trail is None or needs_trail(tid, queue)
+                tf = self._read_task_file(os.path.join(path, name), tid, queue, rel,
+                                          st.st_mtime, st.st_size, problems, full)
+                self.files_read += 1
+                if tf is None:
+                    stats.pop(rel, None)
+                    files.pop(rel, None)
                     seen.discard(rel)
                     clean = False
                     continue
-                key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
-                new_keys[-1] = key
-            tid = name[5:-3]
-            if same_id is not None:
-                tid = same_id(tid)
-            full = needs_trail is None or needs_trail(tid, queue)
-            tf = self._read_task_file(os.path.join(path, name), tid, queue, rel,
-                                      st.st_mtime, st.st_size, problems, full)
-            self.files_read += 1
-            if tf is None:
-                stats.pop(rel, None)
-                files.pop(rel, None)
-                seen.discard(rel)
-                clean = False
-                continue
-            if len(problems) != reported:
-                clean = False  # what could not be read is retried (and reported) every pass
-            if self.keep_stats:
-                stats[rel] = key
-            files[rel] = tf
-            rels.append(rel)
-            changed.add(rel)
-        if self.keep_stats and clean and len(new_keys) == len(names):
-            self._dirs[queue] = _DirState("\0".join(names), new_keys, rels)
+                if len(problems) != reported:
+                    clean = False  # what could not be read is retried (and reported) each pass
+                if keep:
+                    stats[rel] = key
+                    rels.append(rel)
+                files[rel] = tf
+                changed.add(rel)
+        if keep and clean and len(new_keys) == len(listing):
+            self._dirs[queue] = _DirState("\0".join(listing), new_keys, rels)
         else:
             self._dirs.pop(queue, None)
 
@@ -421,6 +433,12 @@ class OctopoidSource:
         self._stats.pop(rel, None)
         self._dirs.pop(queue, None)
 
+    def forget_files(self) -> None:
+        """Drop what the last scan read (a one-shot reader whose files are held elsewhere)."""
+        self._files = {}
+        self._stats = {}
+        self._dirs = {}
+
     @property
     def files(self) -> dict[str, TaskFile]:
         return self._files
@@ -456,9 +474,9 @@ class OctopoidSource:
             return None
         except OSError as exc:
             problems.append(ReadProblem(rel, f"cannot read: {exc.strerror}"))
-            return TaskFile(task_id=task_id, queue=queue, relpath=rel, mtime=mtime, size=size,
+            return TaskFile(task_id=task_id, queue=queue, mtime=mtime, size=size,
                             parseable=False, problem=f"unreadable: {exc.strerror}")
-        return parse_task_bytes(data, task_id, queue, rel, mtime, size, truncated, tail, full)
+        return parse_task_bytes(data, task_id, queue, mtime, size, truncated, tail, full)
 
     def read_text(self, rel: str, limit: int | None = None) -> str:
         """Bounded text of a file under the root, for the detail view (replacement chars)."""
@@ -934,6 +952,18 @@ def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
         t = _text(v)
         return None if t is None else same(t, t)
 
+    # SQLite's CURRENT_TIMESTAMP form ("2026-11-22 22:00:38", created_at and updated_at):
+    # second resolution, so rows written in the same second share one string. (A pool of
+    # its own, dropped with this reader: these are not few enough to keep for ever.)
+    stamps: dict[str, str] = {}
+    same_stamp = stamps.setdefault
+
+    def stamp(v: Any) -> str | None:
+        t = _text(v)
+        if t is None or len(t) != 19 or t[10] != " ":
+            return t
+        return same_stamp(t, t)
+
     def read(row: tuple[Any, ...]) -> TaskRecord | None:
         (tid, queue, priority, role, title, file_path, claimed_by, claimed_at, blocked_by,
          commits, attempts, rejections, checks, project, submitted, completed, created,
@@ -943,11 +973,19 @@ def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
         tid = str(tid)
         if tid.startswith("TASK-"):
             tid = tid[5:]
+        # file_path as its directory (shared by every row in it) and the name only when it
+        # is not the usual TASK-<id>.md: 100,000 absolute paths were ~11 MB
+        fdir = fname = None
+        if (fp := _text(file_path)) is not None:
+            d, sep, name = fp.rpartition("/")
+            fdir = same(d := d + sep, d)
+            if name != "TASK-" + tid + ".md":
+                fname = name
         return TaskRecord(
             tid, same(q := str(queue or "incoming"), q), same_text(priority), same_text(role),
-            _text(title), _text(file_path), same_text(claimed_by), _text(claimed_at),
+            _text(title), fdir, fname, same_text(claimed_by), _text(claimed_at),
             _split_ids(blocked_by) if blocked_by else (), _int(commits), _int(attempts),
             _int(rejections), _text(checks), same_text(project), _text(submitted),
-            _text(completed), _text(created), _text(updated))
+            _text(completed), stamp(created), stamp(updated))
     return read
 

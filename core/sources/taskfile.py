@@ -176,7 +176,7 @@ def _chronological(events: list[TrailEvent]) -> tuple[TrailEvent, ...]:
     return tuple(k[2] for k in keyed)
 
 
-def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: float, size: int,
+def parse_task_text(text: str, task_id: str, queue: str, mtime: float, size: int,
                     truncated: bool = False, tail: str = "") -> TaskFile:
     """Parse decoded text. ``tail`` is the end of a file too big to read whole (its trail)."""
     stripped = text.lstrip("\ufeff\r\n\t ")
@@ -188,7 +188,7 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
     if m is not None:
         if m.group(1) != task_id:
             # A header naming another task: the file cannot be trusted as this task.
-            return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+            return TaskFile(task_id=task_id, queue=queue, mtime=mtime, size=size,
                             parseable=False, truncated=truncated,
                             problem=f"header names TASK-{m.group(1)}, file is TASK-{task_id}")
         title = clean_line(m.group(2), 1000).strip()  # escapes go where data enters
@@ -265,14 +265,14 @@ def parse_task_text(text: str, task_id: str, queue: str, relpath: str, mtime: fl
                 other_lines = True
                 break
         if events and not other_lines:
-            return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+            return TaskFile(task_id=task_id, queue=queue, mtime=mtime, size=size,
                             parseable=False, is_stub=True, trail=_chronological(events),
                             truncated=truncated, problem="stub: trail lines without a task header")
         problem = "empty file" if not stripped else "no '# [TASK-…]' header line"
-        return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+        return TaskFile(task_id=task_id, queue=queue, mtime=mtime, size=size,
                         parseable=False, truncated=truncated, problem=problem)
 
-    return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+    return TaskFile(task_id=task_id, queue=queue, mtime=mtime, size=size,
                     parseable=True, title=title, header=Header(header),
                     trail=_chronological(events), errors=tuple(errors), truncated=truncated)
 
@@ -308,7 +308,7 @@ def has_trail_markers(data: bytes) -> bool:
     return _MARKER_RE.search(data) is not None
 
 
-def parse_header_only(text: str, task_id: str, queue: str, relpath: str, mtime: float,
+def parse_header_only(text: str, task_id: str, queue: str, mtime: float,
                       size: int, truncated: bool) -> TaskFile | None:
     """The quick path: header line and header keys only. None: not a well-formed header, so
     the full parser must decide (stub, corrupt, foreign header)."""
@@ -325,18 +325,18 @@ def parse_header_only(text: str, task_id: str, queue: str, relpath: str, mtime: 
         if key in HEADER_KEYS and key not in header:
             key = _CANON_KEY[key]
             header[key] = _header_value(key, value.strip())
-    return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+    return TaskFile(task_id=task_id, queue=queue, mtime=mtime, size=size,
                     parseable=True, title=clean_line(m.group(2), 1000).strip(),
                     header=Header(header), truncated=truncated, trail_complete=False)
 
 
-def parse_task_bytes(data: bytes, task_id: str, queue: str, relpath: str, mtime: float,
+def parse_task_bytes(data: bytes, task_id: str, queue: str, mtime: float,
                      size: int, truncated: bool = False, tail: bytes = b"",
                      full: bool = True) -> TaskFile:
     """Decode strictly (bad encoding = corrupt, as the contract says), then parse.
     ``full=False`` parses only the header when the bytes hold no trail marker."""
     if b"\x00" in data:
-        return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime, size=size,
+        return TaskFile(task_id=task_id, queue=queue, mtime=mtime, size=size,
                         parseable=False, truncated=truncated, problem="binary content (NUL bytes)")
     try:
         text = data.decode("utf-8")
@@ -344,12 +344,12 @@ def parse_task_bytes(data: bytes, task_id: str, queue: str, relpath: str, mtime:
         if truncated and exc.start >= len(data) - 4:
             text = data[: exc.start].decode("utf-8")  # cut mid-character by the bounded read
         else:
-            return TaskFile(task_id=task_id, queue=queue, relpath=relpath, mtime=mtime,
+            return TaskFile(task_id=task_id, queue=queue, mtime=mtime,
                             size=size, parseable=False, truncated=truncated,
                             problem=f"not UTF-8 (byte {exc.start})")
     if not full and not has_trail_markers(data) and not (tail and has_trail_markers(tail)):
-        quick = parse_header_only(text, task_id, queue, relpath, mtime, size, truncated)
+        quick = parse_header_only(text, task_id, queue, mtime, size, truncated)
         if quick is not None:
             return quick
     tail_text = tail.decode("utf-8", errors="replace") if tail else ""
-    return parse_task_text(text, task_id, queue, relpath, mtime, size, truncated, tail_text)
+    return parse_task_text(text, task_id, queue, mtime, size, truncated, tail_text)
