@@ -140,6 +140,8 @@ class Engine:
             return self._reconcile()
         gc_was = gc.isenabled()
         gc.disable()  # allocation-heavy and acyclic: collections would only rescan the heap
+        # A worker starts reading the task files now, while this thread reads the DB.
+        started = self.source.start_scan()
         try:
             self._phase = "reading state.db"
             conn = self._db()
@@ -155,7 +157,7 @@ class Engine:
             self._agents = agents
             self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
             self._phase = "reading task files"
-            fs = self.source.scan_files(self._needs_trail, self._same_id)
+            fs = self.source.scan_files(self._needs_trail, self._same_id, started)
             self._load_reviews()
             self._tasks = assemble_tasks(fs.files.values(), self._records)
             if not self.follow:
@@ -170,6 +172,8 @@ class Engine:
             self.last_poll_at = self.clock()
             snap = self._publish(frozenset(self._tasks))
         finally:
+            if started is not None:
+                started.close()  # (already done, unless the DB could not be read)
             self._phase = ""
             if gc_was:
                 gc.freeze()  # what the scan built is long-lived: keep it out of later GCs

@@ -229,6 +229,19 @@ class Header(Mapping[str, str]):
             shared.get(keys, keys)
         self._values = tuple(items.values())
 
+    @classmethod
+    def from_parts(cls, keys: tuple[str, ...], values: tuple[str, ...]) -> Header:
+        """From ``parts()`` of another (e.g. one sent by a worker process)."""
+        h = cls.__new__(cls)
+        shared = cls._KEY_TUPLES
+        h._keys = shared.setdefault(keys, keys) if len(shared) < 4096 else \
+            shared.get(keys, keys)
+        h._values = values
+        return h
+
+    def parts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return self._keys, self._values
+
     def __getitem__(self, key: str) -> str:
         try:
             return self._values[self._keys.index(key)]

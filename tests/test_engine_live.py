@@ -208,13 +208,13 @@ def test_a_cold_scan_reports_its_progress(tmp_path: Path, utc_tz: None) -> None:
     b.build()
     engine = Engine(b.root, Config())
     seen: list[str] = []
-    real = engine.source._read_task_file
+    real = engine.source.queue_files.read_task_file
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(engine.scan_progress())  # what a console would show at this moment
         return real(*args, **kwargs)
 
-    engine.source._read_task_file = spy  # type: ignore[method-assign]
+    engine.source.queue_files.read_task_file = spy  # type: ignore[method-assign]
     engine.scan()
     assert seen == [f"reading task files: {i} of ~5 read" for i in range(5)]
     assert engine.scan_progress() == ""  # done: nothing in progress

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 
 from core.config import Config
 from core.engine import Engine
-from core.sources import octopoid
+from core.model import Snapshot
+from core.sources import queue_files
 from core.sources.forkmap import fork_map
 from tests.builders import StateBuilder
 
@@ -85,7 +87,7 @@ def stat_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     if request.param == "forked":
         if not hasattr(os, "fork"):
             pytest.skip("no fork() here")
-        monkeypatch.setattr(octopoid, "PARALLEL_STAT_MIN", 1)
+        monkeypatch.setattr(queue_files, "PARALLEL_MIN", 1)
     return str(request.param)
 
 
@@ -95,11 +97,11 @@ def test_parallel_stat_keys_equal_serial_ones(state: StateBuilder,
     fds = [os.open(q / d, os.O_RDONLY | os.O_DIRECTORY) for d in ("incoming", "done")]
     try:
         dirs = [(fd, sorted(os.listdir(fd)) + ["TASK-gone.md"]) for fd in fds]
-        serial = octopoid.all_stat_keys(dirs)
-        monkeypatch.setattr(octopoid, "PARALLEL_STAT_MIN", 1)
-        assert octopoid.all_stat_keys(dirs) == serial
+        serial = queue_files.all_stat_keys(dirs)
+        monkeypatch.setattr(queue_files, "PARALLEL_MIN", 1)
+        assert queue_files.all_stat_keys(dirs) == serial
         assert [len(k) for k in serial] == [len(n) for _, n in dirs]
-        assert serial[0][-1] == octopoid._STAT_FAILED
+        assert serial[0][-1] == queue_files._STAT_FAILED
     finally:
         for fd in fds:
             os.close(fd)
@@ -185,3 +187,62 @@ def test_what_cannot_be_read_is_reported_on_every_pass(state: StateBuilder,
     for _ in range(3):
         snap = engine.scan()
         assert any(p.path == "shared/queue/incoming/TASK-adir0001.md" for p in snap.problems)
+
+
+# ---------------------------------------------------------------- a first pass shared out
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, datetime]]:
+    from tests.builders import generated_utc_state
+
+    yield from generated_utc_state(tmp_path_factory, "shared-scan", 1500, seed=7)
+
+
+def _view(snap: Snapshot) -> tuple[object, ...]:
+    return ({t: tuple((f.relpath, f.title, tuple(f.header.items()), f.trail, f.errors,
+                       f.parseable, f.is_stub, f.problem, f.trail_complete)
+                      for f in task.files) for t, task in snap.tasks.items()},
+            sorted((p.path, p.message) for p in snap.problems),
+            [(f.kind, f.task_id, f.summary, f.evidence) for f in snap.findings],
+            dict(snap.verdicts))
+
+
+@needs_fork
+@pytest.mark.parametrize("follow", [True, False])
+def test_a_first_pass_shared_with_a_worker_reads_what_one_process_reads(
+        generated: tuple[Path, datetime], monkeypatch: pytest.MonkeyPatch,
+        follow: bool) -> None:
+    root, as_of = generated
+    expected = _view(Engine(root, Config(), as_of=as_of, follow=follow).scan())
+    monkeypatch.setattr(queue_files, "PARALLEL_MIN", 1)
+    engine = Engine(root, Config(), as_of=as_of, follow=follow)
+    started = engine.source.start_scan()
+    assert started is not None and started.worker is not None
+    started.close()  # given up: nothing left running, nothing read
+    assert _no_children_left()
+    engine = Engine(root, Config(), as_of=as_of, follow=follow)
+    snap = engine.scan()
+    assert _no_children_left()
+    assert _view(snap) == expected
+    assert engine.source.files_read >= 1500
+    if follow:  # and the dirs are remembered whole: an unchanged rescan reads nothing
+        engine.scan()
+        assert engine.source.files_read == 0
+        assert _view(engine.snapshot) == expected  # type: ignore[arg-type]
+
+
+@needs_fork
+def test_a_failed_worker_s_share_is_read_here(generated: tuple[Path, datetime],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    root, as_of = generated
+    expected = _view(Engine(root, Config(), as_of=as_of).scan())
+    monkeypatch.setattr(queue_files, "PARALLEL_MIN", 1)
+
+    def dies(self: queue_files.QueueFiles, started: queue_files.ColdStart) -> bytes:
+        os._exit(3)
+
+    monkeypatch.setattr(queue_files.QueueFiles, "_worker_share", dies)
+    engine = Engine(root, Config(), as_of=as_of)
+    assert _view(engine.scan()) == expected
+    assert _no_children_left()
+    engine.scan()
+    assert engine.source.files_read == 0

@@ -38,8 +38,47 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "fork")
 
 
+class Forked:
+    """One function running in a forked child; ``result`` waits for its bytes."""
+
+    def __init__(self, fn: Callable[[], bytes]) -> None:
+        self._child = [-1, -1]  # [pid, read end]; -1 once reaped / closed
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return  # no child: result() is None, the caller does the work itself
+        if pid == 0:  # the child: compute, send, leave without any cleanup
+            code = 1
+            try:
+                os.close(r)
+                _write_all(w, fn())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        self._child = [pid, r]
+
+    def result(self, timeout: float = 30.0) -> memoryview | None:
+        """The child's bytes; None if it failed, could not start or took past ``timeout``."""
+        if self._child[0] < 0:
+            return None
+        return _collect(self._child, time.monotonic() + timeout)
+
+    def abandon(self) -> None:
+        """Stop the child if it still runs, and reap it."""
+        if self._child[1] >= 0:
+            os.close(self._child[1])
+            self._child[1] = -1
+        if self._child[0] > 0:
+            _kill(self._child[0])
+            _reap(self._child)
+
+
 def fork_map(fn: Callable[[T], bytes], parts: Sequence[T], timeout: float = 30.0
-             ) -> list[bytes | None]:
+             ) -> list[bytes | memoryview | None]:
     """``[fn(p) for p in parts]``, with ``parts[1:]`` computed in forked children while this
     process computes ``parts[0]``. A child's part is None when it failed; ``parts[0]``'s
     result is never None (an exception in it propagates as usual)."""
@@ -47,47 +86,26 @@ def fork_map(fn: Callable[[T], bytes], parts: Sequence[T], timeout: float = 30.0
         return []
     if len(parts) == 1 or not can_fork():
         return [fn(p) for p in parts]
-    children: list[list[int]] = []  # [pid, read end]; -1 once reaped / closed
+    children: list[Forked] = []
     try:
         for part in parts[1:]:
-            r, w = os.pipe()
-            try:
-                pid = os.fork()
-            except OSError:
-                os.close(r)
-                os.close(w)
-                children.append([-1, -1])
-                continue
-            if pid == 0:  # the child: compute, send, leave without any cleanup
-                code = 1
-                try:
-                    os.close(r)
-                    _write_all(w, fn(part))
-                    code = 0
-                finally:
-                    os._exit(code)
-            os.close(w)
-            children.append([pid, r])
-        out: list[bytes | None] = [fn(parts[0])]
+            children.append(Forked(lambda part=part: fn(part)))  # type: ignore[misc]
+        out: list[bytes | memoryview | None] = [fn(parts[0])]
         deadline = time.monotonic() + timeout
         for child in children:
-            out.append(None if child[0] < 0 else _collect(child, deadline))
+            out.append(child.result(max(0.0, deadline - time.monotonic())))
         return out
     finally:
         for child in children:  # only after an exception: stop and reap what is left
-            if child[1] >= 0:
-                os.close(child[1])
-                child[1] = -1
-            if child[0] > 0:
-                _kill(child[0])
-                _reap(child)
+            child.abandon()
 
 
 def _write_all(fd: int, data: bytes) -> None:
     # length first, so a child that died half-way is told from one that finished
-    view = memoryview(len(data).to_bytes(8, "little") + data)
-    while view:
-        view = view[os.write(fd, view):]
+    for part in (len(data).to_bytes(8, "little"), data):
+        view = memoryview(part)
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def _kill(pid: int) -> None:
@@ -106,7 +124,7 @@ def _reap(child: list[int]) -> int:
     return status
 
 
-def _collect(child: list[int], deadline: float) -> bytes | None:
+def _collect(child: list[int], deadline: float) -> memoryview | None:
     pid, r = child
     chunks: list[bytes] = []
     ok = True
@@ -128,6 +146,7 @@ def _collect(child: list[int], deadline: float) -> bytes | None:
     if not ok or status != 0:
         return None
     data = b"".join(chunks)
+    del chunks
     if len(data) < 8 or int.from_bytes(data[:8], "little") != len(data) - 8:
         return None
-    return data[8:]
+    return memoryview(data)[8:]  # (no copy of what may be megabytes)

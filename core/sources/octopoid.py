@@ -12,16 +12,22 @@ import os
 import re
 import sqlite3
 import time
-from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
-from core.sources.forkmap import can_fork, fork_map, usable_cpus
-from core.sources.taskfile import TASK_FILE_RE, parse_task_bytes
+from core.sources.errors import SourceError
+from core.sources.queue_files import (
+    ColdStart,
+    FileScan,
+    NeedsTrail,
+    QueueFiles,
+    SameId,
+    within,
+)
+from core.sources.taskfile import TASK_FILE_RE
 from core.timefmt import from_epoch, parse_any, parse_db_time, parse_local_iso
 
 FORMAT = "octopoid-v1"
@@ -44,10 +50,6 @@ TASK_COLUMNS = (
 CHANGE_COLUMNS = ("id", "queue", "claimed_by", "claimed_at", "updated_at", "attempt_count",
                   "rejection_count", "commits_count", "check_results", "blocked_by",
                   "submitted_at", "completed_at", "file_path", "priority")
-
-
-class SourceError(Exception):
-    """The queue cannot be read at all (exit 3). The message names the path."""
 
 
 # ---------------------------------------------------------------- root discovery
@@ -86,94 +88,6 @@ def resolve_root(explicit: str | os.PathLike[str] | None = None, cwd: Path | Non
 
 # ---------------------------------------------------------------- files
 
-@dataclass
-class FileScan:
-    """Result of one pass over the queue dirs (files keyed by relpath)."""
-
-    files: dict[str, TaskFile]
-    changed: set[str]  # relpaths added or modified
-    removed: set[str]  # relpaths gone
-    problems: list[ReadProblem]
-
-
-@dataclass(frozen=True, slots=True)
-class _DirState:
-    """A queue dir as the last full pass left it: its listing, each entry's stat key (in
-    listing order) and the task files kept from it."""
-
-    listing: str  # the names, NUL-joined: one string, not 100,000 (a name holds no NUL)
-    keys: array[int]
-    rels: list[str]
-
-
-_STAT_FAILED = -1  # never a hash() value (CPython maps -1 to -2)
-
-
-def _entry_key(e: os.DirEntry[str]) -> int:
-    try:
-        st = e.stat(follow_symlinks=False)
-    except OSError:
-        return _STAT_FAILED
-    return hash((st.st_mtime_ns, st.st_size, st.st_ino))
-
-
-def stat_keys(dir_fd: int, names: list[str]) -> array[int]:
-    """One stat key per name (lstat, relative to the dir's descriptor), in order."""
-    out = array("q")
-    put = out.append
-    stat = os.stat
-    for name in names:
-        try:
-            st = stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except OSError:
-            put(_STAT_FAILED)
-            continue
-        put(hash((st.st_mtime_ns, st.st_size, st.st_ino)))
-    return out
-
-
-# Below this many files a fork costs more than the stats it would share out.
-PARALLEL_STAT_MIN = 20_000
-
-
-def all_stat_keys(dirs: list[tuple[int, list[str]]]) -> list[array[int]]:
-    """``stat_keys`` of each (dir fd, names), split over the usable cores when there are
-    many files: each worker takes the same slice of every dir."""
-    total = sum(len(names) for _, names in dirs)
-    workers = min(usable_cpus(), 4) if can_fork() and total >= PARALLEL_STAT_MIN else 1
-    if workers == 1:
-        return [stat_keys(fd, names) for fd, names in dirs]
-
-    def bounds(n: int, w: int) -> tuple[int, int]:
-        return n * w // workers, n * (w + 1) // workers
-
-    def part(w: int) -> bytes:
-        out = array("q")
-        for fd, names in dirs:
-            lo, hi = bounds(len(names), w)
-            out.extend(stat_keys(fd, names[lo:hi]))
-        return out.tobytes()
-
-    results = fork_map(part, range(workers))
-    result: list[array[int]] = [array("q") for _ in dirs]
-    for w, data in enumerate(results):
-        if data is None:
-            data = part(w)  # that worker failed: do its share here
-        got = array("q")
-        got.frombytes(data)
-        pos = 0
-        for (_, names), keys in zip(dirs, result, strict=True):
-            lo, hi = bounds(len(names), w)
-            keys.extend(got[pos:pos + hi - lo])
-            pos += hi - lo
-    return result
-
-
-def _within(root_real: str, path: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real + os.sep)
-
-
 class OctopoidSource:
     """Reads one ``.orchestrator`` root. Holds caches, never writes."""
 
@@ -192,12 +106,8 @@ class OctopoidSource:
         self.max_file_bytes = max_file_bytes
         self.busy_retries = busy_retries
         self.busy_timeout_ms = busy_timeout_ms
-        # relpath -> hash of (mtime_ns, size, ino): one int per file, not a 3-tuple of ints
-        self._stats: dict[str, int] = {}
-        self._files: dict[str, TaskFile] = {}
-        self._dirs: dict[str, _DirState] = {}  # queue -> its last full pass (keep_stats only)
+        self.queue_files = QueueFiles(self.root, QUEUES, max_file_bytes, keep_stats)
         self._columns: tuple[str, ...] | None = None
-        self.files_read = 0  # by the scan in progress (its progress, for a console)
         self.connected_uri: str | None = None
 
     # -- paths ---------------------------------------------------------------
@@ -214,274 +124,45 @@ class OctopoidSource:
         return [p for p in (self.queue_dir, self.agents_dir, self.notes_dir) if p.is_dir()]
 
     # -- task files ----------------------------------------------------------
-    def scan_files(self, needs_trail: Any = None, same_id: Any = None) -> FileScan:
-        """Walk every queue dir; re-read only what changed since the last scan.
-        ``needs_trail(task_id, queue) -> bool`` says which files must be parsed fully even
-        without trail markers (default: all of them). ``same_id(task_id) -> str`` may hand
-        back an equal string already held (the DB row's), so ids are not stored twice."""
-        problems: list[ReadProblem] = []
-        seen: set[str] = set()
-        changed: set[str] = set()
-        scanned: set[str] = set()
-        self.files_read = 0
-        if not self.queue_dir.is_dir():
-            raise SourceError(f"{self.queue_dir}: queue directory missing")
-        try:
-            qentries = list(os.scandir(self.queue_dir))
-        except OSError as exc:
-            raise SourceError(f"{self.queue_dir}: cannot list: {exc.strerror}") from None
-        listed: list[tuple[str, str, int, list[str] | None]] = []
-        try:
-            for qe in qentries:
-                if qe.name not in QUEUES:
-                    continue
-                if qe.is_symlink() and not _within(self.root_real, qe.path):
-                    problems.append(ReadProblem(self.relpath(qe.path),
-                                                "queue dir is a symlink out of the root; "
-                                                "skipped"))
-                    continue
-                if not qe.is_dir():
-                    continue
-                try:
-                    dir_fd = os.open(qe.path, os.O_RDONLY | os.O_DIRECTORY)
-                except OSError as exc:
-                    problems.append(ReadProblem(self.relpath(qe.path),
-                                                f"cannot list: {exc.strerror}"))
-                    continue
-                names = None
-                if qe.name in self._dirs:  # known: listed now, to stat its files in parallel
-                    try:
-                        names = os.listdir(dir_fd)
-                    except OSError as exc:
-                        os.close(dir_fd)
-                        problems.append(ReadProblem(self.relpath(qe.path),
-                                                    f"cannot list: {exc.strerror}"))
-                        continue
-                listed.append((qe.name, qe.path, dir_fd, names))
-            # Stat keys of the dirs a previous pass knows, on every core (the warm pass's
-            # cost is one stat per file); a first pass stats as it reads.
-            keys = iter(all_stat_keys([(fd, names) for _, _, fd, names in listed
-                                       if names is not None]))
-            for queue, path, dir_fd, names in listed:
-                scanned.add(queue)
-                self._scan_dir(queue, path, dir_fd, names,
-                               next(keys) if names is not None else None,
-                               needs_trail, same_id, seen, changed, problems)
-        finally:
-            for _, _, dir_fd, _ in listed:
-                os.close(dir_fd)
-        for q in set(self._dirs) - scanned:
-            del self._dirs[q]  # a queue dir gone (or unreadable) starts afresh if it returns
-        # (what was seen is always kept: equal sizes mean nothing is gone)
-        removed = set(self._files) - seen if len(seen) != len(self._files) else set()
-        for rel in removed:
-            self._files.pop(rel, None)
-            self._stats.pop(rel, None)
-        return FileScan(files=self._files, changed=changed, removed=removed, problems=problems)
+    @property
+    def files(self) -> dict[str, TaskFile]:
+        return self.queue_files.files
 
-    def _scan_dir(self, queue: str, path: str, dir_fd: int, names: list[str] | None,
-                  keys: array[int] | None, needs_trail: Any, same_id: Any, seen: set[str],
-                  changed: set[str], problems: list[ReadProblem]) -> None:
-        """One queue dir, listed and stat'ed relative to the dir's descriptor (no path walk
-        per file). A following reader remembers each dir's listing and stat keys: when both
-        come back equal (two C-level comparisons), nothing in the dir changed and no per-file
-        Python work is done; otherwise a file whose stat key is unchanged costs two dict
-        lookups. ``names`` and ``keys``: the dir's listing and their stat keys, taken this
-        pass for a dir a previous pass knows (None: list and stat while reading)."""
-        prefix = f"shared/queue/{queue}/"
-        stats, files = self._stats, self._files
-        prev = self._dirs.get(queue)
-        if (prev is not None and names is not None and keys is not None
-                and prev.keys == keys and prev.listing == "\0".join(names)):
-            seen.update(prev.rels)  # the whole dir is as the last pass left it
-            return
-        try:
-            it = os.scandir(dir_fd)  # (entry types tell symlinks without a stat each)
-        except OSError as exc:
-            problems.append(ReadProblem(prefix.rstrip("/"), f"cannot list: {exc.strerror}"))
-            self._dirs.pop(queue, None)
-            return
-        with it:
-            if names is not None:
-                entries: Iterable[os.DirEntry[str]] = list(it)
-                if [e.name for e in entries] != names:  # changed since: stat afresh
-                    keys = None
-            else:
-                entries = it  # a first pass streams: no list of 100,000 entries held
-                keys = None
-            keep = self.keep_stats
-            clean = True  # every entry stat'ed, read and kept: the dir may take the fast path
-            reported = len(problems)
-            listing: list[str] = []
-            new_keys = array("q")
-            rels: list[str] = []
-            for i, e in enumerate(entries):
-                name = e.name
-                if keep:
-                    listing.append(name)
-                rel = prefix + name
-                old = stats.get(rel)
-                if old is None and TASK_FILE_RE.match(name) is None:
-                    if keep:  # not a task file, but its stat is part of the dir's keys
-                        new_keys.append(keys[i] if keys is not None else _entry_key(e))
-                    continue
-                st = None
-                try:
-                    if e.is_symlink():
-                        clean = False  # its target can change without its own stat changing
-                        full_path = os.path.join(path, name)
-                        if not _within(self.root_real, full_path):
-                            problems.append(ReadProblem(
-                                rel, "symlink pointing outside the root; not followed"))
-                            continue
-                        st = os.stat(name, dir_fd=dir_fd)
-                        key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
-                    elif keys is not None and keys[i] != _STAT_FAILED:
-                        key = keys[i]
-                    else:
-                        st = e.stat(follow_symlinks=False)
-                        key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
-                except OSError as exc:
-                    problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
-                    clean = False
-                    continue
-                seen.add(rel)
-                if keep:
-                    new_keys.append(key)
-                if old == key and rel in files:
-                    rels.append(rel)
-                    continue
-                if st is None:
-                    try:
-                        st = e.stat(follow_symlinks=False)
-                    except OSError as exc:
-                        problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
-                        seen.discard(rel)
-                        clean = False
-                        continue
-                    key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
-                    if keep:
-                        new_keys[-1] = key
-                tid = name[5:-3]
-                if same_id is not None:
-                    tid = same_id(tid)
-                full = needs_trail is None or needs_trail(tid, queue)
-                tf = self._read_task_file(os.path.join(path, name), tid, queue, rel,
-                                          st.st_mtime, st.st_size, problems, full)
-                self.files_read += 1
-                if tf is None:
-                    stats.pop(rel, None)
-                    files.pop(rel, None)
-                    seen.discard(rel)
-                    clean = False
-                    continue
-                if len(problems) != reported:
-                    clean = False  # what could not be read is retried (and reported) each pass
-                if keep:
-                    stats[rel] = key
-                    rels.append(rel)
-                files[rel] = tf
-                changed.add(rel)
-        if keep and clean and len(new_keys) == len(listing):
-            self._dirs[queue] = _DirState("\0".join(listing), new_keys, rels)
-        else:
-            self._dirs.pop(queue, None)
+    @property
+    def files_read(self) -> int:
+        """Files read by the scan in progress (its progress, for a console)."""
+        return self.queue_files.files_read
+
+    def start_scan(self) -> ColdStart | None:
+        """Begin a first file scan before the DB is read (see ``QueueFiles.start``)."""
+        return self.queue_files.start()
+
+    def scan_files(self, needs_trail: NeedsTrail | None = None, same_id: SameId | None = None,
+                   started: ColdStart | None = None) -> FileScan:
+        return self.queue_files.scan(needs_trail, same_id, started)
+
+    def forget_files(self) -> None:
+        self.queue_files.forget()
 
     def read_one(self, rel: str, full: bool = True) -> tuple[TaskFile | None, list[ReadProblem]]:
         """Re-read one queue file after a watch event (None: it is gone)."""
-        problems: list[ReadProblem] = []
-        parts = rel.split("/")
-        if len(parts) != 4 or parts[:2] != ["shared", "queue"] or parts[2] not in QUEUES:
-            return None, problems
-        m = TASK_FILE_RE.match(parts[3])
-        if m is None:
-            return None, problems
-        queue = parts[2]
-        path = self.root / rel
-        try:
-            st = os.lstat(path)
-            if os.path.islink(path):
-                if not _within(self.root_real, str(path)):
-                    problems.append(ReadProblem(rel, "symlink pointing outside the root; "
-                                                     "not followed"))
-                    self._forget_file(rel, queue)
-                    return None, problems
-                st = os.stat(path)
-        except FileNotFoundError:
-            self._forget_file(rel, queue)
-            return None, problems
-        except OSError as exc:
-            problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
-            self._dirs.pop(queue, None)
-            return None, problems
-        tf = self._read_task_file(str(path), m.group(1), queue, rel, st.st_mtime,
-                                  st.st_size, problems, full)
-        if tf is None:
-            self._forget_file(rel, queue)
-            return None, problems
-        key = hash((st.st_mtime_ns, st.st_size, st.st_ino))
-        if problems or rel not in self._files or self._stats.get(rel) != key:
-            # the dir is no longer as its last full pass left it: that pass must look again
-            self._dirs.pop(queue, None)
-        if self.keep_stats:
-            self._stats[rel] = key
-        self._files[rel] = tf
-        return tf, problems
-
-    def _forget_file(self, rel: str, queue: str) -> None:
-        self._files.pop(rel, None)
-        self._stats.pop(rel, None)
-        self._dirs.pop(queue, None)
-
-    def forget_files(self) -> None:
-        """Drop what the last scan read (a one-shot reader whose files are held elsewhere)."""
-        self._files = {}
-        self._stats = {}
-        self._dirs = {}
-
-    @property
-    def files(self) -> dict[str, TaskFile]:
-        return self._files
+        return self.queue_files.read_one(rel, full)
 
     def files_of(self, task_id: str) -> list[tuple[str, TaskFile]]:
         """The scanned copies of one task, by relpath order."""
         out = []
+        files = self.queue_files.files
         for q in _SORTED_QUEUES:
             rel = f"shared/queue/{q}/TASK-{task_id}.md"
-            f = self._files.get(rel)
+            f = files.get(rel)
             if f is not None:
                 out.append((rel, f))
         return out
 
-    def _read_task_file(self, path: str, task_id: str, queue: str, rel: str, mtime: float,
-                        size: int, problems: list[ReadProblem], full: bool = True
-                        ) -> TaskFile | None:
-        limit = self.max_file_bytes
-        tail = b""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the scan
-            try:
-                data, tail = _read_bounded(fd, size, limit)
-            finally:
-                os.close(fd)
-            truncated = len(data) > limit
-            if truncated:
-                data = data[:limit]
-        except FileNotFoundError:
-            return None  # moved between listing and reading: the watcher will see it
-        except IsADirectoryError:
-            problems.append(ReadProblem(rel, "is a directory, not a task file"))
-            return None
-        except OSError as exc:
-            problems.append(ReadProblem(rel, f"cannot read: {exc.strerror}"))
-            return TaskFile(task_id=task_id, queue=queue, mtime=mtime, size=size,
-                            parseable=False, problem=f"unreadable: {exc.strerror}")
-        return parse_task_bytes(data, task_id, queue, mtime, size, truncated, tail, full)
-
     def read_text(self, rel: str, limit: int | None = None) -> str:
         """Bounded text of a file under the root, for the detail view (replacement chars)."""
         path = self.root / rel
-        if not _within(self.root_real, str(path)):
+        if not within(self.root_real, str(path)):
             raise ValueError(f"{rel}: outside the root")
         with open(path, "rb") as fh:
             data = fh.read(limit or self.max_file_bytes)
@@ -908,31 +589,6 @@ _RECORD_COLS = ("id", "queue", "priority", "role", "title", "file_path", "claime
 
 _SHARED: dict[str, str] = {}
 _SORTED_QUEUES = tuple(sorted(QUEUES))
-
-
-def _read_bounded(fd: int, size: int, limit: int) -> tuple[bytes, bytes]:
-    """Up to ``limit + 1`` bytes (one more tells truncation) and, when truncated, the last
-    64 KiB, where the trail is appended. Sized from stat: a buffer of ``limit`` bytes per
-    read made reading 100,000 small files three times slower than the bytes need."""
-    want = min(size, limit) + 1
-    data = os.read(fd, want)
-    if len(data) == want and want <= limit:  # grew since the stat: read on to the limit
-        chunks, total = [data], len(data)
-        while total <= limit:
-            more = os.read(fd, limit + 1 - total)
-            if not more:
-                break
-            chunks.append(more)
-            total += len(more)
-        data = b"".join(chunks)
-    if len(data) <= limit:
-        return data, b""
-    end = os.fstat(fd).st_size
-    try:
-        tail = os.pread(fd, 64 * 1024, max(limit, end - 64 * 1024))
-    except OSError:
-        tail = b""
-    return data, tail
 
 
 def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
