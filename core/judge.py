@@ -215,13 +215,11 @@ class Judge:
         # Tasks blocked by a task whose verdict changed must see the new verdict.
         rctx = RuleContext(judge=ctx, judged=self.judged)
         rules = [rule for _, rule in TASK_RULES]
+        judged, task_findings = self.judged, self.task_findings
         for tid in ids:
-            j = self.judged[tid]
-            found: list[Finding] = []
-            for rule in rules:
-                found.extend(rule(j, rctx))
-            old = self.task_findings.get(tid, ())
-            new = tuple(found)
+            j = judged[tid]
+            new = tuple([f for rule in rules for f in rule(j, rctx)])
+            old = task_findings.get(tid, ())
             if new == old:
                 # Keep the objects the order holds: swapping in equal copies would leave the
                 # old ones in the order, unfindable by identity, and listed forever.

@@ -506,24 +506,32 @@ class Verdict:
     evidence: tuple[Evidence, ...] = ()
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+def primary_of(files: tuple[TaskFile, ...]) -> TaskFile | None:
+    """The parseable file (the real one); a stub or corrupt copy only when nothing else."""
+    best: TaskFile | None = None
+    for f in files:
+        if f.parseable and not f.is_stub:
+            if best is None or not best.parseable or best.is_stub or f.mtime > best.mtime:
+                best = f
+        elif best is None:
+            best = f
+    return best
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Task:
     task_id: str
     record: TaskRecord | None
     files: tuple[TaskFile, ...]  # history and notes are read on demand (Engine.trace)
+    # Derived from ``files`` once: the rules and views ask for it about ten times per task.
+    primary_file: TaskFile | None = field(init=False, compare=False, repr=False)
 
-    @property
-    def primary_file(self) -> TaskFile | None:
-        """The parseable file (the real one); a stub or corrupt copy only when nothing else."""
-        best: TaskFile | None = None
-        for f in self.files:
-            if f.parseable and not f.is_stub:
-                if best is None or not best.parseable or best.is_stub or f.mtime > best.mtime:
-                    best = f
-            elif best is None:
-                best = f
-        return best
+    def __init__(self, task_id: str, record: TaskRecord | None,
+                 files: tuple[TaskFile, ...]) -> None:
+        _SET_TASK_ID(self, task_id)
+        _SET_RECORD(self, record)
+        _SET_FILES(self, files)
+        _SET_PRIMARY(self, primary_of(files) if files else None)
 
     @property
     def title(self) -> str:
@@ -543,6 +551,13 @@ class Task:
     def trail(self) -> tuple[TrailEvent, ...]:
         pf = self.primary_file
         return pf.trail if pf is not None and pf.parseable else ()
+
+
+# the slots' own setters (the class is frozen: plain assignment raises)
+_SET_TASK_ID = Task.__dict__["task_id"].__set__
+_SET_RECORD = Task.__dict__["record"].__set__
+_SET_FILES = Task.__dict__["files"].__set__
+_SET_PRIMARY = Task.__dict__["primary_file"].__set__
 
 
 @fast_init

@@ -278,8 +278,9 @@ class QueueFiles:
         if total < PARALLEL_MIN:
             return started
         for d in listed:
-            # the worker's half starts a little earlier: this process reads the DB first
-            d.cut = len(d.names or ()) * 9 // 20
+            # the worker takes the larger part: this process reads the DB first (measured at
+            # 100k files, 36% here ends both parts together)
+            d.cut = len(d.names or ()) * 9 // 25
         started.progress = mmap.mmap(-1, 8)
         started.worker = Forked(lambda: self._worker_share(started))
         return started
@@ -497,28 +498,29 @@ class QueueFiles:
         files, stats, keep = self._files, self._stats, self.keep_stats
         same = same_id if same_id is not None else _same
         refull: list[tuple[str, TaskFile]] = []
+        got: list[str] = []  # relpaths, added to seen and changed in one go
         rows = (row for frame in frames for row in marshal.loads(frame))
+        header, add, wants = Header.from_parts, got.append, needs_trail or _whole
         for (tid, queue, mtime, size, title, hkeys, hvalues, truncated, key) in rows:
             tid = same(tid)
             rel = f"shared/queue/{queue}/TASK-{tid}.md"
-            tf = TaskFile(tid, queue, mtime, size, True, False, title,
-                          Header.from_parts(hkeys, hvalues), (), (), truncated, "", False)
-            files[rel] = tf
-            seen.add(rel)
-            changed.add(rel)
+            files[rel] = tf = TaskFile(tid, queue, mtime, size, True, False, title,
+                                       header(hkeys, hvalues), (), (), truncated, "", False)
+            add(rel)
             if keep:
                 stats[rel] = key
-            if needs_trail is None or needs_trail(tid, queue):
+            if wants(tid, queue):
                 refull.append((rel, tf))
         for rel, tf, key in whole:
             files[rel] = tf
-            seen.add(rel)
-            changed.add(rel)
+            add(rel)
             if keep:
                 stats[rel] = key
             if not tf.trail_complete and (needs_trail is None
                                           or needs_trail(same(tf.task_id), tf.queue)):
                 refull.append((rel, tf))
+        seen.update(got)
+        changed.update(got)
         for rel, tf in refull:  # the DB says these need their trail: read them whole
             full = self.read_task_file(str(self.root / rel), tf.task_id, tf.queue, rel,
                                        tf.mtime, tf.size, problems, True)
@@ -630,6 +632,10 @@ def _frames(data: memoryview) -> Iterator[memoryview]:
 
 def _header_only(task_id: str, queue: str) -> bool:
     return False
+
+
+def _whole(task_id: str, queue: str) -> bool:
+    return True
 
 
 def _same(task_id: str) -> str:
