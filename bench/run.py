@@ -6,8 +6,10 @@ Core, on generated 10k and 100k-task states (``core.demo.generate``):
 - warm rescan with nothing changed (in-process, second ``Engine.scan``);
 - one file move -> updated findings (the engine's incremental path, and end to end through the
   file watcher);
-- peak RSS of the report process (one scan: no caches for later rescans), and of an engine
-  that keeps following the queue (the console's core) after a scan and a warm rescan.
+- peak RSS of the report process (one scan: no caches for later rescans), the peak PSS of
+  it and its forked file reader together (sampled; their shared pages counted once), and the
+  peak RSS of an engine that keeps following the queue (the console's core) after a scan and
+  a warm rescan.
 Then the console's figures (bench/bench_tui.py) when the TUI is installed.
 
 Usage: python bench/run.py [--sizes 10000,100000] [--keep DIR]
@@ -54,24 +56,52 @@ _HWM = ("def _hwm():\n"
         "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n")
 
 
-def _cold_report(root: Path, as_of: str) -> tuple[float, float]:
-    """Seconds and peak RSS (MB) of a fresh report process (median of 3 / max RSS)."""
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree_pss_mb(pid: int) -> float:
+    """PSS of a process and its children (the report's forked file reader): pages they
+    share are counted once between them, so the sum is what the tree really holds."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            pids += [int(p) for p in fh.read().split()]
+    except OSError:
+        pass
+    return sum(_pss_kb(p) for p in pids) / 1024
+
+
+def _cold_report(root: Path, as_of: str) -> tuple[float, float, float]:
+    """Seconds, peak RSS (MB) of a fresh report process, and the peak PSS (MB) of it and its
+    worker together, sampled every 5 ms (median of 3 / maxima)."""
     code = (_HWM + "import atexit, sys\n"
             "atexit.register(lambda: print(f'QWARDEN_HWM {_hwm()}', file=sys.stderr))\n"
             "from core.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     times = []
-    rss = 0.0
+    rss = tree = 0.0
     for _ in range(3):
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", code, "report", "--json", "--root",
-                               str(root), "--as-of", as_of], cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-c", code, "report", "--json", "--root",
+                                 str(root), "--as-of", as_of], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        while proc.poll() is None:
+            tree = max(tree, _tree_pss_mb(proc.pid))
+            time.sleep(0.005)
         times.append(time.perf_counter() - t)
+        stderr = proc.stderr.read() if proc.stderr else ""
         if proc.returncode not in (0, 1, 2):
             raise SystemExit(f"report failed with exit {proc.returncode}")
-        hwm = [ln for ln in proc.stderr.splitlines() if ln.startswith("QWARDEN_HWM ")]
+        hwm = [ln for ln in stderr.splitlines() if ln.startswith("QWARDEN_HWM ")]
         rss = max(rss, float(hwm[-1].split()[1]))
-    return statistics.median(times), rss
+    return statistics.median(times), rss, tree
 
 
 def _following_rss(root: Path, as_of: str) -> float:
@@ -149,7 +179,8 @@ def bench_core(sizes: list[int], keep: Path | None) -> None:
 
     print("core (warm page cache; median of 3)")
     print(f"{'tasks':>8} {'gen s':>7} {'floor s':>8} {'report s':>9} {'ratio':>6} "
-          f"{'warm s':>7} {'change ms':>10} {'watch ms':>9} {'RSS MB':>7} {'live RSS':>9}")
+          f"{'warm s':>7} {'change ms':>10} {'watch ms':>9} {'RSS MB':>7} {'tree PSS':>9} "
+          f"{'live RSS':>9}")
     for n in sizes:
         base = (keep / f"q{n}") if keep else Path(tempfile.mkdtemp(prefix=f"qwarden-bench-{n}-"))
         if base.exists() and keep:
@@ -159,11 +190,12 @@ def bench_core(sizes: list[int], keep: Path | None) -> None:
         gen_s = time.perf_counter() - t
         root = base / ".orchestrator"
         floor = _floor(root)
-        cold, rss = _cold_report(root, truth["as_of"])
+        cold, rss, tree = _cold_report(root, truth["as_of"])
         warm, change_ms, watch_ms = _warm_and_change(root, truth["as_of"])
         live_rss = _following_rss(root, truth["as_of"])
         print(f"{n:>8} {gen_s:>7.1f} {floor:>8.2f} {cold:>9.2f} {cold / floor:>6.2f} "
-              f"{warm:>7.2f} {change_ms:>10.1f} {watch_ms:>9.0f} {rss:>7.0f} {live_rss:>9.0f}",
+              f"{warm:>7.2f} {change_ms:>10.1f} {watch_ms:>9.0f} {rss:>7.0f} {tree:>9.0f} "
+              f"{live_rss:>9.0f}",
               flush=True)
         if n == 100_000:
             ok = {"cold_ratio": cold / floor <= TARGETS_100K["cold_ratio"],

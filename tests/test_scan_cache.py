@@ -87,7 +87,8 @@ def stat_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     if request.param == "forked":
         if not hasattr(os, "fork"):
             pytest.skip("no fork() here")
-        monkeypatch.setattr(queue_files, "PARALLEL_MIN", 1)
+        monkeypatch.setattr(queue_files, "PARALLEL_STAT_MIN", 1)
+        monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
     return str(request.param)
 
 
@@ -98,7 +99,7 @@ def test_parallel_stat_keys_equal_serial_ones(state: StateBuilder,
     try:
         dirs = [(fd, sorted(os.listdir(fd)) + ["TASK-gone.md"]) for fd in fds]
         serial = queue_files.all_stat_keys(dirs)
-        monkeypatch.setattr(queue_files, "PARALLEL_MIN", 1)
+        monkeypatch.setattr(queue_files, "PARALLEL_STAT_MIN", 1)
         assert queue_files.all_stat_keys(dirs) == serial
         assert [len(k) for k in serial] == [len(n) for _, n in dirs]
         assert serial[0][-1] == queue_files._STAT_FAILED
@@ -213,7 +214,7 @@ def test_a_first_pass_shared_with_a_worker_reads_what_one_process_reads(
         follow: bool) -> None:
     root, as_of = generated
     expected = _view(Engine(root, Config(), as_of=as_of, follow=follow).scan())
-    monkeypatch.setattr(queue_files, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
     engine = Engine(root, Config(), as_of=as_of, follow=follow)
     started = engine.source.start_scan()
     assert started is not None and started.worker is not None
@@ -235,7 +236,7 @@ def test_a_failed_worker_s_share_is_read_here(generated: tuple[Path, datetime],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     root, as_of = generated
     expected = _view(Engine(root, Config(), as_of=as_of).scan())
-    monkeypatch.setattr(queue_files, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
 
     def dies(self: queue_files.QueueFiles, started: queue_files.ColdStart) -> bytes:
         os._exit(3)
