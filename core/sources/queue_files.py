@@ -170,9 +170,13 @@ class ColdStart:
     progress: mmap.mmap | None = None  # the worker's count of files read, shared
 
     def worker_read(self) -> int:
-        if self.progress is None:
+        progress = self.progress
+        if progress is None:
             return 0
-        return int(struct.unpack_from("q", self.progress)[0])
+        try:  # (a console asks from its own thread: the pass may be closing it right now)
+            return int(struct.unpack_from("q", progress)[0])
+        except ValueError:
+            return 0
 
     def close(self) -> None:
         if self.worker is not None:
