@@ -509,7 +509,13 @@ class Engine:
                     for tid in dirty:
                         self._rebuild_task(tid)
                     self.rejudge(dirty)
-            await asyncio.to_thread(work)
+            try:
+                await asyncio.to_thread(work)
+            except SourceError as exc:  # (the next poll tries again)
+                self.last_error = str(exc)
+            except Exception as exc:
+                self.last_error = f"catching up failed: {exc!r}"
+                log.exception("catching up failed")
         self.caught_up.set()
         self._notify()
 

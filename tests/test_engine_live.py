@@ -69,7 +69,7 @@ async def test_file_move_and_db_write_update_incrementally(
         assert snap.verdicts["mv000001"].effective_state == "provisional"
         assert snap.tasks["db000001"] is not None
         # The scheduler writes the DB: only that row is re-read.
-        conn = sqlite3.connect(b.root / "state.db")
+        conn = sqlite3.connect(b.root / "state.db", timeout=30)
         conn.execute("UPDATE tasks SET queue='provisional', commits_count=2, "
                      "updated_at=? WHERE id='mv000001'", (datetime.now().isoformat(),))
         conn.execute("UPDATE tasks SET priority='P0' WHERE id='db000001'")
@@ -123,7 +123,7 @@ def test_rescan_sees_file_and_row_changes_with_or_without_follow_caches(
     path = q / "incoming" / "TASK-mv000001.md"
     with path.open("a") as fh:  # Octopoid appends trail blocks in place
         fh.write(f"\nFAILED_AT: {datetime.now().isoformat()}\n\n## Error\n```\nboom\n```\n")
-    conn = sqlite3.connect(b.root / "state.db")
+    conn = sqlite3.connect(b.root / "state.db", timeout=30)
     conn.execute("UPDATE tasks SET priority='P0' WHERE id='db000001'")
     conn.commit()
     conn.close()

@@ -361,7 +361,7 @@ async def test_live_file_move_and_db_write_keep_cursor_and_filter(
         assert main.lane_list.current_key == keep
         assert main.filters["incoming"].text == "backlog|mover"
         # a DB write: the row moves to provisional too, the row leaves the incoming lane
-        with sqlite3.connect(b.root / "state.db") as conn:
+        with sqlite3.connect(b.root / "state.db", timeout=30) as conn:
             conn.execute("UPDATE tasks SET queue='provisional', commits_count=2 "
                          "WHERE id='mv000001'")
         await wait_until(pilot, lambda: "mv000001" not in main.lane_list.rows)
@@ -384,7 +384,7 @@ async def test_no_render_while_modal_open(tmp_path: Path, utc_tz: None) -> None:
         await wait_until(pilot, lambda: main.snapshot is not None)
         await pilot.press("question_mark")
         gen = main.snapshot.generation  # type: ignore[union-attr]
-        with sqlite3.connect(b.root / "state.db") as conn:
+        with sqlite3.connect(b.root / "state.db", timeout=30) as conn:
             conn.execute("UPDATE tasks SET queue='done' WHERE id='aaaa0002'")
         await wait_until(pilot, lambda: app.engine.snapshot is not None
                          and app.engine.snapshot.verdicts["aaaa0002"].effective_state

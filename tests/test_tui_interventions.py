@@ -156,7 +156,7 @@ async def test_autofix_runs_after_a_poll_and_can_be_paused(tmp_path: Path) -> No
         assert app.main_screen.header.autofix == "safe"
         await pilot.press("P")
         assert fixer.paused and app.main_screen.header.autofix == "paused"
-    conn = sqlite3.connect(b.root / "state.db")
+    conn = sqlite3.connect(b.root / "state.db", timeout=30)
     try:
         assert conn.execute("SELECT queue FROM tasks WHERE id='0f0f0f01'").fetchone()
     finally:
