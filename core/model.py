@@ -159,6 +159,10 @@ class Layered(Mapping[str, Any]):
     def __len__(self) -> int:
         return self._len
 
+    def plain(self) -> dict[str, Any] | None:
+        """The base dict itself when nothing is layered over it (read only!), else None."""
+        return None if self._delta else self._base
+
     def values(self) -> Any:
         return self._base.values() if not self._delta else super().values()
 

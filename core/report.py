@@ -179,17 +179,24 @@ def _task_dicts(snap: Snapshot) -> Iterator[dict[str, Any]]:
     for f in snap.findings:
         kinds_by_task.setdefault(f.task_id, []).append(f.kind)
     tasks, verdicts, no_kinds = snap.tasks, snap.verdicts, kinds_by_task.get
+    task_of, verdict_of = _getter(tasks), _getter(verdicts)
     reasons: dict[str, str] = {}  # liveness reasons repeat a lot: clean each text once
     for tid in sorted(tasks):
-        t = tasks[tid]
-        v = verdicts[tid]
+        t = task_of(tid)
+        v = verdict_of(tid)
         reason = reasons.get(v.reason)
         if reason is None:
             reason = reasons[v.reason] = clean_line(v.reason)
-        rec = t.record
+        rec, pf = t.record, t.primary_file
+        title = pf.title if pf is not None else ""
+        if not title and rec is not None:
+            title = rec.title or ""
+        if len(title) > 300 or not title.isprintable():  # (inline: the common case is clean)
+            title = clean_line(title, 300)
         yield {
-            "id": tid, "title": clean_line(t.title, 300),
-            "db_queue": rec.queue if rec is not None else None, "file_queue": t.file_queue,
+            "id": tid, "title": title,
+            "db_queue": rec.queue if rec is not None else None,
+            "file_queue": pf.queue if pf is not None else None,
             "effective_state": v.effective_state, "claimed_by": _opt(v.claimed_by),
             "liveness": _VALUE[v.liveness], "split_brain_live": v.split_brain_live,
             "recommended_action": _VALUE[v.recommended_action],
@@ -223,12 +230,31 @@ def _opt(s: str | None) -> str | None:
 _VALUE: dict[Any, str] = {m: m.value for e in (Liveness, Action, Severity, Side) for m in e}
 
 
+def _getter(mapping: Any) -> Any:
+    """The fastest lookup a published mapping offers (a plain dict's own, when it is one)."""
+    plain = mapping.plain() if hasattr(mapping, "plain") else None
+    return (plain if plain is not None else mapping).__getitem__
+
+
+_FACTS: dict[str, str] = {}  # evidence facts are a few dozen fixed phrases: cleaned once
+
+
+def _fact(text: str) -> str:
+    got = _FACTS.get(text)
+    if got is None:
+        got = clean_line(text)
+        if len(_FACTS) < 1024:
+            _FACTS[text] = got
+    return got
+
+
 def _finding_dict(f: Finding) -> dict[str, Any]:
     return {
         "kind": f.kind, "task_id": f.task_id, "severity": _VALUE[f.severity], "scored": f.scored,
         "summary": clean_line(f.summary, 1000),
-        "evidence": [{"fact": clean_line(e.fact), "value": clean_line(e.value, 1000),
-                      "at": iso(e.at), "side": _VALUE[e.side] if e.side else None}
+        "evidence": [{"fact": _fact(e.fact), "value": clean_line(e.value, 1000),
+                      "at": iso(e.at) if e.at is not None else None,
+                      "side": _VALUE[e.side] if e.side else None}
                      for e in f.evidence],
         "newer_side": f.newer_side.value if f.newer_side is not None
         and f.newer_side.value in ("db", "file") else None,
