@@ -247,3 +247,22 @@ def test_a_failed_worker_s_share_is_read_here(generated: tuple[Path, datetime],
     assert _no_children_left()
     engine.scan()
     assert engine.source.files_read == 0
+
+
+def test_a_file_gone_between_listing_and_stat_is_no_problem(
+        state: StateBuilder, stat_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agents move files all the time: one listed and gone before its stat moved on (the
+    watcher sees where to); it is not a read problem to show the operator."""
+    engine = Engine(state.root, Config())
+    engine.scan()
+    real = os.listdir
+
+    def listdir_with_a_ghost(fd: int) -> list[str]:
+        return [*real(fd), "TASK-ghost001.md"]
+
+    monkeypatch.setattr(queue_files.os, "listdir", listdir_with_a_ghost)
+    snap = engine.scan()
+    assert not snap.problems
+    assert "ghost001" not in snap.tasks
+    monkeypatch.setattr(queue_files.os, "listdir", real)
+    _rescan_equals_fresh(engine, state.root)

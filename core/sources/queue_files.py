@@ -407,6 +407,9 @@ class QueueFiles:
                     target_key = _key(st)
                 else:
                     target_key = key
+            except FileNotFoundError:
+                visit.clean = False  # moved since the listing: where it went is seen there
+                continue
             except OSError as exc:
                 problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
                 visit.clean = False
@@ -421,7 +424,8 @@ class QueueFiles:
                 try:
                     st = stat(name, dir_fd=fd, follow_symlinks=False)
                 except OSError as exc:
-                    problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
+                    if not isinstance(exc, FileNotFoundError):  # (moved: seen where it went)
+                        problems.append(ReadProblem(rel, f"cannot stat: {exc.strerror}"))
                     seen.discard(rel)
                     visit.clean = False
                     continue
