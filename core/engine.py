@@ -251,6 +251,8 @@ class Engine:
         """What a cold scan is doing right now (read from another thread while it runs: a
         console shows it instead of a blank screen for the seconds 100,000 files take)."""
         phase = self._phase
+        if phase == "reading state.db" and (n := self.source.files_read):
+            return f"{phase}; task files: {n:,} read"  # a worker reads them meanwhile
         if phase == "reading task files":
             # the DB's row count is the best guess of how many files there are
             expected = len(self._records)

@@ -266,3 +266,26 @@ def test_a_file_gone_between_listing_and_stat_is_no_problem(
     assert "ghost001" not in snap.tasks
     monkeypatch.setattr(queue_files.os, "listdir", real)
     _rescan_equals_fresh(engine, state.root)
+
+
+@needs_fork
+def test_the_worker_s_progress_shows_while_the_db_is_read(
+        generated: tuple[Path, datetime], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, as_of = generated
+    monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
+    engine = Engine(root, Config(), as_of=as_of)
+    seen: list[str] = []
+    real = engine.source.read_records
+
+    def slow_db(*args, **kwargs):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 20
+        while engine.source.files_read < 256 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(engine.scan_progress())
+        return real(*args, **kwargs)
+
+    engine.source.read_records = slow_db  # type: ignore[method-assign]
+    engine.scan()
+    assert seen and seen[0].startswith("reading state.db; task files: ")
+    assert int(seen[0].rsplit(": ", 1)[1].split()[0].replace(",", "")) >= 256
+    assert engine.scan_progress() == ""

@@ -289,6 +289,8 @@ class QueueFiles:
             d.cut = len(d.names or ()) * 9 // 25
         started.progress = mmap.mmap(-1, 8)
         started.worker = Forked(lambda: self._worker_share(started))
+        self._read_here = 0
+        self._started = started  # its progress counts from now (files_read)
         return started
 
     # -- scanning ------------------------------------------------------------
