@@ -1,11 +1,13 @@
-"""Run a syscall-heavy loop on every core: the same function over parts of the work, each
-extra part in a forked child that sends its result back as bytes.
+"""Work on more than one core: a function run in a forked child that sends its result back
+as bytes (``Forked``), or the same function over parts of the work (``fork_map``).
 
-Used where a scan at 100,000 files is bound by per-file system calls that one Python thread
-cannot overlap (a ``stat`` per file in the warm reconciliation). A child only runs the given
-function and ``os._exit``s: no atexit handlers, no flushing of inherited buffers, no imports.
+Used where a scan at 100,000 files is bound by per-file work one Python thread cannot spread:
+the first read of the task files (a worker reads part of every queue dir while this process
+reads the DB) and the one ``stat`` per file of a warm reconciliation. A child only runs the
+given function and ``os._exit``s: no atexit handlers, no flushing of inherited buffers. It
+builds its own objects and touches few of the parent's, so little memory is copied on write.
 Whatever goes wrong in a child (it dies, hangs past the deadline, sends a short answer) costs
-only time: that part comes back as None and the caller computes it in-process.
+only time: its part comes back as None and the caller computes it in-process.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import os
 import pickle
 import stat as stat_mod
 import struct
+import time
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ class ColdStart:
     problems: list[ReadProblem]
     worker: Forked | None = None
     progress: mmap.mmap | None = None  # the worker's count of files read, shared
+    began: float = field(default_factory=time.monotonic)
 
     def worker_read(self) -> int:
         progress = self.progress
@@ -498,7 +500,9 @@ class QueueFiles:
                        seen: set[str], changed: set[str], problems: list[ReadProblem]) -> None:
         """Take the worker's share of each dir (or read it here if the worker failed), give
         the files that turn out to need their trail a full read, remember each dir whole."""
-        data = started.worker.result() if started.worker is not None else None
+        # (a slow disk slows both parts alike: wait in proportion, give up on a hung worker)
+        waited = max(30.0, 4 * (time.monotonic() - started.began))
+        data = started.worker.result(waited) if started.worker is not None else None
         started.worker = None
         shared = [d for d in started.listed if d.queue in mine]
         if data is None:  # the worker failed (or could not start): read its share here
