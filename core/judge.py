@@ -15,7 +15,7 @@ from collections.abc import Set as AbstractSet
 from datetime import datetime
 
 from core.config import Config
-from core.liveness import JudgeContext, make_verdict, mismatch_settled, shared_verdict
+from core.liveness import JudgeContext, make_verdict, mismatch_settled, verdict
 from core.model import (
     Action,
     Agent,
@@ -285,10 +285,8 @@ class Judge:
             if v.claimed_by:
                 self.claims_by_agent.setdefault(v.claimed_by, set()).add(tid)
             if action is not v.recommended_action:
-                v = shared_verdict(Verdict(
-                    effective_state=v.effective_state, liveness=v.liveness,
-                    split_brain_live=v.split_brain_live, recommended_action=action,
-                    claimed_by=v.claimed_by, reason=v.reason, evidence=v.evidence))
+                v = verdict(v.effective_state, v.liveness, v.split_brain_live, action,
+                            v.claimed_by, v.reason, v.evidence)
                 # one verdict per task kept, not the phase-one one beside the final one
                 self.judged[tid] = Judged(task=j.task, verdict=v, state=j.state,
                                           claim_problem=j.claim_problem)

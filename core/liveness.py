@@ -338,23 +338,28 @@ def make_verdict(task: Task, ctx: JudgeContext) -> tuple[Verdict, StateJudgement
     claimed_by = sj.claimant if sj.effectively_claimed else None
     if at_work is not None:  # a split brain: the agent at work, not the DB's claimant
         claimed_by = at_work
-    v = Verdict(effective_state=sj.state, liveness=liveness, split_brain_live=sbl,
-                recommended_action=Action.NONE, claimed_by=claimed_by, reason=reason,
-                evidence=evidence)
-    return shared_verdict(v), sj, problem
+    return verdict(sj.state, liveness, sbl, Action.NONE, claimed_by, reason, evidence), sj, \
+        problem
 
 
 # Most verdicts are alike ("not claimed (done)", idle, nothing to show): one object each,
-# not 100,000 equal ones. Only those without evidence, which is what makes one unique.
-_VERDICTS: dict[Verdict, Verdict] = {}
+# not 100,000 equal ones. Only those without evidence, which is what makes one unique. Keyed
+# by a plain tuple of the fields, looked up before any Verdict is built (a Verdict as the key
+# ran the dataclass's Python-level __hash__ and __eq__ for every task).
+_VERDICTS: dict[tuple[object, ...], Verdict] = {}
 
 
-def shared_verdict(v: Verdict) -> Verdict:
-    if v.evidence:
-        return v
-    got = _VERDICTS.get(v)
+def verdict(state: str, liveness: Liveness, split_brain_live: bool, action: Action,
+            claimed_by: str | None, reason: str, evidence: tuple[Evidence, ...] = ()
+            ) -> Verdict:
+    """A Verdict, shared with every equal one when it has no evidence."""
+    if evidence:
+        return Verdict(state, liveness, split_brain_live, action, claimed_by, reason, evidence)
+    key = (state, liveness, split_brain_live, action, claimed_by, reason)
+    got = _VERDICTS.get(key)
     if got is None:
         if len(_VERDICTS) >= 4096:  # bounded, whatever the reasons and claimants are
             _VERDICTS.clear()
-        got = _VERDICTS[v] = v
+        got = _VERDICTS[key] = Verdict(state, liveness, split_brain_live, action, claimed_by,
+                                       reason)
     return got
