@@ -68,7 +68,9 @@ def agents_naming(agents: Mapping[str, Agent]) -> dict[str, tuple[str, ...]]:
 def choose_action(v: Verdict, findings: tuple[Finding, ...]) -> Action:
     """One recommended action per task: the most severe finding's, earlier rules first on ties;
     never a disruptive one for work that is demonstrably live."""
-    if findings:
+    if len(findings) == 1:
+        action = findings[0].recommended_action
+    elif findings:
         best = min(findings, key=lambda f: (-f.severity.rank, RULE_ORDER.get(f.kind, 99)))
         action = best.recommended_action
     elif v.liveness is Liveness.LIVE:
@@ -297,6 +299,8 @@ class Judge:
 
     def _index_findings(self, tid: str, fs: tuple[Finding, ...]) -> None:
         old = self.by_task.get(tid, ())
+        if not fs and not old:
+            return  # (a third of the tasks: no set building for them)
         if len(fs) > 1:
             fs = tuple(sorted(fs, key=_task_order_key))
         for f in old:
