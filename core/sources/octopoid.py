@@ -1,7 +1,8 @@
 """Octopoid v1 source: reads ``.orchestrator/`` (queue dirs, state.db, agents/) strictly read-only.
 
 Everything Octopoid-specific lives here; the rest of qwarden sees ``core.model`` objects only.
-The reader keeps a stat cache so a rescan re-reads only files whose (mtime, size, inode) moved.
+The queue dirs are read by ``queue_files.QueueFiles``, which keeps a stat cache so a rescan
+re-reads only files whose (mtime, size, inode) moved.
 """
 
 from __future__ import annotations
