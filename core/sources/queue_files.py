@@ -518,6 +518,8 @@ class QueueFiles:
         same = same_id if same_id is not None else _same
         refull: list[tuple[str, TaskFile]] = []
         got: list[str] = []  # relpaths, added to seen and changed in one go
+        # each dir's relpaths, for its state (the very strings keying the files: no copies)
+        rels_of: dict[str, list[str]] = {d.queue: [] for d in shared}
         rows = (row for frame in frames for row in marshal.loads(frame))
         header, add, wants = Header.from_parts, got.append, needs_trail or _whole
         for (tid, queue, mtime, size, title, hkeys, hvalues, truncated, key) in rows:
@@ -528,6 +530,7 @@ class QueueFiles:
             add(rel)
             if keep:
                 stats[rel] = key
+                rels_of[queue].append(rel)
             if wants(tid, queue):
                 refull.append((rel, tf))
         for rel, tf, key in whole:
@@ -535,6 +538,7 @@ class QueueFiles:
             add(rel)
             if keep:
                 stats[rel] = key
+                rels_of[tf.queue].append(rel)
             if not tf.trail_complete and (needs_trail is None
                                           or needs_trail(same(tf.task_id), tf.queue)):
                 refull.append((rel, tf))
@@ -548,12 +552,8 @@ class QueueFiles:
         for d, (keys_data, clean) in zip(started.listed, dirs, strict=True):
             if d.queue not in mine:
                 continue
-            tail = _Visit(array("q"), [], clean)
+            tail = _Visit(array("q"), rels_of[d.queue], clean)
             tail.keys.frombytes(keys_data)
-            if keep:
-                prefix = f"shared/queue/{d.queue}/"
-                tail.rels = [r for r in (prefix + n for n in (d.names or [])[d.cut:])
-                             if r in files]
             self._remember_whole(d, mine[d.queue], tail)
 
     def _remember_whole(self, d: _Listed, head: _Visit, tail: _Visit | None) -> None:
