@@ -289,3 +289,20 @@ def test_the_worker_s_progress_shows_while_the_db_is_read(
     assert seen and seen[0].startswith("reading state.db; task files: ")
     assert int(seen[0].rsplit(": ", 1)[1].split()[0].replace(",", "")) >= 256
     assert engine.scan_progress() == ""
+
+
+@needs_fork
+def test_a_db_that_cannot_be_read_leaves_no_worker_behind(
+        tmp_path: Path, utc_tz: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.sources.errors import SourceError
+
+    b = StateBuilder(tmp_path, now=datetime.now())
+    for i in range(30):
+        b.task(f"w{i:07d}", db_queue="incoming")
+    b.build()
+    (b.root / "state.db").write_bytes(b"not a database at all" * 100)
+    monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
+    engine = Engine(b.root, Config())
+    with pytest.raises(SourceError):
+        engine.scan()
+    assert _no_children_left()
