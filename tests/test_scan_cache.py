@@ -1,5 +1,7 @@
-"""The warm reconciliation's shortcuts: per-dir listing and stat keys compared whole, stat
-calls shared out to forked workers. Each must see every change a full re-read would."""
+"""How the queue dirs are read fast: a first pass shared with a forked worker, and a warm
+reconciliation that compares each dir's listing and stat keys whole and shares its stat calls
+out to forked workers. Each must give what one process reading everything would, and a worker
+that fails must cost only time."""
 
 from __future__ import annotations
 
