@@ -27,9 +27,9 @@ from core.model import (
     TaskRecord,
     Verdict,
 )
-from core.rules.base import Judged, RuleContext
+from core.rules.base import Judged, RuleContext, TaskRule
 from core.rules.deps import blocked_by
-from core.rules.registry import GROUP_RULES, RULE_ORDER, TASK_RULES
+from core.rules.registry import GROUP_RULES, RULE_ORDER, rules_for
 
 # Actions that would take work away from an agent that is demonstrably working.
 DISRUPTIVE = frozenset({Action.RETRY, Action.RELEASE_CLAIM, Action.CANCEL, Action.QUARANTINE,
@@ -154,6 +154,8 @@ class Judge:
         # engine publishes it like the other per-task maps: only what changed is copied)
         self.tasks_by_severity: dict[Severity, dict[str, None]] = {s: {} for s in Severity}
         self._group_dirty = False  # a failed task vanished: group rules must rerun
+        # (effective state, has a claim problem) -> the task rules that can fire there
+        self._rule_lists: dict[tuple[str, bool], tuple[TaskRule, ...]] = {}
         # What changed since the engine last published (it copies only that).
         self.touched: set[str] = set()  # tasks whose verdict, findings or severities changed
         self.full_pending = True  # everything was rebuilt
@@ -216,10 +218,14 @@ class Judge:
                 self.time_sensitive.discard(tid)
         # Tasks blocked by a task whose verdict changed must see the new verdict.
         rctx = RuleContext(judge=ctx, judged=self.judged)
-        rules = [rule for _, rule in TASK_RULES]
+        rule_lists = self._rule_lists
         judged, task_findings = self.judged, self.task_findings
         for tid in ids:
             j = judged[tid]
+            scope = (j.verdict.effective_state, j.claim_problem is not None)
+            rules = rule_lists.get(scope)
+            if rules is None:
+                rules = rule_lists[scope] = rules_for(*scope)
             new = tuple([f for rule in rules for f in rule(j, rctx)])
             old = task_findings.get(tid, ())
             if new == old:
