@@ -39,22 +39,25 @@ DISRUPTIVE = frozenset({Action.RETRY, Action.RELEASE_CLAIM, Action.CANCEL, Actio
 def assemble_tasks(files: Iterable[TaskFile], records: Mapping[str, TaskRecord]
                    ) -> dict[str, Task]:
     """Group file copies and DB rows by task id into Task objects."""
-    by_id: dict[str, list[TaskFile]] = {}
+    # one copy per task is the rule: a tuple of it at once, a sorted tuple for the few more
+    by_id: dict[str, tuple[TaskFile, ...]] = {}
+    more: set[str] = set()
     for f in files:
-        by_id.setdefault(f.task_id, []).append(f)
+        tid = f.task_id
+        had = by_id.get(tid)
+        if had is None:
+            by_id[tid] = (f,)
+        else:
+            by_id[tid] = had + (f,)
+            more.add(tid)
+    for tid in more:
+        by_id[tid] = tuple(sorted(by_id[tid], key=lambda f: f.relpath))
     tasks: dict[str, Task] = {}
     for tid, rec in records.items():
-        fs = by_id.pop(tid, None)
-        tasks[tid] = Task(task_id=tid, record=rec, files=_ordered(fs) if fs else ())
+        tasks[tid] = Task(tid, rec, by_id.pop(tid, ()))
     for tid, fs in by_id.items():
-        tasks[tid] = Task(task_id=tid, record=None, files=_ordered(fs))
+        tasks[tid] = Task(tid, None, fs)
     return tasks
-
-
-def _ordered(fs: list[TaskFile]) -> tuple[TaskFile, ...]:
-    if len(fs) == 1:
-        return (fs[0],)
-    return tuple(sorted(fs, key=lambda f: f.relpath))
 
 
 def agents_naming(agents: Mapping[str, Agent]) -> dict[str, tuple[str, ...]]:

@@ -535,7 +535,7 @@ class Task:
         _SET_TASK_ID(self, task_id)
         _SET_RECORD(self, record)
         _SET_FILES(self, files)
-        _SET_PRIMARY(self, primary_of(files) if files else None)
+        _SET_PRIMARY(self, files[0] if len(files) == 1 else primary_of(files))
 
     @property
     def title(self) -> str:
