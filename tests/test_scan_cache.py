@@ -39,6 +39,13 @@ def _hangs_in_child(n: int) -> bytes:
     return b"ok"
 
 
+def _share_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Share out any amount of work, as if on two cores (whatever this machine has)."""
+    monkeypatch.setattr(queue_files, "PARALLEL_STAT_MIN", 1)
+    monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
+    monkeypatch.setattr(queue_files, "usable_cpus", lambda: 2)
+
+
 def _no_children_left() -> bool:
     try:
         os.waitpid(-1, os.WNOHANG)
@@ -89,8 +96,7 @@ def stat_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     if request.param == "forked":
         if not hasattr(os, "fork"):
             pytest.skip("no fork() here")
-        monkeypatch.setattr(queue_files, "PARALLEL_STAT_MIN", 1)
-        monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
+        _share_everything(monkeypatch)
     return str(request.param)
 
 
@@ -101,7 +107,7 @@ def test_parallel_stat_keys_equal_serial_ones(state: StateBuilder,
     try:
         dirs = [(fd, sorted(os.listdir(fd)) + ["TASK-gone.md"]) for fd in fds]
         serial = queue_files.all_stat_keys(dirs)
-        monkeypatch.setattr(queue_files, "PARALLEL_STAT_MIN", 1)
+        _share_everything(monkeypatch)
         assert queue_files.all_stat_keys(dirs) == serial
         assert [len(k) for k in serial] == [len(n) for _, n in dirs]
         assert serial[0][-1] == queue_files._STAT_FAILED
@@ -216,7 +222,7 @@ def test_a_first_pass_shared_with_a_worker_reads_what_one_process_reads(
         follow: bool) -> None:
     root, as_of = generated
     expected = _view(Engine(root, Config(), as_of=as_of, follow=follow).scan())
-    monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
+    _share_everything(monkeypatch)
     engine = Engine(root, Config(), as_of=as_of, follow=follow)
     started = engine.source.start_scan()
     assert started is not None and started.worker is not None
@@ -238,7 +244,7 @@ def test_a_failed_worker_s_share_is_read_here(generated: tuple[Path, datetime],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     root, as_of = generated
     expected = _view(Engine(root, Config(), as_of=as_of).scan())
-    monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
+    _share_everything(monkeypatch)
 
     def dies(self: queue_files.QueueFiles, started: queue_files.ColdStart) -> bytes:
         os._exit(3)
@@ -274,7 +280,7 @@ def test_a_file_gone_between_listing_and_stat_is_no_problem(
 def test_the_worker_s_progress_shows_while_the_db_is_read(
         generated: tuple[Path, datetime], monkeypatch: pytest.MonkeyPatch) -> None:
     root, as_of = generated
-    monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
+    _share_everything(monkeypatch)
     engine = Engine(root, Config(), as_of=as_of)
     seen: list[str] = []
     real = engine.source.read_records
@@ -303,7 +309,7 @@ def test_a_db_that_cannot_be_read_leaves_no_worker_behind(
         b.task(f"w{i:07d}", db_queue="incoming")
     b.build()
     (b.root / "state.db").write_bytes(b"not a database at all" * 100)
-    monkeypatch.setattr(queue_files, "PARALLEL_READ_MIN", 1)
+    _share_everything(monkeypatch)
     engine = Engine(b.root, Config())
     with pytest.raises(SourceError):
         engine.scan()
