@@ -314,3 +314,25 @@ def test_a_db_that_cannot_be_read_leaves_no_worker_behind(
     with pytest.raises(SourceError):
         engine.scan()
     assert _no_children_left()
+
+
+def test_a_file_the_watcher_read_is_looked_at_again_even_if_its_stat_goes_back(
+        state: StateBuilder, stat_mode: str) -> None:
+    """After the watcher has read a change, the dir is not as its last full pass left it,
+    even when the file's stat later returns to what that pass saw (same size and inode, the
+    old mtime put back): the next pass must compare the file with what was read last."""
+    engine = Engine(state.root, Config())
+    engine.scan()
+    engine.scan()  # the dirs' listings and keys are now remembered
+    rel = "shared/queue/done/TASK-t0000000.md"
+    path = state.root / rel
+    first = os.stat(path)
+    text = path.read_text()
+    path.write_text(text.replace("A task", "B task"))
+    os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns + 5_000_000))
+    engine.apply_file_changes({rel})
+    assert engine.source.files[rel].title == "B task"
+    path.write_text(text.replace("A task", "C task"))
+    os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns))  # the first pass's stat again
+    snap = engine.scan()
+    assert snap.tasks["t0000000"].primary_file.title == "C task"
