@@ -16,6 +16,7 @@ from core.config import Config, LiveOptions
 from core.engine import Engine
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder, generated_utc_state
+from tests.pilot import frozen_app, wait_until
 from tui.app import QwardenApp
 from tui.lanes import LaneFilter
 from tui.screens.help import HelpScreen
@@ -27,11 +28,6 @@ from tui.widgets.header_bar import HeaderBar
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, datetime]]:
     yield from generated_utc_state(tmp_path_factory, "gen", 300, seed=3)
-
-
-def frozen_app(root: Path, as_of: datetime, **kw: object) -> QwardenApp:
-    cfg = Config()
-    return QwardenApp(Engine(root, cfg, as_of=as_of), cfg, root_label="demo", **kw)
 
 
 async def ready(app: QwardenApp, pilot) -> None:  # type: ignore[no-untyped-def]
@@ -314,14 +310,6 @@ async def test_countdown_and_pause(tmp_path: Path, utc_tz: None) -> None:
         await pilot.pause(0.2)
         assert not eng.paused
         assert app.main_screen.snapshot.generation > gen  # type: ignore[union-attr]
-
-
-async def wait_until(pilot, pred, timeout: float = 8.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        assert loop.time() < deadline, "timed out"
-        await pilot.pause(0.05)
 
 
 async def test_live_file_move_and_db_write_keep_cursor_and_filter(

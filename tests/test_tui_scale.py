@@ -7,22 +7,26 @@ so every path (several groups, a heap, steps, restarts) is taken. No timing asse
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 
 from core.config import Config
 from core.engine import Engine
 from core.model import Snapshot
 from tests.builders import generated_utc_state
+from tests.pilot import frozen_app, wait_until
 from tui import lanes
-from tui.app import QwardenApp
 from tui.lanes import LaneFilter, LaneIndex, sort_key
+from tui.screens.main import MainScreen
+from tui.widgets.lane_list import LaneList
 
 
 @pytest.fixture(scope="module")
@@ -133,28 +137,21 @@ def test_incremental_updates_keep_lazy_lanes_exact(big_snap: Snapshot,
         assert index.ids(lane) == reference(snap, lane), lane
 
 
-async def wait_until(pilot, pred, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        assert loop.time() < deadline, "timed out"
-        await pilot.pause(0.02)
-
-
-def frozen_app(big: tuple[Path, datetime]) -> QwardenApp:
-    root, as_of = big
-    cfg = Config()
-    return QwardenApp(Engine(root, cfg, as_of=as_of), cfg, root_label="big")
-
-
-async def test_filter_in_steps_exact_count_and_rows(big: tuple[Path, datetime],
-                                                    small_chunks: None) -> None:
-    app = frozen_app(big)
+@asynccontextmanager
+async def done_lane(big: tuple[Path, datetime]
+                    ) -> AsyncIterator[tuple[Pilot[Any], MainScreen, LaneList]]:
+    """The console on the big state, its first snapshot in, the done lane open."""
+    app = frozen_app(*big)
     async with app.run_test(size=(120, 40)) as pilot:
         main = app.main_screen
         await wait_until(pilot, lambda: main.snapshot is not None)
         main.switch_lane("done")
-        lst = main.lane_list
+        yield pilot, main, main.lane_list
+
+
+async def test_filter_in_steps_exact_count_and_rows(big: tuple[Path, datetime],
+                                                    small_chunks: None) -> None:
+    async with done_lane(big) as (pilot, main, lst):
         main.set_filter("done", "fix|cache")
         # the first screenful at once, the count still going
         assert not lst.rows_complete
@@ -183,12 +180,7 @@ async def test_filter_in_steps_exact_count_and_rows(big: tuple[Path, datetime],
 
 async def test_snapshot_during_filter_scan_stays_exact(big: tuple[Path, datetime],
                                                        small_chunks: None) -> None:
-    app = frozen_app(big)
-    async with app.run_test(size=(120, 40)) as pilot:
-        main = app.main_screen
-        await wait_until(pilot, lambda: main.snapshot is not None)
-        main.switch_lane("done")
-        lst = main.lane_list
+    async with done_lane(big) as (pilot, main, lst):
         main.set_filter("done", "fix|cache")
         assert not lst.rows_complete
         snap = main.snapshot
@@ -210,14 +202,9 @@ async def test_snapshot_during_filter_scan_stays_exact(big: tuple[Path, datetime
 
 async def test_cursor_deep_in_a_lazily_sorted_lane(big: tuple[Path, datetime],
                                                    small_chunks: None) -> None:
-    app = frozen_app(big)
-    async with app.run_test(size=(120, 40)) as pilot:
-        main = app.main_screen
-        await wait_until(pilot, lambda: main.snapshot is not None)
+    async with done_lane(big) as (pilot, main, lst):
         snap = main.snapshot
         assert snap is not None
-        main.switch_lane("done")
-        lst = main.lane_list
         ref = reference(snap, "done")
         assert len(lst.rows) == len(ref)
         lst.move_to(5000)
@@ -237,14 +224,9 @@ async def test_cursor_deep_in_a_lazily_sorted_lane(big: tuple[Path, datetime],
 
 async def test_cursor_stays_on_its_task_when_rows_above_it_go(big: tuple[Path, datetime],
                                                               small_chunks: None) -> None:
-    app = frozen_app(big)
-    async with app.run_test(size=(120, 40)) as pilot:
-        main = app.main_screen
-        await wait_until(pilot, lambda: main.snapshot is not None)
+    async with done_lane(big) as (pilot, main, lst):
         snap = main.snapshot
         assert snap is not None
-        main.switch_lane("done")
-        lst = main.lane_list
         lst.move_to(300)
         await pilot.pause(0)
         ref = reference(snap, "done")
