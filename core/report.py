@@ -164,22 +164,21 @@ def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
 
 def _report_head(snap: Snapshot) -> dict[str, Any]:
     code = exit_code(snap)
+    counts = snap.count_by_severity()  # kept by the judge: no pass over the findings
     return {
         "schema": "qwarden.report", "schema_version": SCHEMA_VERSION,
         "as_of": iso(snap.as_of) or "", "root": snap.root, "format": snap.source_format,
         "live": snap.live, "status": _status(code), "exit_code": code,
         "lanes": snap.lane_counts(),
-        "findings_by_severity": {s.value: sum(1 for f in snap.findings if f.severity is s)
+        "findings_by_severity": {s.value: counts.get(s, 0)
                                  for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)},
         "findings_by_kind": dict(sorted(Counter(f.kind for f in snap.findings).items()))}
 
 
 def _task_dicts(snap: Snapshot) -> Iterator[dict[str, Any]]:
-    kinds_by_task: dict[str, list[str]] = {}
-    for f in snap.findings:
-        kinds_by_task.setdefault(f.task_id, []).append(f.kind)
-    tasks, verdicts, no_kinds = snap.tasks, snap.verdicts, kinds_by_task.get
-    task_of, verdict_of = _getter(tasks), _getter(verdicts)
+    findings_of = snap.findings_for  # kept per task by the judge, most severe first
+    tasks = snap.tasks
+    task_of, verdict_of = _getter(tasks), _getter(snap.verdicts)
     reasons: dict[str, str] = {}  # liveness reasons repeat a lot: clean each text once
     for tid in sorted(tasks):
         t = task_of(tid)
@@ -200,7 +199,7 @@ def _task_dicts(snap: Snapshot) -> Iterator[dict[str, Any]]:
             "effective_state": v.effective_state, "claimed_by": _opt(v.claimed_by),
             "liveness": _VALUE[v.liveness], "split_brain_live": v.split_brain_live,
             "recommended_action": _VALUE[v.recommended_action],
-            "findings": no_kinds(tid, []), "liveness_reason": reason}
+            "findings": [f.kind for f in findings_of(tid)], "liveness_reason": reason}
 
 
 def _agent_dicts(snap: Snapshot) -> list[dict[str, Any]]:
