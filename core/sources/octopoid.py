@@ -26,6 +26,7 @@ from core.sources.queue_files import (
     NeedsTrail,
     QueueFiles,
     SameId,
+    relpath_under,
     within,
 )
 from core.sources.taskfile import TASK_FILE_RE
@@ -113,7 +114,7 @@ class OctopoidSource:
 
     # -- paths ---------------------------------------------------------------
     def relpath(self, path: str | os.PathLike[str]) -> str:
-        return os.path.relpath(path, self.root).replace(os.sep, "/")
+        return relpath_under(self.root, path)
 
     def task_file_path(self, queue: str, task_id: str) -> Path:
         """Where a task's file lives in a queue dir. Refuses ids that would leave the root."""

@@ -91,6 +91,11 @@ def all_stat_keys(dirs: list[tuple[int, list[str]]]) -> list[array[int]]:
     return result
 
 
+def relpath_under(root: Path, path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the queue root, with forward slashes (as findings name files)."""
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
 def within(root_real: str, path: str) -> bool:
     real = os.path.realpath(path)
     return real == root_real or real.startswith(root_real + os.sep)
@@ -229,7 +234,7 @@ class QueueFiles:
         self._dirs = {}
 
     def rel(self, path: str | os.PathLike[str]) -> str:
-        return os.path.relpath(path, self.root).replace(os.sep, "/")
+        return relpath_under(self.root, path)
 
     # -- listing -------------------------------------------------------------
     def _list(self, ahead: Callable[[str], bool]) -> tuple[list[_Listed], list[ReadProblem]]:
