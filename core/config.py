@@ -45,12 +45,24 @@ class LiveOptions(BaseModel):
     debounce_ms: int = Field(50, ge=1, description="watchfiles debounce")
 
 
+class AlertOptions(BaseModel):
+    """``watch --exec CMD``: how often the command may run, and for how long."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exec_limit: int = Field(6, ge=1, description="at most this many runs per exec_window_s; "
+                            "the findings over it go in one summary run")
+    exec_window_s: float = Field(60, gt=0, description="the rate limit's window")
+    exec_timeout_s: float = Field(10, gt=0, description="a run is killed (its whole process "
+                                  "group) after this long")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     thresholds: Thresholds = Thresholds()
     limits: Limits = Limits()
     live: LiveOptions = LiveOptions()
+    alerts: AlertOptions = AlertOptions()
     read_only: bool = False
     theme: str | None = None
     # binding id -> key(s), applied with App.set_keymap (the TUI's business)

@@ -3,7 +3,10 @@ against live simulated agents, some SIGKILLed mid-apply; no task lost, no diverg
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from core.actions.apply import apply
 from core.actions.octopoid_actions import make_plan
@@ -30,6 +33,28 @@ def test_outcome_state_tells_before_after(tmp_path: Path) -> None:
     assert outcome_state(root, plan, aid, why) == "between" and why
 
 
-def test_soak_cli_exit_code(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("tempfile.mkdtemp", lambda prefix="": str(tmp_path))
+def test_soak_cli_exit_code_and_no_scratch_left(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # what TMPDIR sets
     assert main(["5", "--kill-rate", "0"]) == 0
+    assert list(scratch.iterdir()) == []  # no qwarden-soak-* left behind
+    kept = tmp_path / "kept"
+    assert main(["3", "--kill-rate", "0", "--dir", str(kept)]) == 0
+    assert (kept / "demo" / ".orchestrator" / "state.db").is_file()
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_soak_that_fails_midway_leaves_no_scratch(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made: list[Path] = []
+
+    def broken_plan(root: Path, *a: object, **k: object) -> None:
+        made.append(root)
+        raise KeyboardInterrupt  # as Ctrl-C in the middle of the run
+
+    monkeypatch.setattr("core.actions.soak.make_plan", broken_plan)
+    with pytest.raises(KeyboardInterrupt):
+        soak(5, kill_rate=0)
+    assert made and made[0].is_relative_to(tmp_path)  # it did run in the scratch dir
+    assert list(tmp_path.iterdir()) == []

@@ -119,7 +119,7 @@ def test_bad_config_and_bad_as_of(tmp_path: Path) -> None:
     cfg.write_text("[thresholds]\nzombie_after_s = -5\n")
     one_line_error(run_cli("report", "--root", str(b.root), "--config", str(cfg)), "bad.toml")
     proc = run_cli("report", "--root", str(b.root), "--as-of", "yesterday-ish")
-    assert proc.returncode == 2 and "not an ISO 8601 time" in proc.stderr
+    assert proc.returncode == 64 and "not an ISO 8601 time" in proc.stderr  # usage error
     assert "Traceback" not in proc.stderr
 
 

@@ -68,7 +68,7 @@ def test_cli_generate(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--generate", "5",
                             "--out", str(out)], capture_output=True, text=True, cwd=REPO,
                            timeout=60)
-    assert again.returncode == 2 and "not empty" in again.stderr
+    assert again.returncode == 64 and "not empty" in again.stderr  # usage error
 
 
 def test_generated_state_uses_octopoids_formats(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """CLI for the interventions: ``qwarden ACTION TASK_ID``, ``qwarden undo [ID]``, ``qwarden log``.
 
 Exit codes: 0 done (or dry run shown), 1 refused / stale / not confirmed, 3 the queue could not
-be read. The plan goes to stdout; diagnostics to stderr.
+be read, 64 usage error. The plan goes to stdout; diagnostics to stderr.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from core.actions.octopoid_actions import (
     make_plan,
 )
 from core.actions.plan import Plan, Refused, StalePlan
+from core.clihelp import ACTION_EXITS, PLAIN_EXITS, add_command
 from core.config import Config, ConfigError, load_config
 from core.sources.octopoid import SourceError, resolve_root
 from core.textsafe import clean_line
@@ -67,11 +68,57 @@ def _write_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="show the exact changes, write nothing")
 
 
+# What each intervention does, beyond its one-line summary (shown by `qwarden KIND --help`).
+DETAIL = {
+    "accept": "A provisional task to done/. An unverified completion (no commits, no passing "
+              "check) needs --force; the config's [actions] verify command, if set, runs "
+              "first and a failure refuses the accept.",
+    "retry": "A failed, escalated, needs_continuation or zombie-claimed task back to "
+             "incoming/; the old FAILED_AT/## Error block moves under ## History.",
+    "release": "A zombie claim (nobody works on it) back to incoming/. Refused while an agent "
+               "may still be working on the task (--force overrides).",
+    "sync": "Puts a file_db_mismatch right: sync_db moves the DB row to where the file is, "
+            "sync_file moves the file to where the DB says; default: the finding's "
+            "recommended direction.",
+    "cancel": "Out of the runnable lanes, into rejected/ (no role picks work from there); "
+              "the reason (--note, required) goes into the trail and the task history.",
+    "clear-error": "A retried task's stale FAILED_AT/## Error block moves under ## History.",
+    "quarantine": "A corrupt, orphan or duplicate task file moves to shared/quarantine/, "
+                  "bytes kept (--queue picks the copy when there are several).",
+    "register": "Creates the DB row for an orphan task file.",
+    "escalate": "Writes a message for the human inbox in ROOT/messages/ (--type, --note).",
+    "mark-read": "Marks a finished task as reviewed (clears unread_terminal).",
+    "repair-path": "Points the DB file_path at where the task file really is.",
+    "split": "Creates N subtasks in incoming/ (--subtask 'TITLE | CONTEXT | CRIT; CRIT', "
+             "repeated), re-points the tasks it blocked at them, and recycles the parent.",
+}
+SAFETY = ("Every action plans its exact DB and file changes, checks them against the state "
+          "it planned from (a changed task: refused as stale), journals, backs up, applies "
+          "atomically and can be undone (`qwarden undo`).")
+
+
+def _example(kind: str) -> str:
+    tid = "0ab0ab01"
+    extra = {"cancel": " --note 'superseded by TASK-1234abcd'",
+             "sync": " --direction sync_db",
+             "split": " --subtask 'API | the endpoint | tests pass' --subtask 'UI | the form | "
+                      "renders'",
+             "escalate": " --type question --note 'needs a product decision'"}.get(kind, "")
+    return (f"  qwarden {kind} {tid}{extra} --dry-run\n"
+            f"  qwarden {kind} {tid}{extra} --yes")
+
+
 def add_action_commands(subparsers: Any) -> None:
     for kind in PLANNERS:
-        p = subparsers.add_parser(kind, help=HELP[kind])
+        p = add_command(subparsers, kind, HELP[kind], f"{DETAIL[kind]}\n\n{SAFETY}",
+                        _example(kind), ACTION_EXITS)
         p.add_argument("task_id", metavar="TASK_ID", help="8 hex chars (TASK- prefix optional)")
-        p.add_argument("--note", default="", help="operator note / reason (trail and history)")
+        if kind == "cancel":
+            p.add_argument("--note", required=True,
+                           help="required: why it is cancelled (trail and history)")
+        else:
+            p.add_argument("--note", default="", help="operator note / reason (trail and "
+                                                      "history)")
         _write_opts(p)
         p.add_argument("--force", action="store_true",
                        help="override a guard (live claim, unverified completion, ...)")
@@ -87,12 +134,19 @@ def add_action_commands(subparsers: Any) -> None:
             p.add_argument("--type", dest="msg_type", default="warning",
                            choices=("info", "warning", "error", "question"))
         _common(p)
-    u = subparsers.add_parser("undo", help="reverse an action (default: the newest) if nothing "
-                                           "changed since")
+    u = add_command(subparsers, "undo", "reverse an action (default: the newest) if nothing "
+                                        "changed since",
+                    "Plans the inverse of a journaled action and applies it, refused if the "
+                    "task changed since the action.", "  qwarden log\n  qwarden undo --dry-run"
+                    "\n  qwarden undo 12 --yes", ACTION_EXITS)
     u.add_argument("action_id", nargs="?", type=int, metavar="ACTION_ID")
     _write_opts(u)
     _common(u)
-    lg = subparsers.add_parser("log", help="the intervention audit trail")
+    lg = add_command(subparsers, "log", "the intervention audit trail",
+                     "The journal of interventions, newest last (ROOT/warden/journal.db), or "
+                     "with --json the raw audit records (ROOT/warden/audit.jsonl).",
+                     "  qwarden log --limit 20\n  qwarden log --task 0ab0ab01 --json",
+                     PLAIN_EXITS)
     lg.add_argument("--limit", type=int, default=50)
     lg.add_argument("--task", help="only this task")
     lg.add_argument("--json", action="store_true", help="the raw audit.jsonl records")

@@ -19,7 +19,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from core.actions.apply import CRASH_ENV, _history_rows, apply, read_row, recove
 from core.actions.journal import Journal
 from core.actions.octopoid_actions import make_plan
 from core.actions.plan import Plan, Refused, StalePlan, sha256
+from core.clihelp import scratch_dir
 
 KINDS = {"failed": ["retry", "cancel", "clear-error"], "provisional": ["accept", "cancel"],
          "claimed": ["release", "retry"], "incoming": ["cancel", "escalate", "clear-error"],
@@ -116,9 +116,15 @@ def _task_ids(root: Path) -> dict[str, str]:
 
 def soak(n: int = 1000, seed: int = 0, kill_rate: float = 0.1, base: Path | None = None,
          echo: Any = print) -> dict[str, Any]:
+    """``base``: where the simulated queue goes, kept afterwards; default a temporary
+    directory, removed however the soak ends."""
+    with scratch_dir("qwarden-soak-", keep=base) as where:
+        return _soak(n, seed, kill_rate, where, echo)
+
+
+def _soak(n: int, seed: int, kill_rate: float, base: Path, echo: Any) -> dict[str, Any]:
     from core.demo.simulate import Simulation, create_demo_root
 
-    base = base or Path(tempfile.mkdtemp(prefix="qwarden-soak-"))
     root = create_demo_root(base / "demo", seed=seed)
     sim = Simulation(root, seed=seed, faults=True)
     agents_lock = threading.Lock()
@@ -236,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("n", nargs="?", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kill-rate", type=float, default=0.1)
+    p.add_argument("--dir", type=Path, help="keep the soak's queue here (default: a temporary "
+                                            "directory, removed at the end)")
     a = p.parse_args(argv)
-    s = soak(a.n, a.seed, a.kill_rate)
+    s = soak(a.n, a.seed, a.kill_rate, base=a.dir)
     return 0 if s["lost_tasks"] == 0 and s["divergences"] == 0 else 1
 
 
