@@ -323,6 +323,7 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
         ChangeTracker,
         change_dict,
         change_line,
+        second,
         tick_dict,
         tick_line,
         to_json_line,
@@ -375,11 +376,14 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
         if as_json:
             emit(to_json_line({"event": "autofix", **rep.to_json()}))
             return
-        emit(f"autofix {rep.mode}: found {sum(rep.found.values())}, fixed {len(rep.fixed)}, "
-             f"would fix {len(rep.would_fix)}, escalated {len(rep.escalated)}, "
-             f"left alone {len(rep.skipped)}")
-        for item in rep.fixed + rep.escalated:
-            emit(f"  {item['action']} TASK-{item['task_id']} ({item['finding']})")
+        at = second(rep.at)
+        emit(f"{at} autofix {rep.mode}: found {sum(rep.found.values())}, fixed "
+             f"{len(rep.fixed)}, would fix {len(rep.would_fix)}, escalated "
+             f"{len(rep.escalated)}, left alone {len(rep.skipped)}")
+        for verb, items in (("fixed", rep.fixed), ("escalated", rep.escalated)):
+            for item in items:
+                emit(f"{at} autofix {verb} {item['action']} TASK-{item['task_id']} "
+                     f"({item['finding']})")
 
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):  # (not on every platform)

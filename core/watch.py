@@ -185,13 +185,14 @@ def change_dict(ch: Change, at: datetime) -> dict[str, Any]:
             "previous_severity": ch.previous if ch.change == "severity" else None}
 
 
-def _second(at: datetime) -> str:
+def second(at: datetime) -> str:
+    """The time field of a text line: UTC to the second."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def change_line(ch: Change, at: datetime) -> str:
     """``TIME CHANGE TASK-ID …``: the first three fields are always these."""
-    head = f"{_second(at)} {ch.change} TASK-{ch.task_id}"
+    head = f"{second(at)} {ch.change} TASK-{ch.task_id}"
     title = f' "{ch.title}"' if ch.title else ""
     if ch.finding is None:
         return f"{head} {ch.previous or '(new)'} -> {ch.lane or '(gone)'}{title}"
@@ -225,7 +226,7 @@ def tick_line(snap: Snapshot, d: dict[str, Any]) -> str:
     kinds = "".join(f" {k}={n}" for k, n in d["findings_by_kind"].items())
     problems = f" problems={d['problems']}" if d["problems"] else ""
     nxt = f" next tick {d['next_tick_at'][:19]}Z" if d["next_tick_at"] else " last tick"
-    return (f"{_second(snap.as_of)} tick {d['tick']}{of} gen={d['generation']} tasks={d['tasks']} "
+    return (f"{second(snap.as_of)} tick {d['tick']}{of} gen={d['generation']} tasks={d['tasks']} "
             f"exit={d['exit_code']} {sev}{kinds}{problems}{nxt}")
 
 
