@@ -276,7 +276,7 @@ ACTION_HINT = {
     "register": "qwarden register {id}", "quarantine": "qwarden quarantine {id}",
     "clear_error": "qwarden clear-error {id}", "accept": "qwarden accept {id}",
     "split": "qwarden split {id}", "escalate": "qwarden escalate {id}",
-    "cancel": "qwarden cancel {id}",
+    "cancel": "qwarden cancel {id} --note WHY",  # (--note is required)
 }
 
 
