@@ -356,6 +356,7 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
     tracker = ChangeTracker()
     alerts = ExecAlerts(args.exec_cmd, config.alerts) if args.exec_cmd else None
     shown_error: str | None = None
+    shown_problems: set[tuple[str, str]] = set()
 
     def on_snapshot(snap) -> None:  # type: ignore[no-untyped-def]
         nonlocal shown_error
@@ -364,26 +365,30 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
             emit(to_json_line(d) if as_json else change_line(ch, snap.as_of))
             if alerts is not None and ch.new_critical:
                 alerts.offer(d)
+        for prob in snap.problems:  # unreadable paths: each once, when first seen
+            if (prob.path, prob.message) not in shown_problems:
+                shown_problems.add((prob.path, prob.message))
+                _err(f"{clean_line(prob.path)}: {clean_line(prob.message)}")
         if engine.last_error != shown_error:  # once per new error, not every snapshot
             shown_error = engine.last_error
             if shown_error:
                 _err(clean_line(shown_error, 2000))
 
-    def fix_pass(snap) -> None:  # type: ignore[no-untyped-def]
+    def fix_pass(snap) -> list[str]:  # type: ignore[no-untyped-def]
+        """The auto-fixer's pass (in a thread); its lines are printed by the loop."""
         if fixer is None or snap is None:
-            return
+            return []
         rep = fixer.tick(snap)
         if as_json:
-            emit(to_json_line({"event": "autofix", **rep.to_json()}))
-            return
+            return [to_json_line({"event": "autofix", **rep.to_json()})]
         at = second(rep.at)
-        emit(f"{at} autofix {rep.mode}: found {sum(rep.found.values())}, fixed "
-             f"{len(rep.fixed)}, would fix {len(rep.would_fix)}, escalated "
-             f"{len(rep.escalated)}, left alone {len(rep.skipped)}")
+        lines = [f"{at} autofix {rep.mode}: found {sum(rep.found.values())}, fixed "
+                 f"{len(rep.fixed)}, would fix {len(rep.would_fix)}, escalated "
+                 f"{len(rep.escalated)}, left alone {len(rep.skipped)}"]
         for verb, items in (("fixed", rep.fixed), ("escalated", rep.escalated)):
-            for item in items:
-                emit(f"{at} autofix {verb} {item['action']} TASK-{item['task_id']} "
-                     f"({item['finding']})")
+            lines += [f"{at} autofix {verb} {item['action']} TASK-{item['task_id']} "
+                      f"({item['finding']})" for item in items]
+        return lines
 
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):  # (not on every platform)
@@ -405,7 +410,8 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
                     seconds=config.live.poll_interval_s))
                 d = tick_dict(snap, tick, ticks, nxt)
                 emit(to_json_line(d) if as_json else tick_line(snap, d))
-            await asyncio.to_thread(fix_pass, snap)  # this tick's one auto-fixer pass
+            for line in await asyncio.to_thread(fix_pass, snap):  # this tick's one pass
+                emit(line)
             if last:
                 break
             while engine.next_poll_at == polled and not stop.is_set():

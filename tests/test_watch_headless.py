@@ -275,3 +275,19 @@ def test_json_lines_follow_the_documented_models(tmp_path: Path) -> None:
     assert fix.mode == "observe" and {w["finding"] for w in fix.would_fix} >= {"orphan_file"}
     assert json.loads(lines[0])["event"] == "finding"  # `event` says which model
     assert "Traceback" not in err
+
+
+def test_unreadable_paths_are_said_once_on_stderr(tmp_path: Path) -> None:
+    b = StateBuilder(tmp_path, now=datetime.now())
+    b.task("0ab0ab04", db_queue="incoming", title="Fine")
+    b.agent("impl-1", running=False)
+    root = b.build()
+    (root / "agents" / "impl-1" / "state.json").write_text("{not json\x1b]0;title\x07")
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "watch", "--headless", "--root",
+                           str(root), "--ticks", "2", "--interval", "0.3"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60,
+                          env={**os.environ, "TZ": "UTC"})
+    assert proc.returncode == 0, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "state.json" in ln]
+    assert len(said) == 1 and "\x1b" not in proc.stderr, proc.stderr
+    assert all(" problems=1 " in ln for ln in proc.stdout.splitlines() if " tick " in ln)
