@@ -82,8 +82,8 @@ async def test_failures_are_said_on_stderr(tmp_path: Path) -> None:
     missing.offer(_finding("0ab0ab02"))
     await alerts.close()
     await missing.close()
-    assert said == ["--exec exited 3 for TASK-0ab0ab01 zombie_claim",
-                    "--exec exited 127 for TASK-0ab0ab02 zombie_claim"]
+    assert sorted(said) == ["--exec exited 127 for TASK-0ab0ab02 zombie_claim",
+                            "--exec exited 3 for TASK-0ab0ab01 zombie_claim"]
 
 
 def _config(tmp_path: Path, **alerts: float) -> Path:
