@@ -263,12 +263,27 @@ def _rival_at_work(task: Task, claimant: str | None, ctx: JudgeContext
 
 
 def _file_still_claimed_by(task: Task, agent: str) -> bool:
-    ev = last_state_event(task.trail)
-    if ev is None:
-        return True  # no trail to contradict the agent
-    if ev.kind in CLAIM_STARTS:
-        return (ev.actor or agent) == agent
-    return False
+    """Whether, as far as the trail shows, ``agent``'s own claim was never ended by itself.
+
+    A claim ends with the first state event after it (submitted, failed...). But once another
+    agent claimed the task after ``agent`` did (a DB-only reset handed it on), the events that
+    follow are the other agent's: they end *its* claim, not the one ``agent`` still works on."""
+    trail = task.trail
+    own = None  # index of the agent's newest claim start
+    for i in range(len(trail) - 1, -1, -1):
+        ev = trail[i]
+        if ev.kind in CLAIM_STARTS and (ev.actor or agent) == agent:
+            own = i
+            break
+    if own is None:  # the trail shows no claim of its own: only no trail at all agrees
+        return last_state_event(trail) is None
+    for ev in trail[own + 1:]:
+        if ev.kind not in EVENT_STATE:
+            continue
+        if ev.kind in CLAIM_STARTS:
+            return True  # someone else claimed it after the agent: nothing the agent ended
+        return False  # the agent's claim was ended (it submitted, failed...): just lag
+    return True  # nothing after its claim contradicts the agent
 
 
 def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
@@ -299,9 +314,15 @@ def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
         evs.append(_ev("pid", f"{agent.pid} not alive", ctx.as_of, Side.AGENT))
     if agent.running is False or pid_dead:
         fin = agent.last_finished
-        fin_age = ctx.age(fin)
-        if fin is not None:
+        if (pid_dead or agent.last_exit_code not in (None, 0)) and sig is not None \
+                and (fin is None or sig.at < fin):
+            # A dead pid, or a crash reap (non-zero exit): the stamp is when the scheduler
+            # noticed, not when the agent died. It died after its last sign of life.
+            fin = sig.at
+            evs.append(_ev("agent died after", sig.name, fin, Side.AGENT))
+        elif fin is not None:
             evs.append(_ev("agent finished", "last_finished", fin, Side.AGENT))
+        fin_age = ctx.age(fin)
         finished_long_ago = fin_age is None or fin_age > th.finished_grace_s
         quiet = sig_age is None or sig_age > th.finished_grace_s
         if old_enough and finished_long_ago and quiet:
