@@ -232,6 +232,29 @@ def _agents_at_work(task: Task, ctx: JudgeContext, exclude: str | None = None
             yield name, agent, sig, age
 
 
+def agents_at_work_on(task_id: str, agents: Mapping[str, Agent], as_of: datetime,
+                      thresholds: Thresholds, live: bool) -> list[str]:
+    """Agents that may still be working on the task, each with why: it names the task, its
+    process is not known to be gone, and its newest sign of life is younger than the zombie
+    threshold (or it says it is running and has shown none yet). The guard of every write."""
+    out = []
+    for name, agent in agents.items():
+        if agent.current_task_id != task_id or agent.running is False:
+            continue
+        if live and agent.pid_alive is False:
+            continue
+        sig = agent.newest_signal(task_id)
+        if sig is None:
+            if agent.running:
+                out.append(f"{name} says it is running on it (no signal yet)")
+            continue
+        age = (as_of - sig.at).total_seconds()
+        if age <= thresholds.zombie_after_s:
+            out.append(f"{name} names it in {agent.current_task_source or 'its state'}, "
+                       f"{sig.name} {age_text(age)} ago")
+    return out
+
+
 def _split_brain(name: str, agent: Agent, sig: Signal, age: float, ctx: JudgeContext,
                  db_ev: Evidence, db_says: str) -> tuple[LivenessResult, str]:
     ev = (

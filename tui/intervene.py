@@ -2,8 +2,8 @@
 
 The console never writes itself: it asks ``core.actions`` for a plan, shows exactly what will
 change, and applies it through ``apply`` (preconditions, journal, backups, atomic writes). The
-live-work guard uses the snapshot's verdict: retry, release, cancel, sync, accept and split are
-refused on a live or split-brain-live task.
+live-work guard is core's (``core.actions.guard``), on the snapshot on screen: no write to a
+task that is live or that an agent still names with fresh signals.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import getpass
 from typing import TYPE_CHECKING
 
 from core.actions.apply import apply
-from core.actions.octopoid_actions import TOUCHES_CLAIM, Subtask, make_plan
+from core.actions.guard import live_work_refusal
+from core.actions.octopoid_actions import Subtask, make_plan
 from core.actions.plan import Plan, Refused, StalePlan
-from core.model import Liveness
 from core.sources.octopoid import SourceError
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen
@@ -59,12 +59,10 @@ class Intervention:
                             markup=False)
             return
         snap = self.app.engine.snapshot
-        v = snap.verdicts.get(self.task_id) if snap else None
-        if v is not None and self.kind in TOUCHES_CLAIM and (
-                v.split_brain_live or v.liveness is Liveness.LIVE):
-            self.app.notify(f"TASK-{self.task_id} is being worked on right now "
-                            f"({v.reason}): {self.kind} refused", severity="error",
-                            markup=False)
+        refusal = snap and live_work_refusal(self.kind, self.task_id, snap,
+                                             self.app.engine.config.thresholds)
+        if refusal:
+            self.app.notify(f"refused: {refusal}", severity="error", markup=False)
             return
         if self.prompt is None:
             self._plan()
