@@ -166,7 +166,16 @@ def mismatch_settled(task: Task, ctx: JudgeContext) -> bool:
                 and (ctx.as_of - last.at).total_seconds() <= grace)
 
 
-def _newer_side(task: Task) -> Side:
+def _stamp_span(t: datetime) -> float:
+    """How long the true moment behind a stamp may lie after it: a second for a stamp written
+    to the second (SQLite's CURRENT_TIMESTAMP truncates), a microsecond otherwise."""
+    return 1.0 if t.microsecond == 0 else 1e-6
+
+
+def _newer_side(task: Task) -> Side | None:
+    """Which side changed last, or None when the stamps cannot tell: a difference smaller
+    than the coarser stamp's precision is no evidence of order (0.35 s between a microsecond
+    CREATED and a second-precision created_at once decided a fix's direction)."""
     rec = task.record
     db_t = rec.newest_change if rec is not None else None
     f_t = file_time(task)
@@ -177,7 +186,12 @@ def _newer_side(task: Task) -> Side:
         return Side.FILE
     if f_t is None:
         return Side.DB
-    return Side.FILE if f_t > db_t else Side.DB
+    gap = (f_t - db_t).total_seconds()
+    if gap >= _stamp_span(db_t):
+        return Side.FILE
+    if -gap >= _stamp_span(f_t):
+        return Side.DB
+    return None
 
 
 def _ev(fact: str, value: str, at: datetime | None = None, side: Side | None = None) -> Evidence:

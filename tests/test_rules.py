@@ -63,6 +63,22 @@ def test_mismatch_db_newer_recommends_sync_file(b: StateBuilder) -> None:
     assert f.newer_side.value == "db" and f.recommended_action.value == "sync_file"
 
 
+def test_mismatch_sides_closer_than_their_precision_are_of_unknown_order(b: StateBuilder
+                                                                         ) -> None:
+    # 0.35 s between a microsecond file stamp and a second-precision DB stamp: no evidence of
+    # which came last, so no direction to sync in (and no auto-fix).
+    from datetime import timedelta
+
+    file_t = (b.now - timedelta(seconds=2000) + timedelta(seconds=0.35)).isoformat()
+    b.task("t1", db_queue="failed", file_queues=("provisional",),
+           trail=claim(3000) + [("SUBMITTED_AT", file_t), ("COMMITS_COUNT", 2)],
+           db={"updated_at": 2000, "commits_count": 2})
+    snap = judge(b)
+    f = next(f for f in snap.findings_for("t1") if f.kind == "file_db_mismatch")
+    assert f.newer_side is None and f.recommended_action.value == "review"
+    assert "cannot be told" in f.summary
+
+
 def test_mismatch_within_grace_is_not_reported(b: StateBuilder) -> None:
     b.task("t1", db_queue="done", file_queues=("provisional",), file_age_s=60,
            trail=claim(3000) + [("SUBMITTED_AT", 60)], db={"updated_at": 900, "commits_count": 1})
