@@ -549,3 +549,4 @@ def test_agent_races_a_move(state: tuple[Path, datetime], monkeypatch: pytest.Mo
     assert where.read_bytes() == agent_bytes
     assert row(root, tid)["queue"] == "failed"  # type: ignore[index]
     assert not list(root.rglob("*.grab")) and not list(root.rglob("*.qw*.tmp"))
+

@@ -67,6 +67,8 @@ async def test_accept_shows_the_plan_and_applies_on_y(tmp_path: Path) -> None:
         assert isinstance(app.screen, ConfirmScreen)
         assert app.screen.focused is not None and app.screen.focused.id == "confirm-cancel"
         assert any("done" in line for line in app.screen.lines)
+        # the view is as of the builder's time: the dialog says the plan is the live queue's
+        assert "checked against the live queue" in app.screen.title_text
         await pilot.press("escape")  # cancel: nothing written
         await settle(app, pilot)
         assert db_queue(b.root, "aaaa0001") == "provisional"
@@ -176,3 +178,31 @@ async def test_a_failing_verify_command_gates_accept(tmp_path: Path) -> None:
         await pilot.press("y")
         await settle(app, pilot)
     assert db_queue(b.root, "aaaa0001") == "provisional"
+
+
+async def test_a_historical_view_checks_live_work_against_the_live_queue(tmp_path: Path
+                                                                       ) -> None:
+    # The frozen view (no pid checks, as of the builder's time) sees agent a5 at work on
+    # aaaa0001; on the live machine a5's pid is gone. The check that decides is the live one:
+    # the accept is planned (and the dialog says against what).
+    import json as _json
+    import subprocess
+    import sys as _sys
+    from datetime import datetime, timezone
+
+    b = state(tmp_path)
+    gone = subprocess.Popen([_sys.executable, "-c", "pass"])
+    gone.wait()
+    d = b.root / "agents" / "a5"
+    d.mkdir()
+    (d / "state.json").write_text(_json.dumps({"running": True, "pid": gone.pid,
+                                               "current_task": "aaaa0001"}))
+    (d / "heartbeat").write_text(datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    app = app_for(b)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert app.main_screen.jump("aaaa0001")
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "checked against the live queue" in app.screen.title_text
