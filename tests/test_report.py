@@ -124,7 +124,7 @@ def test_every_action_hint_is_a_command_the_same_state_accepts(tmp_path: Path, c
     hints = {tid: h for tid in snap.verdicts if (h := action_hint(snap, tid))}
     assert hints[IDS["done"]] == f"qwarden repair-path {IDS['done']}"
     assert len(set(h.split()[1] for h in hints.values())) >= 5  # a real mix of commands
-    for tid, hint in sorted(hints.items()):
+    for hint in sorted(hints.values()):
         argv = shlex.split(hint)[1:] + ["--root", str(root), "--dry-run"]
         code = main(argv)
         assert code == 0, (hint, capsys.readouterr().err)
