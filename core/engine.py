@@ -232,8 +232,9 @@ class Engine:
         The look re-reads both sides of the task, so a lost or late event cannot keep a
         one-sided view either. Bounded: a real finding shows ``confirm_after_s`` late."""
         delay = self.config.live.confirm_after_s
-        if not (self.live and self.follow and delay > 0 and dirty) or self.snapshot is None:
-            return dirty
+        if not (self.live and self._tasks_running and delay > 0 and dirty) \
+                or self.snapshot is None:
+            return dirty  # (only a started engine gives second looks; a scan() caller judges)
         for tid in dirty & self._held.keys():
             # a held task's entry is the published one: judge what the sources say now (an
             # agent's change dirties the task without rebuilding it)
