@@ -155,9 +155,8 @@ class Fleet:
                 for tid in ready:
                     ow.accept(self.root, tid)  # file to done/, then the row
                     self.count()
-                if self.ops >= (faults + 1) * FAULT_EVERY:
-                    self.inject(faults)
-                    faults += 1
+                if self.ops >= (faults + 1) * FAULT_EVERY and self.inject(faults):
+                    faults += 1  # (one that found nothing to act on is tried next tick)
                 time.sleep(0.02)
         except BaseException as exc:
             self.errors.append(exc)
@@ -166,7 +165,9 @@ class Fleet:
         with self.lock:
             self.faults[tid] = Fault(tid, kinds, time.monotonic() if at is None else at)
 
-    def inject(self, n: int) -> None:
+    def inject(self, n: int) -> bool:
+        """Fault number ``n``; False when there was nothing to inject it into just now."""
+        tid: str | None
         kind = ("orphan", "corrupt", "missing", "reset", "orphan", "corrupt", "death")[n % 7]
         if kind == "orphan":
             tid = f"{self.rnd.getrandbits(32):08x}"
@@ -177,12 +178,11 @@ class Fleet:
             tid = f"{self.rnd.getrandbits(32):08x}"
             self._mark(tid, "corrupt_task")
             ow.write_atomic(ow.task_path(self.root, "incoming", tid), b"\x00\xff garbage")
-        elif kind == "missing":
-            with self.lock:
-                tid = self.waiting.pop() if self.waiting else None
-            if tid is not None:
-                self._mark(tid, "missing_file")
-                ow.task_path(self.root, "incoming", tid).unlink()
+        elif kind == "missing":  # a task no agent was given: its file vanishes
+            tid = ow.create_task(self.root, "to vanish")
+            time.sleep(1.0)  # long enough to be seen whole first
+            self._mark(tid, "missing_file")
+            ow.task_path(self.root, "incoming", tid).unlink()
         elif kind == "reset":
             with self.lock:  # (an agent leaves ``working`` under the lock before it submits)
                 busy = [t for t in self.working.values() if t not in self.faults]
@@ -190,8 +190,9 @@ class Fleet:
                 if tid is not None:
                     self.keep_working[tid] = time.monotonic() + 4.0
                     self.faults[tid] = Fault(tid, ("split_brain",), time.monotonic())
-            if tid is not None:
-                ow.reset_stuck_claimed(self.root, tid)  # DB only; the agent keeps working
+            if tid is None:
+                return False
+            ow.reset_stuck_claimed(self.root, tid)  # DB only; the agent keeps working
         elif kind == "death":
             with self.lock:
                 busy = [(a, t) for a, t in self.working.items() if t not in self.faults]
@@ -201,7 +202,10 @@ class Fleet:
                     self.faults[tid] = Fault(tid, ("stale_heartbeat", "zombie_claim"),
                                              time.monotonic() - 0.1)
                     self.dying.add(name)
+                else:
+                    return False
         self.count()
+        return True
 
 
 _REAL_TRANSACTION = ow.transaction
