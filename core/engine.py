@@ -53,6 +53,7 @@ from core.timefmt import UTC
 log = logging.getLogger("qwarden.engine")
 
 Subscriber = Callable[[Snapshot], None]
+MAX_LOOKS = 3  # a held finding is published after this many looks, whatever it showed
 
 
 def task_id_of(rel: str) -> str:
@@ -111,8 +112,9 @@ class Engine:
         self._db_marker: tuple[object, ...] | None = None
         self._watch_ready = asyncio.Event()
         self.caught_up = asyncio.Event()  # watching, and what changed during start-up is in
-        # task -> (when its second look is due, time.monotonic(); the born kinds seen so far)
-        self._held: dict[str, tuple[float, frozenset[str]]] = {}
+        # task -> (when its next look is due, time.monotonic(); the born kinds seen so far;
+        # looks so far)
+        self._held: dict[str, tuple[float, frozenset[str], int]] = {}
         self._look_due = asyncio.Event()  # a hold was added: the look loop must (re)arm
 
     # ------------------------------------------------------------------ clock
@@ -247,14 +249,17 @@ class Engine:
         for tid in dirty:
             born = kinds.get(tid, frozenset()) - self.judge.scored_kinds(tid)
             held = self._held.get(tid)
-            if not born or (held is not None and tid in looked and born <= held[1]):
-                self._held.pop(tid, None)  # nothing new, or seen twice: publish
+            if not born or (held is not None and tid in looked and (
+                    born <= held[1] or held[2] >= MAX_LOOKS)):
+                self._held.pop(tid, None)  # nothing new, or seen twice (or looked enough)
                 ready.add(tid)
                 continue
-            if held is None or tid in looked:
-                self._held[tid] = (now + delay, born)  # (a kind new at the look: once more)
+            if held is None:
+                self._held[tid] = (now + delay, born, 0)
+            elif tid in looked:  # a kind new at the look: one look more
+                self._held[tid] = (now + delay, born, held[2])
             else:
-                self._held[tid] = (held[0], held[1] | born)
+                self._held[tid] = (held[0], held[1] | born, held[2])
             prev = published.get(tid)
             if prev is None:
                 self._tasks.pop(tid, None)
@@ -644,7 +649,7 @@ class Engine:
                 waiter.cancel()
                 stopper.cancel()
                 continue
-            due = min(t for t, _ in self._held.values())
+            due = min(h[0] for h in self._held.values())
             if await self._sleep(max(0.0, due - time.monotonic())):
                 return
             await self._apply(second_look=True)
@@ -747,7 +752,11 @@ class Engine:
                 looked: set[str] = set()
                 if second_look:
                     now = time.monotonic()
-                    looked = {tid for tid, (due, _) in self._held.items() if due <= now}
+                    looked = {tid for tid, h in self._held.items() if h[0] <= now}
+                    delay = self.config.live.confirm_after_s
+                    for tid in looked:  # counted first: a look that fails must not spin
+                        due, seen, looks = self._held[tid]
+                        self._held[tid] = (now + delay, seen, looks + 1)
                     dirty |= self._look_again(looked)
                 if rels:
                     dirty |= self.apply_file_changes(rels)
