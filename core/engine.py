@@ -755,7 +755,7 @@ class Engine:
                     looked = {tid for tid, h in self._held.items() if h[0] <= now}
                     delay = self.config.live.confirm_after_s
                     for tid in looked:  # counted first: a look that fails must not spin
-                        due, seen, looks = self._held[tid]
+                        _, seen, looks = self._held[tid]
                         self._held[tid] = (now + delay, seen, looks + 1)
                     dirty |= self._look_again(looked)
                 if rels:

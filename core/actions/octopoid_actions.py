@@ -23,6 +23,7 @@ from core.actions.guard import live_work_refusal
 from core.actions.plan import FileOp, Plan, Refused, RowOp, sha256
 from core.config import Thresholds
 from core.model import Snapshot, TaskFile
+from core.rules.completion import passing_checks
 from core.sources.octopoid import QUEUES, OctopoidSource, SourceError
 from core.sources.taskfile import (
     HISTORY_END,
@@ -253,10 +254,7 @@ def _evidence_of_work(row: dict[str, Any] | None, fs: FileState | None) -> bool:
             checks = json.loads(row.get("check_results") or "{}")
         except ValueError:
             checks = {}
-        if isinstance(checks, dict) and any(
-                isinstance(v, dict) and str(v.get("status", "")).lower() in ("pass", "passed",
-                                                                            "success", "ok")
-                for v in checks.values()):
+        if isinstance(checks, dict) and passing_checks(checks):
             return True
     if fs is not None and not commits:
         for ev in fs.parsed.trail:
