@@ -43,6 +43,9 @@ class LiveOptions(BaseModel):
     db_check_interval_s: float = Field(1.0, gt=0, description="PRAGMA data_version period")
     rejudge_interval_s: float = Field(5.0, gt=0, description="re-judge time-sensitive tasks")
     debounce_ms: int = Field(50, ge=1, description="watchfiles debounce")
+    confirm_after_s: float = Field(
+        0.5, ge=0, le=1.5, description="a scored finding born of a change is published only "
+        "after a second look at both sides this much later (0: at once)")
 
 
 class AlertOptions(BaseModel):

@@ -5,6 +5,11 @@
   per-row fingerprint finds the changed rows and only those are re-read.
 - Time: claims age even when nothing is written, so time-sensitive tasks are re-judged often.
 - A full reconciliation runs every poll interval (300 s), never overlapping itself.
+- A scored finding born of a change waits for a second look (``_hold_born_findings``): queues
+  write in two steps (Octopoid: the file then the row to create, the row then the trail to
+  claim), and between them the state is one-sided. Until the look, the task is published as it
+  was; the look ``confirm_after_s`` later re-reads both sides of the task directly (no event
+  needed) and the finding is published only if it is still there.
 Subscribers get each new immutable Snapshot on the event loop. Reading never writes anything.
 """
 
@@ -16,7 +21,9 @@ import gc
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -36,6 +43,7 @@ from core.model import (
 from core.sources.octopoid import (
     EXPECTED_DIRS,
     FORMAT,
+    QUEUES,
     FileScan,
     OctopoidSource,
     SourceError,
@@ -45,6 +53,7 @@ from core.timefmt import UTC
 log = logging.getLogger("qwarden.engine")
 
 Subscriber = Callable[[Snapshot], None]
+MAX_LOOKS = 3  # a held finding is published after this many looks, whatever it showed
 
 
 def task_id_of(rel: str) -> str:
@@ -103,6 +112,10 @@ class Engine:
         self._db_marker: tuple[object, ...] | None = None
         self._watch_ready = asyncio.Event()
         self.caught_up = asyncio.Event()  # watching, and what changed during start-up is in
+        # task -> (when its next look is due, time.monotonic(); the born kinds seen so far;
+        # looks so far)
+        self._held: dict[str, tuple[float, frozenset[str], int]] = {}
+        self._look_due = asyncio.Event()  # a hold was added: the look loop must (re)arm
 
     # ------------------------------------------------------------------ clock
     def clock(self) -> datetime:
@@ -205,9 +218,77 @@ class Engine:
         self._problems = {p.path: p for p in fs.problems + agent_problems}
         for tid in dirty:
             self._rebuild_task(tid)
-        snap = self.rejudge(dirty, aged=True)
+        snap = self.rejudge(self._hold_born_findings(dirty), aged=True)
         self.last_poll_at = self.clock()
         return snap
+
+    # ------------------------------------------------------------------ second looks
+    def _hold_born_findings(self, dirty: set[str], looked: AbstractSet[str] = frozenset()
+                            ) -> set[str]:
+        """The dirty tasks that may be published now. A task whose change would bring a
+        scored finding it did not have is held back, published as it was, until its second
+        look; at the look (``looked``) a finding seen at the change and again now is real.
+
+        Why: a two-step write is one-sided between its steps (the file of a new task before
+        its row, a submit's file in provisional/ before the row says so); that is no finding.
+        The look re-reads both sides of the task, so a lost or late event cannot keep a
+        one-sided view either. Bounded: a real finding shows ``confirm_after_s`` late."""
+        delay = self.config.live.confirm_after_s
+        if not (self.live and self._tasks_running and delay > 0 and dirty) \
+                or self.snapshot is None:
+            return dirty  # (only a started engine gives second looks; a scan() caller judges)
+        for tid in dirty & self._held.keys():
+            # a held task's entry is the published one: judge what the sources say now (an
+            # agent's change dirties the task without rebuilding it)
+            self._rebuild_task(tid)
+        present = [t for tid in dirty if (t := self._tasks.get(tid)) is not None]
+        kinds = self.judge.preview(present, self._agents, self.clock(), self.live)
+        published = self.snapshot.tasks
+        now = time.monotonic()
+        ready: set[str] = set()
+        for tid in dirty:
+            born = kinds.get(tid, frozenset()) - self.judge.scored_kinds(tid)
+            held = self._held.get(tid)
+            if not born or (held is not None and tid in looked and (
+                    born <= held[1] or held[2] >= MAX_LOOKS)):
+                self._held.pop(tid, None)  # nothing new, or seen twice (or looked enough)
+                ready.add(tid)
+                continue
+            if held is None:
+                self._held[tid] = (now + delay, born, 0)
+            elif tid in looked:  # a kind new at the look: one look more
+                self._held[tid] = (now + delay, born, held[2])
+            else:
+                self._held[tid] = (held[0], held[1] | born, held[2])
+            prev = published.get(tid)
+            if prev is None:
+                self._tasks.pop(tid, None)
+            else:
+                self._tasks[tid] = prev
+            self._pub_tasks.touch(tid)
+        return ready
+
+    def _look_again(self, ids: AbstractSet[str]) -> set[str]:
+        """Re-read both sides of these tasks straight from disk and DB (every queue dir's
+        copy, the row, the agents that name or claim them); returns what to re-judge."""
+        rels = {f"shared/queue/{q}/TASK-{tid}.md" for tid in ids for q in QUEUES}
+        dirty = set(ids) | self.apply_file_changes(rels)
+        conn = self._db()
+        if conn is not None:
+            rows = self.source.read_records(conn, ids)
+            for tid in ids:
+                if tid in rows:
+                    self._records[tid] = rows[tid]
+                else:
+                    self._records.pop(tid, None)
+        names = {a.name for a in self._agents.values() if a.current_task_id in ids}
+        names |= {r.claimed_by for tid in ids if (r := self._records.get(tid)) is not None
+                  and r.claimed_by}
+        if names:
+            dirty |= self.apply_agent_changes(names)
+        for tid in ids:
+            self._rebuild_task(tid)
+        return dirty
 
     def _load_reviews(self) -> set[str]:
         """When a supervisor last reviewed each task (qwarden's own journal, read-only);
@@ -495,7 +576,7 @@ class Engine:
         if self.live:
             self.next_poll_at = self.clock() + timedelta(seconds=self.config.live.poll_interval_s)
             loop_tasks = [self._watch_db(), self._poll_loop(), self._tick_loop(),
-                          self._catch_up_when_watching()]
+                          self._catch_up_when_watching(), self._second_look_loop()]
             self._tasks_running += [asyncio.create_task(c) for c in loop_tasks]
         return snap
 
@@ -510,7 +591,7 @@ class Engine:
                 if dirty:
                     for tid in dirty:
                         self._rebuild_task(tid)
-                    self.rejudge(dirty)
+                    self.rejudge(self._hold_born_findings(dirty))
             try:
                 await asyncio.to_thread(work)
             except SourceError as exc:  # (the next poll tries again)
@@ -552,8 +633,26 @@ class Engine:
             self.last_poll_at = self.clock()
             self.next_poll_at = self.clock() + timedelta(
                 seconds=self.config.live.poll_interval_s)
+        if self._held:
+            self._look_due.set()
         self._notify()
         return snap
+
+    async def _second_look_loop(self) -> None:
+        """Give every held task its second look when it is due."""
+        while not self._stop.is_set():
+            if not self._held:
+                self._look_due.clear()
+                waiter = asyncio.ensure_future(self._look_due.wait())
+                stopper = asyncio.ensure_future(self._stop.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+                continue
+            due = min(h[0] for h in self._held.values())
+            if await self._sleep(max(0.0, due - time.monotonic())):
+                return
+            await self._apply(second_look=True)
 
     async def _poll_loop(self) -> None:
         while not self._stop.is_set():
@@ -646,10 +745,19 @@ class Engine:
                 await self._apply(rels=rels, agent_names=agent_names)
 
     async def _apply(self, rels: set[str] | None = None, agent_names: set[str] | None = None,
-                     db_changed: bool = False) -> None:
+                     db_changed: bool = False, second_look: bool = False) -> None:
         async with self._lock:
             def work() -> None:
                 dirty: set[str] = set()
+                looked: set[str] = set()
+                if second_look:
+                    now = time.monotonic()
+                    looked = {tid for tid, h in self._held.items() if h[0] <= now}
+                    delay = self.config.live.confirm_after_s
+                    for tid in looked:  # counted first: a look that fails must not spin
+                        _, seen, looks = self._held[tid]
+                        self._held[tid] = (now + delay, seen, looks + 1)
+                    dirty |= self._look_again(looked)
                 if rels:
                     dirty |= self.apply_file_changes(rels)
                 # A file or agent event often follows a DB write by milliseconds (claim, then
@@ -660,7 +768,7 @@ class Engine:
                 dirty |= self._load_reviews()  # an intervention just reviewed a task
                 if agent_names:
                     dirty |= self.apply_agent_changes(agent_names)
-                self.rejudge(dirty)
+                self.rejudge(self._hold_born_findings(dirty, looked))
             try:
                 await asyncio.to_thread(work)
             except SourceError as exc:
@@ -668,4 +776,6 @@ class Engine:
             except Exception as exc:
                 self.last_error = f"update failed: {exc!r}"
                 log.exception("incremental update failed")
+            if self._held:
+                self._look_due.set()
         self._notify()

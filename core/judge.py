@@ -365,6 +365,25 @@ class Judge:
             if s is not None:
                 s.discard(tid)
 
+    def scored_kinds(self, tid: str) -> frozenset[str]:
+        """The scored finding kinds the task has now (as last judged)."""
+        return frozenset(f.kind for f in self.by_task.get(tid, ()) if f.scored)
+
+    def preview(self, tasks: Iterable[Task], agents: Mapping[str, Agent], as_of: datetime,
+                live: bool) -> dict[str, frozenset[str]]:
+        """The scored kinds each task's own rules would find in it, keeping nothing (the
+        engine asks before publishing a change; group rules are not previewed)."""
+        ctx = self.context(agents, as_of, live)
+        rctx = RuleContext(judge=ctx, judged=self.judged)
+        out = {}
+        for task in tasks:
+            v, sj, problem = make_verdict(task, ctx)
+            j = Judged(task=task, verdict=v, state=sj, claim_problem=problem)
+            out[task.task_id] = frozenset(
+                f.kind for rule in rules_for(v.effective_state, problem is not None)
+                for f in rule(j, rctx) if f.scored)
+        return out
+
     def findings(self) -> tuple[Finding, ...]:
         """Every finding, most severe first (kept in order as findings change)."""
         return self._order.snapshot()

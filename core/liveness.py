@@ -166,7 +166,16 @@ def mismatch_settled(task: Task, ctx: JudgeContext) -> bool:
                 and (ctx.as_of - last.at).total_seconds() <= grace)
 
 
-def _newer_side(task: Task) -> Side:
+def _stamp_span(t: datetime) -> float:
+    """How long the true moment behind a stamp may lie after it: a second for a stamp written
+    to the second (SQLite's CURRENT_TIMESTAMP truncates), a microsecond otherwise."""
+    return 1.0 if t.microsecond == 0 else 1e-6
+
+
+def _newer_side(task: Task) -> Side | None:
+    """Which side changed last, or None when the stamps cannot tell: a difference smaller
+    than the coarser stamp's precision is no evidence of order (0.35 s between a microsecond
+    CREATED and a second-precision created_at once decided a fix's direction)."""
     rec = task.record
     db_t = rec.newest_change if rec is not None else None
     f_t = file_time(task)
@@ -177,7 +186,12 @@ def _newer_side(task: Task) -> Side:
         return Side.FILE
     if f_t is None:
         return Side.DB
-    return Side.FILE if f_t > db_t else Side.DB
+    gap = (f_t - db_t).total_seconds()
+    if gap >= _stamp_span(db_t):
+        return Side.FILE
+    if -gap >= _stamp_span(f_t):
+        return Side.DB
+    return None
 
 
 def _ev(fact: str, value: str, at: datetime | None = None, side: Side | None = None) -> Evidence:
@@ -232,6 +246,29 @@ def _agents_at_work(task: Task, ctx: JudgeContext, exclude: str | None = None
             yield name, agent, sig, age
 
 
+def agents_at_work_on(task_id: str, agents: Mapping[str, Agent], as_of: datetime,
+                      thresholds: Thresholds, live: bool) -> list[str]:
+    """Agents that may still be working on the task, each with why: it names the task, its
+    process is not known to be gone, and its newest sign of life is younger than the zombie
+    threshold (or it says it is running and has shown none yet). The guard of every write."""
+    out = []
+    for name, agent in agents.items():
+        if agent.current_task_id != task_id or agent.running is False:
+            continue
+        if live and agent.pid_alive is False:
+            continue
+        sig = agent.newest_signal(task_id)
+        if sig is None:
+            if agent.running:
+                out.append(f"{name} says it is running on it (no signal yet)")
+            continue
+        age = (as_of - sig.at).total_seconds()
+        if age <= thresholds.zombie_after_s:
+            out.append(f"{name} names it in {agent.current_task_source or 'its state'}, "
+                       f"{sig.name} {age_text(age)} ago")
+    return out
+
+
 def _split_brain(name: str, agent: Agent, sig: Signal, age: float, ctx: JudgeContext,
                  db_ev: Evidence, db_says: str) -> tuple[LivenessResult, str]:
     ev = (
@@ -263,12 +300,27 @@ def _rival_at_work(task: Task, claimant: str | None, ctx: JudgeContext
 
 
 def _file_still_claimed_by(task: Task, agent: str) -> bool:
-    ev = last_state_event(task.trail)
-    if ev is None:
-        return True  # no trail to contradict the agent
-    if ev.kind in CLAIM_STARTS:
-        return (ev.actor or agent) == agent
-    return False
+    """Whether, as far as the trail shows, ``agent``'s own claim was never ended by itself.
+
+    A claim ends with the first state event after it (submitted, failed...). But once another
+    agent claimed the task after ``agent`` did (a DB-only reset handed it on), the events that
+    follow are the other agent's: they end *its* claim, not the one ``agent`` still works on."""
+    trail = task.trail
+    own = None  # index of the agent's newest claim start
+    for i in range(len(trail) - 1, -1, -1):
+        ev = trail[i]
+        if ev.kind in CLAIM_STARTS and (ev.actor or agent) == agent:
+            own = i
+            break
+    if own is None:  # the trail shows no claim of its own: only no trail at all agrees
+        return last_state_event(trail) is None
+    for ev in trail[own + 1:]:
+        if ev.kind not in EVENT_STATE:
+            continue
+        if ev.kind in CLAIM_STARTS:
+            return True  # someone else claimed it after the agent: nothing the agent ended
+        return False  # the agent's claim was ended (it submitted, failed...): just lag
+    return True  # nothing after its claim contradicts the agent
 
 
 def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
@@ -299,9 +351,15 @@ def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
         evs.append(_ev("pid", f"{agent.pid} not alive", ctx.as_of, Side.AGENT))
     if agent.running is False or pid_dead:
         fin = agent.last_finished
-        fin_age = ctx.age(fin)
-        if fin is not None:
+        if (pid_dead or agent.last_exit_code not in (None, 0)) and sig is not None \
+                and (fin is None or sig.at < fin):
+            # A dead pid, or a crash reap (non-zero exit): the stamp is when the scheduler
+            # noticed, not when the agent died. It died after its last sign of life.
+            fin = sig.at
+            evs.append(_ev("agent died after", sig.name, fin, Side.AGENT))
+        elif fin is not None:
             evs.append(_ev("agent finished", "last_finished", fin, Side.AGENT))
+        fin_age = ctx.age(fin)
         finished_long_ago = fin_age is None or fin_age > th.finished_grace_s
         quiet = sig_age is None or sig_age > th.finished_grace_s
         if old_enough and finished_long_ago and quiet:

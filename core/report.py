@@ -272,12 +272,29 @@ LIVE_STYLE = {Liveness.LIVE: "green", Liveness.AT_RISK: "yellow", Liveness.DEAD:
 # What the operator types for each recommended action (the interventions issue wires them).
 ACTION_HINT = {
     "release_claim": "qwarden release {id}", "retry": "qwarden retry {id}",
-    "sync_db": "qwarden sync {id}", "sync_file": "qwarden sync {id}",
+    "sync_db": "qwarden sync {id} --direction sync_db",
+    "sync_file": "qwarden sync {id} --direction sync_file",
     "register": "qwarden register {id}", "quarantine": "qwarden quarantine {id}",
     "clear_error": "qwarden clear-error {id}", "accept": "qwarden accept {id}",
-    "split": "qwarden split {id}", "escalate": "qwarden escalate {id}",
-    "cancel": "qwarden cancel {id} --note WHY",  # (--note is required)
+    "split": "qwarden split {id} --subtask 'first part' --subtask 'second part'",
+    "escalate": "qwarden escalate {id}", "cancel": "qwarden cancel {id} --note 'why'",
 }
+# Where a kind's recommended action is carried out by another command than the action's own.
+KIND_HINT = {"stale_file_path": "qwarden repair-path {id}"}
+
+
+def action_hint(snap: Snapshot, task_id: str) -> str | None:
+    """The command that carries out the task's recommended action, for the finding it came
+    from (a stale file_path's sync_db is ``repair-path``; ``sync`` would refuse), or None."""
+    v = snap.verdicts.get(task_id)
+    if v is None:
+        return None
+    action = v.recommended_action.value
+    for f in snap.findings_for(task_id):
+        if f.recommended_action.value == action:
+            hint = KIND_HINT.get(f.kind) or ACTION_HINT.get(action)
+            return hint.format(id=task_id) if hint else None
+    return None
 
 
 def _when(at: datetime | None, as_of: datetime) -> str:
@@ -359,18 +376,17 @@ def render_text(snap: Snapshot, console: Console, show_all: bool = False,
                       Text(clean_line(v.reason, 120)))
         console.print(t)
 
-    todo: dict[str, list[str]] = {}
-    for tid, v in snap.verdicts.items():
-        a = v.recommended_action.value
-        if a in ACTION_HINT and snap.findings_for(tid):
-            todo.setdefault(a, []).append(tid)
+    todo: dict[str, list[tuple[str, str]]] = {}  # action -> (task id, its command)
+    for tid in snap.verdicts:
+        hint = action_hint(snap, tid)
+        if hint is not None:
+            todo.setdefault(snap.verdicts[tid].recommended_action.value, []).append((tid, hint))
     if todo:
         console.print(Text("\nWHAT TO DO NEXT", style="bold"))
-        for action, ids in sorted(todo.items(), key=lambda kv: -len(kv[1])):
-            ids.sort()
+        for action, hints in sorted(todo.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             line = Text(f"  {action:<14}", style="green")
-            line.append(f"{len(ids):>4} task(s)  e.g. ")
-            line.append(ACTION_HINT[action].format(id=ids[0]), style="bold")
+            line.append(f"{len(hints):>4} task(s)  e.g. ")
+            line.append(min(hints)[1], style="bold")
             console.print(line)
     if not snap.findings:
         console.print(Text("\nNothing wrong found.", style="green"))

@@ -549,3 +549,26 @@ def test_agent_races_a_move(state: tuple[Path, datetime], monkeypatch: pytest.Mo
     assert where.read_bytes() == agent_bytes
     assert row(root, tid)["queue"] == "failed"  # type: ignore[index]
     assert not list(root.rglob("*.grab")) and not list(root.rglob("*.qw*.tmp"))
+
+
+
+@pytest.mark.parametrize("status", ["succeeded", "green", "PASSED"])
+def test_accept_and_the_rule_agree_on_what_a_passing_check_is(
+        state: tuple[Path, datetime], status: str) -> None:
+    # 0 commits but a check that passed: no unverified_completion, and accept needs no --force
+    # (the rule counted "succeeded" and "green"; the accept guard did not).
+    import json as _json
+    import sqlite3 as _sqlite3
+
+    from core.engine import Engine
+
+    root, now = state
+    tid = IDS["unverified"]
+    conn = _sqlite3.connect(root / "state.db")
+    conn.execute("UPDATE tasks SET check_results=? WHERE id=?",
+                 (_json.dumps({"ci": {"status": status, "summary": "ok"}}), tid))
+    conn.commit()
+    conn.close()
+    assert "unverified_completion" not in {f.kind for f in Engine(root).scan().findings_for(tid)}
+    plan = make_plan(root, "accept", tid, actor=ACTOR, now=now)
+    assert not plan.warnings

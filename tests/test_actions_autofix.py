@@ -149,3 +149,65 @@ def test_notes_text_lists_everything() -> None:
                           "action_id": 3})
     text = notes_text(rep)
     assert "- zombie_claim: 2" in text and "TASK-x: stale_error -> clear-error (action 3)" in text
+
+
+def test_the_window_is_per_finding_a_new_finding_is_fixed_not_escalated(tmp_path: Path
+                                                                        ) -> None:
+    # The fixer cleared TASK-X's stale error; then X's DB file_path goes stale. That finding
+    # was never fixed: it is fixed now, and nothing says "the finding is back".
+    root, _ = build_state(tmp_path)
+    tid = IDS["stale_error"]
+    fixer = AutoFixer(root, mode="safe")
+    rep = fixer.tick(_snap(root))
+    assert (tid, "clear-error") in {(i["task_id"], i["action"]) for i in rep.fixed}
+    conn = sqlite3.connect(root / "state.db")
+    conn.execute("UPDATE tasks SET file_path='/elsewhere/shared/queue/failed/TASK-' || id || "
+                 "'.md' WHERE id=?", (tid,))
+    conn.commit()
+    conn.close()
+    rep2 = fixer.tick(_snap(root))
+    assert rep2.escalated == []
+    assert [(i["task_id"], i["finding"], i["action"]) for i in rep2.fixed] == [
+        (tid, "stale_file_path", "repair-path")]
+    assert not (root / "messages").exists() or not list((root / "messages").iterdir())
+
+
+def test_escalation_names_the_fix_that_was_undone(tmp_path: Path) -> None:
+    root, _ = build_state(tmp_path)
+    fixer = AutoFixer(root, mode="safe")
+    first = {i["task_id"]: i for i in fixer.tick(_snap(root)).fixed}[IDS["mismatch_db"]]
+    conn = sqlite3.connect(root / "state.db")
+    conn.execute("UPDATE tasks SET queue='incoming', updated_at=? WHERE id=?",
+                 ((datetime.now() - timedelta(hours=1)).isoformat(), IDS["mismatch_db"]))
+    conn.commit()
+    conn.close()
+    import os
+    old = datetime.now().timestamp() - 3600
+    os.utime(root / "shared/queue/failed" / f"TASK-{IDS['mismatch_db']}.md", (old, old))
+    fixer.tick(_snap(root))
+    (msg,) = list((root / "messages").iterdir())
+    assert f"with sync (action {first['action_id']}," in msg.read_text()
+
+
+def test_safe_fixer_never_writes_to_a_task_an_agent_still_names(tmp_path: Path) -> None:
+    # The task looks finished and idle (a7 submitted it, it was accepted) and its DB file_path
+    # is stale, which safe mode repairs. But a7 still names it with a signal a second old:
+    # it may still be writing; no fix may land under it.
+    from tests.builders import StateBuilder
+
+    b = StateBuilder(tmp_path, now=datetime.now())
+    b.task("t1", db_queue="done", file_queues=("done",),
+           trail=[("CLAIMED_BY", "a7"), ("CLAIMED_AT", 900), ("SUBMITTED_AT", 5),
+                  ("COMMITS_COUNT", 2), ("ACCEPTED_AT", 2)],
+           db={"commits_count": 2,
+               "file_path": "/elsewhere/.orchestrator/shared/queue/incoming/TASK-t1.md"})
+    b.agent("a7", started_age=900, heartbeat_age=1, status=("t1", 1), current_task="t1")
+    root = b.build()
+    before = snapshot(root)
+    snap = _snap(root)
+    assert "stale_file_path" in {f.kind for f in snap.findings_for("t1")}
+    rep = AutoFixer(root, mode="safe").tick(snap)
+    assert rep.fixed == []
+    assert any(i["task_id"] == "t1" and "a7" in i["why"] for i in rep.skipped)
+    assert {k: v for k, v in snapshot(root).items() if "warden" not in k} == \
+        {k: v for k, v in before.items() if "warden" not in k}

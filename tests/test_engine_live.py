@@ -218,3 +218,44 @@ def test_a_cold_scan_reports_its_progress(tmp_path: Path, utc_tz: None) -> None:
     engine.scan()
     assert seen == [f"reading task files: {i} of ~5 read" for i in range(5)]
     assert engine.scan_progress() == ""  # done: nothing in progress
+
+
+async def test_a_two_step_write_is_no_finding_but_a_real_one_shows_after_its_second_look(
+        live_state: StateBuilder) -> None:
+    # Octopoid's create_task writes the file, then the row: between the two the task is an
+    # orphan file for a moment. That moment is never published; a file that stays without a
+    # row is, once its second look has seen it again (confirm_after_s later).
+    from core.demo import octowriter as ow
+
+    b = live_state
+    cfg = Config(live=LiveOptions(db_check_interval_s=0.2, rejudge_interval_s=0.5))
+    engine = Engine(b.root, cfg)
+    await engine.start()
+    published: list[tuple[float, str, str]] = []
+    loop = asyncio.get_running_loop()
+    engine.subscribe(lambda s: published.extend(
+        (loop.time(), f.task_id, f.kind) for f in s.findings if f.scored))
+    try:
+        await asyncio.wait_for(engine.caught_up.wait(), timeout=15)
+        ow.write_atomic(ow.task_path(b.root, "incoming", "ab000001"),
+                        ow.task_text("ab000001", "two steps", datetime.now()))
+        await asyncio.sleep(0.25)  # the watcher has seen the file: the row comes now
+        conn = sqlite3.connect(b.root / "state.db", timeout=30)
+        conn.execute("INSERT INTO tasks (id, file_path, queue, created_at, updated_at) "
+                     "VALUES ('ab000001', 'x', 'incoming', ?, ?)",
+                     (datetime.now().isoformat(),) * 2)
+        conn.commit()
+        conn.close()
+        await wait_for(engine, lambda s: s.tasks.get("ab000001") is not None
+                       and s.tasks["ab000001"].record is not None)
+        born = loop.time()
+        ow.write_atomic(ow.task_path(b.root, "incoming", "ab000002"),
+                        ow.task_text("ab000002", "an orphan", datetime.now()))
+        await wait_for(engine, lambda s: "orphan_file" in {
+            f.kind for f in s.findings_for("ab000002")}, timeout=5)
+        shown = loop.time() - born
+        await asyncio.sleep(1.0)  # any late look at the first task would show by now
+    finally:
+        await engine.stop()
+    assert not [p for p in published if p[1] == "ab000001"], published
+    assert cfg.live.confirm_after_s <= shown < 2.0

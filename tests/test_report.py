@@ -101,3 +101,35 @@ def test_streamed_json_equals_the_document(tmp_path: Path) -> None:
     write_json(snap, buf)
     assert json.loads(buf.getvalue()) == json.loads(render_json(snap))
     Report.model_validate_json(buf.getvalue())
+
+
+def test_every_action_hint_is_a_command_the_same_state_accepts(tmp_path: Path, capsys
+                                                               ) -> None:  # type: ignore[no-untyped-def]
+    # Each task's "what to do next" command, run with --dry-run on the same state, is planned
+    # (exit 0), never refused: a stale file_path's hint is repair-path, not sync.
+    import shlex
+    import sqlite3
+
+    from core.cli import main
+    from core.report import action_hint
+    from tests.test_actions_support import IDS, build_state
+
+    root, _ = build_state(tmp_path)
+    conn = sqlite3.connect(root / "state.db")  # and a stale file_path beside the rest
+    conn.execute("UPDATE tasks SET file_path='/elsewhere/shared/queue/failed/TASK-' || id || "
+                 "'.md' WHERE id=?", (IDS["done"],))
+    conn.commit()
+    conn.close()
+    snap = Engine(root).scan()
+    hints = {tid: h for tid in snap.verdicts if (h := action_hint(snap, tid))}
+    assert hints[IDS["done"]] == f"qwarden repair-path {IDS['done']}"
+    assert len(set(h.split()[1] for h in hints.values())) >= 5  # a real mix of commands
+    for hint in sorted(hints.values()):
+        argv = shlex.split(hint)[1:] + ["--root", str(root), "--dry-run"]
+        code = main(argv)
+        assert code == 0, (hint, capsys.readouterr().err)
+    buf = io.StringIO()
+    render_text(snap, Console(file=buf, width=200))
+    printed = [ln.split("e.g. ", 1)[1].strip() for ln in buf.getvalue().splitlines()
+               if "e.g. " in ln]
+    assert printed and set(printed) <= set(hints.values())

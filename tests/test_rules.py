@@ -63,6 +63,22 @@ def test_mismatch_db_newer_recommends_sync_file(b: StateBuilder) -> None:
     assert f.newer_side.value == "db" and f.recommended_action.value == "sync_file"
 
 
+def test_mismatch_sides_closer_than_their_precision_are_of_unknown_order(b: StateBuilder
+                                                                         ) -> None:
+    # 0.35 s between a microsecond file stamp and a second-precision DB stamp: no evidence of
+    # which came last, so no direction to sync in (and no auto-fix).
+    from datetime import timedelta
+
+    file_t = (b.now - timedelta(seconds=2000) + timedelta(seconds=0.35)).isoformat()
+    b.task("t1", db_queue="failed", file_queues=("provisional",),
+           trail=claim(3000) + [("SUBMITTED_AT", file_t), ("COMMITS_COUNT", 2)],
+           db={"updated_at": 2000, "commits_count": 2})
+    snap = judge(b)
+    f = next(f for f in snap.findings_for("t1") if f.kind == "file_db_mismatch")
+    assert f.newer_side is None and f.recommended_action.value == "review"
+    assert "cannot be told" in f.summary
+
+
 def test_mismatch_within_grace_is_not_reported(b: StateBuilder) -> None:
     b.task("t1", db_queue="done", file_queues=("provisional",), file_age_s=60,
            trail=claim(3000) + [("SUBMITTED_AT", 60)], db={"updated_at": 900, "commits_count": 1})
@@ -208,6 +224,61 @@ def test_rival_agent_gone_quiet_leaves_the_claimants_verdict(b: StateBuilder) ->
     b.agent("a1", running=False, started_age=4 * 3600, finished_age=3 * 3600)
     b.agent("a7", started_age=4 * 3600, heartbeat_age=3 * 3600, status=("t1", 3 * 3600))
     assert kinds(judge(b), "t1") == {"zombie_claim"}
+
+
+def test_split_brain_when_a_reset_handed_the_task_on_and_the_new_claimant_failed_it(
+        b: StateBuilder) -> None:
+    # a7 claimed; a DB-only reset (reset_stuck_claimed) gave the task to b2, who failed it.
+    # The FAILED_AT ends b2's claim, not a7's: a7 still works on it (live split brain, and no
+    # fix may touch it).
+    b.task("t1", db_queue="failed", file_queues=("failed",),
+           trail=claim(1800, "a7") + claim(600, "b2") + [
+               ("FAILED_AT", 300), ("## Error", "```\nboom\n```")],
+           db={"claimed_by": "b2", "claimed_at": 600})
+    b.agent("a7", started_age=1800, heartbeat_age=1, status=("t1", 1), current_task="t1")
+    b.agent("b2", running=False, started_age=600, finished_age=290)
+    snap = judge(b)
+    assert "split_brain" in kinds(snap, "t1")
+    v = snap.verdicts["t1"]
+    assert v.split_brain_live and v.claimed_by == "a7"
+    assert v.recommended_action.value == "continue_supervision"
+
+
+def test_an_agent_that_ended_its_own_claim_is_only_lagging(b: StateBuilder) -> None:
+    b.task("t1", db_queue="failed", file_queues=("failed",),
+           trail=claim(1800, "a7") + [("FAILED_AT", 300), ("## Error", "```\nboom\n```")],
+           db={"claimed_by": "a7", "claimed_at": 1800})
+    b.agent("a7", started_age=1800, heartbeat_age=1, status=("t1", 1), current_task="t1")
+    assert "split_brain" not in kinds(judge(b), "t1")
+
+
+def test_a_dead_pid_dates_the_death_from_the_newest_signal(b: StateBuilder, monkeypatch
+                                                           ) -> None:  # type: ignore[no-untyped-def]
+    # Killed while the scheduler was down: the later reap stamped last_finished a minute ago
+    # and left exit code 1. The pid is dead and the agent's own last sign of life is 30 min
+    # old: a zombie now, not 5 minutes after the reap's stamp.
+    import core.sources.octopoid as octo
+
+    b.task("t1", db_queue="claimed", trail=claim(3600), db={"claimed_by": "a1",
+                                                            "claimed_at": 3600})
+    b.agent("a1", running=False, pid=4_000_000, started_age=3600, finished_age=60,
+            heartbeat_age=1800, status=("t1", 1800))
+    root = b.build()
+    state = root / "agents" / "a1" / "state.json"
+    import json as _json
+    d = _json.loads(state.read_text())
+    d["last_exit_code"] = 1
+    state.write_text(_json.dumps(d))
+    monkeypatch.setattr(octo, "_pid_alive", lambda pid: False)
+    live = Engine(root, follow=False)
+    live.as_of = None  # the live machine (pids checked), with the clock at the builder's now
+    live.live = True
+    monkeypatch.setattr(live, "clock", lambda: parse_as_of(b.now.isoformat()))
+    assert kinds(live.scan(), "t1") == {"zombie_claim"}
+    # and judged from the files alone (no pid check), the crash reap's exit code 1 says the
+    # same: the finish is dated from the newest signal, not from the reap's stamp
+    assert kinds(Engine(root, as_of=parse_as_of(b.now.isoformat())).scan(), "t1") == \
+        {"zombie_claim"}
 
 
 def test_dead_agents_leftover_record_is_no_finding(b: StateBuilder) -> None:

@@ -5,6 +5,7 @@ read-only mode and unverified completions without the second confirmation."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,8 @@ def _utc(utc_tz: None) -> None:
     pass
 
 
-def state(tmp_path: Path) -> StateBuilder:
-    b = StateBuilder(tmp_path)
+def state(tmp_path: Path, now: datetime | None = None) -> StateBuilder:
+    b = StateBuilder(tmp_path, now=now)
     sub = [("CLAIMED_BY", "a9"), ("CLAIMED_AT", 3000), ("SUBMITTED_AT", 2000)]
     b.task("aaaa0001", db_queue="provisional", file_queues=("provisional",),
            trail=[*sub, ("COMMITS_COUNT", 3)], db={"commits_count": 3})
@@ -44,10 +45,12 @@ def db_queue(root: Path, tid: str) -> str:
         conn.close()
 
 
-def app_for(b: StateBuilder, read_only: bool = False) -> QwardenApp:
+def app_for(b: StateBuilder, read_only: bool = False, live: bool = False) -> QwardenApp:
+    """A console as of the builder's time, or (``live``) on the live machine."""
     cfg = Config(read_only=read_only)
-    return QwardenApp(Engine(b.root, cfg, as_of=parse_as_of(b.now.isoformat())), cfg,
-                      root_label="t", read_only=read_only)
+    as_of = None if live else parse_as_of(b.now.isoformat())
+    return QwardenApp(Engine(b.root, cfg, as_of=as_of), cfg, root_label="t",
+                      read_only=read_only)
 
 
 async def settle(app: QwardenApp, pilot) -> None:  # type: ignore[no-untyped-def]
@@ -67,6 +70,8 @@ async def test_accept_shows_the_plan_and_applies_on_y(tmp_path: Path) -> None:
         assert isinstance(app.screen, ConfirmScreen)
         assert app.screen.focused is not None and app.screen.focused.id == "confirm-cancel"
         assert any("done" in line for line in app.screen.lines)
+        # the view is as of the builder's time: the dialog says the plan is the live queue's
+        assert "checked against the live queue" in app.screen.title_text
         await pilot.press("escape")  # cancel: nothing written
         await settle(app, pilot)
         assert db_queue(b.root, "aaaa0001") == "provisional"
@@ -97,8 +102,8 @@ async def test_unverified_accept_needs_a_second_confirmation(tmp_path: Path) -> 
 
 
 async def test_live_work_and_read_only_are_refused(tmp_path: Path) -> None:
-    b = state(tmp_path)
-    app = app_for(b)
+    b = state(tmp_path, now=datetime.now().replace(microsecond=0))
+    app = app_for(b, live=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         assert app.main_screen.jump("aaaa0003")
@@ -176,3 +181,30 @@ async def test_a_failing_verify_command_gates_accept(tmp_path: Path) -> None:
         await pilot.press("y")
         await settle(app, pilot)
     assert db_queue(b.root, "aaaa0001") == "provisional"
+
+
+async def test_a_historical_view_checks_live_work_against_the_live_queue(tmp_path: Path
+                                                                       ) -> None:
+    # The frozen view (no pid checks, as of the builder's time) sees agent a5 at work on
+    # aaaa0001; on the live machine a5's pid is gone. The check that decides is the live one:
+    # the accept is planned (and the dialog says against what).
+    import json as _json
+    import subprocess
+    import sys as _sys
+
+    b = state(tmp_path)
+    gone = subprocess.Popen([_sys.executable, "-c", "pass"])
+    gone.wait()
+    d = b.root / "agents" / "a5"
+    d.mkdir()
+    (d / "state.json").write_text(_json.dumps({"running": True, "pid": gone.pid,
+                                               "current_task": "aaaa0001"}))
+    (d / "heartbeat").write_text(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    app = app_for(b)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert app.main_screen.jump("aaaa0001")
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "checked against the live queue" in app.screen.title_text

@@ -2,8 +2,8 @@
 
 The console never writes itself: it asks ``core.actions`` for a plan, shows exactly what will
 change, and applies it through ``apply`` (preconditions, journal, backups, atomic writes). The
-live-work guard uses the snapshot's verdict: retry, release, cancel, sync, accept and split are
-refused on a live or split-brain-live task.
+live-work guard is core's (``core.actions.guard``), on the snapshot on screen: no write to a
+task that is live or that an agent still names with fresh signals.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import getpass
 from typing import TYPE_CHECKING
 
 from core.actions.apply import apply
-from core.actions.octopoid_actions import TOUCHES_CLAIM, Subtask, make_plan
+from core.actions.guard import live_work_refusal
+from core.actions.octopoid_actions import Subtask, judge_task, make_plan
 from core.actions.plan import Plan, Refused, StalePlan
-from core.model import Liveness
 from core.sources.octopoid import SourceError
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen
@@ -59,12 +59,11 @@ class Intervention:
                             markup=False)
             return
         snap = self.app.engine.snapshot
-        v = snap.verdicts.get(self.task_id) if snap else None
-        if v is not None and self.kind in TOUCHES_CLAIM and (
-                v.split_brain_live or v.liveness is Liveness.LIVE):
-            self.app.notify(f"TASK-{self.task_id} is being worked on right now "
-                            f"({v.reason}): {self.kind} refused", severity="error",
-                            markup=False)
+        # (a historical view is checked against the live queue when planning)
+        refusal = snap and snap.live and live_work_refusal(
+            self.kind, self.task_id, snap, self.app.engine.config.thresholds)
+        if refusal:
+            self.app.notify(f"refused: {refusal}", severity="error", markup=False)
             return
         if self.prompt is None:
             self._plan()
@@ -93,6 +92,13 @@ class Intervention:
 
     def _make(self, force: bool) -> Plan:
         snap = self.app.engine.snapshot
+        if snap is not None and not snap.live:
+            # A historical view (--as-of) says nothing about the queue now: the live-work
+            # check runs on a live judgement (the plan is always made from the files now).
+            live = judge_task(self.app.engine.root, self.task_id, self.app.config)
+            refusal = live.live_refusal(self.kind, self.task_id)
+            if refusal:
+                raise Refused(f"{refusal} (checked against the live queue)")
         direction = None
         if self.kind == "sync" and snap is not None:
             for f in snap.findings_for(self.task_id):
@@ -119,9 +125,13 @@ class Intervention:
             except (StalePlan, SourceError) as exc:
                 self.app.notify(f"{exc}", severity="error", markup=False)
                 return
-            self.app.push_screen(
-                ConfirmScreen(f"{self.kind} TASK-{self.task_id}?", plan.describe(),
-                              plan.warnings), lambda ok: self._confirmed(ok, plan))
+            snap = self.app.engine.snapshot
+            title = f"{self.kind} TASK-{self.task_id}?"
+            if snap is not None and not snap.live:
+                title += (f" (this view is as of {snap.as_of:%Y-%m-%d %H:%M}: planned and "
+                          "checked against the live queue)")
+            self.app.push_screen(ConfirmScreen(title, plan.describe(), plan.warnings),
+                                 lambda ok: self._confirmed(ok, plan))
         self.app.run_worker(work(), group="intervene", exit_on_error=False)
 
     def _confirmed(self, ok: bool | None, plan: Plan) -> None:

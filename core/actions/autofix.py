@@ -5,8 +5,10 @@ evidence's direction, clears stale errors, registers orphans, quarantines corrup
 repairs stale file_paths; ``aggressive`` also releases zombie claims and retries failures whose
 error looks transient. Every fix is an ordinary journaled, undoable action (actor
 ``qwarden:autofix``). It never touches a live or split-brain-live task, fixes a task at most once
-per ``actions.fix_once_per_s`` (default an hour), and when the same finding is back within that
-window — the system undid the fix — it escalates to the human inbox instead of fixing again.
+finding per ``actions.fix_once_per_s`` (default an hour), and when the same finding of the same
+task is back within that window — the system undid the fix — it escalates to the human inbox
+instead of fixing again. Before any write it asks the live-work guard (``core.actions.guard``):
+nothing is written to a task an agent may still be working on.
 
 Each tick writes ``ROOT/warden/autofix-notes.md`` (found / fixed / escalated),
 ``ROOT/warden/metrics.prom`` (Prometheus text format) and appends to
@@ -15,6 +17,7 @@ Each tick writes ``ROOT/warden/autofix-notes.md`` (found / fixed / escalated),
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from core.actions.apply import apply
-from core.actions.journal import Journal
+from core.actions.guard import live_work_refusal
+from core.actions.journal import FIXES, ActionRow, Journal
 from core.actions.octopoid_actions import make_plan
 from core.actions.plan import Refused, StalePlan
 from core.config import Config
-from core.model import Finding, Liveness, Snapshot
+from core.model import Finding, Snapshot
 from core.sources.octopoid import SourceError
 
 MODES = ("observe", "safe", "aggressive")
@@ -123,22 +127,26 @@ class AutoFixer:
             self._write_outputs(rep)
             return rep
         with Journal(self.root) as j:
-            blocked: dict[str, bool] = {}  # task -> fixed within the window already
+            # (task, finding) -> the fixer's last fix of it within the window, looked up once
+            # per tick: a tick's own fixes are not "the finding came back"
+            recent: dict[tuple[str, str], ActionRow | None] = {}
             for tid, fkind, action, opts in self.candidates(snap):
                 item = {"task_id": tid, "finding": fkind, "action": action}
-                v = snap.verdicts.get(tid)
-                if v is not None and (v.liveness is Liveness.LIVE or v.split_brain_live):
-                    rep.skipped.append({**item, "why": "live work: never touched"})
+                refusal = live_work_refusal(action, tid, snap, self.config.thresholds)
+                if refusal:
+                    rep.skipped.append({**item, "why": f"never touched: {refusal}"})
                     continue
                 if self.mode == "observe":
                     rep.would_fix.append(item)
                     continue
-                if tid not in blocked:  # judged once per task: one tick's fixes are one fix
-                    last = j.last_fix_at(tid, ACTOR)
-                    blocked[tid] = (last is not None
-                                    and now - datetime.fromisoformat(last) < self.window)
-                if blocked[tid]:
-                    self._escalate_once(j, tid, fkind, now, rep, item)
+                key = (tid, fkind)
+                if key not in recent:
+                    last = j.last_fix_of(tid, ACTOR, fkind)
+                    recent[key] = (last if last is not None and now - datetime.fromisoformat(
+                        last.created_at) < self.window else None)
+                done = recent[key]
+                if done is not None:
+                    self._escalate_once(j, tid, fkind, done, now, rep, item)
                     continue
                 self._fix(tid, fkind, action, opts, now, rep, item)
         self._write_outputs(rep)
@@ -150,6 +158,7 @@ class AutoFixer:
             plan = make_plan(self.root, action, tid, actor=ACTOR,
                              note=f"auto-fix ({self.mode}) of {fkind}",
                              now=now.replace(tzinfo=None), **opts)
+            plan = dataclasses.replace(plan, extra={**plan.extra, FIXES: fkind})
             res = apply(self.root, plan, read_only=self.read_only)
         except (Refused, StalePlan, SourceError) as exc:
             rep.skipped.append({**item, "why": str(exc)})
@@ -160,18 +169,18 @@ class AutoFixer:
                           "detect_to_fix_s": round((now - seen).total_seconds(), 3)})
         self.totals[f"fix:{fkind}"] += 1
 
-    def _escalate_once(self, j: Journal, tid: str, fkind: str, now: datetime, rep: TickReport,
-                       item: dict[str, Any]) -> None:
-        """Fixed within the window and the finding is back: the system undid the fix. Tell a
-        human (once per window), never fight the system in a loop."""
+    def _escalate_once(self, j: Journal, tid: str, fkind: str, done: ActionRow, now: datetime,
+                       rep: TickReport, item: dict[str, Any]) -> None:
+        """This very finding was fixed within the window and is back: the system undid the
+        fix. Tell a human (once per window), never fight the system in a loop."""
         for a in j.recent(20, tid):
             if (a.kind == "escalate" and a.actor == ACTOR and a.state == "done"
                     and now - datetime.fromisoformat(a.created_at) < self.window):
                 rep.skipped.append({**item, "why": "already escalated"})
                 return
-        note = (f"The auto-fixer fixed {fkind} on TASK-{tid} less than "
-                f"{self.window.total_seconds() / 60:.0f} min ago and the finding is back: "
-                "something keeps undoing the fix. A human should look.")
+        note = (f"The auto-fixer fixed {fkind} on TASK-{tid} with {done.kind} (action "
+                f"{done.id}, {done.created_at[:19]}) and the finding is back: something keeps "
+                "undoing the fix. A human should look.")
         try:
             plan = make_plan(self.root, "escalate", tid, actor=ACTOR, note=note,
                              now=now.replace(tzinfo=None), msg_type="warning")

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from core.actions.apply import Result, apply, inverse_plan, recover
+from core.actions.guard import TALKS_ONLY
 from core.actions.journal import Journal
 from core.actions.octopoid_actions import (
     PLANNERS,
-    TOUCHES_CLAIM,
     Subtask,
     judge_task,
     make_plan,
@@ -261,7 +261,7 @@ def _cmd_action(root: Path, config: Config, args: argparse.Namespace, read_only:
     kind = args.command
     task_id = args.task_id.removeprefix("TASK-")
     direction = getattr(args, "direction", None)
-    if (kind in TOUCHES_CLAIM and not args.force) or (kind == "sync" and direction is None):
+    if (kind not in TALKS_ONLY and not args.force) or (kind == "sync" and direction is None):
         j = judge_task(root, task_id, config)
         refusal = None if args.force else j.live_refusal(kind, task_id)
         if refusal:

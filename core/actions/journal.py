@@ -23,6 +23,7 @@ from core.actions.plan import Plan, sha256
 
 STATES = ("planned", "applying", "done", "rolled_back", "undone", "failed")
 UNFINISHED = ("planned", "applying")
+FIXES = "fixes"  # the plan's extra key naming the finding an auto-fix was for
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -202,6 +203,15 @@ class Journal:
             "SELECT MAX(created_at) FROM actions WHERE task_id=? AND state IN ('done','undone') "
             "AND actor LIKE ?", (task_id, actor_prefix + "%")).fetchone()
         return row[0] if row else None
+
+    def last_fix_of(self, task_id: str, actor: str, finding: str) -> ActionRow | None:
+        """The newest finished action by ``actor`` on the task that fixed ``finding`` (the
+        auto-fixer records it in the plan's extra as ``FIXES``)."""
+        row = self.conn.execute(
+            f"SELECT {_COLS} FROM actions WHERE task_id=? AND actor=? AND state IN "
+            "('done','undone') AND json_extract(plan, '$.extra.' || ?) = ? "
+            "ORDER BY id DESC LIMIT 1", (task_id, actor, FIXES, finding)).fetchone()
+        return None if row is None else _action(row)
 
     def reviews(self) -> dict[str, str]:
         """task id -> when a supervisor last reviewed it (accept, retry, cancel, mark-read):

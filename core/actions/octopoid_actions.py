@@ -19,8 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.actions.guard import live_work_refusal
 from core.actions.plan import FileOp, Plan, Refused, RowOp, sha256
-from core.model import TaskFile
+from core.config import Thresholds
+from core.model import Snapshot, TaskFile
+from core.rules.completion import passing_checks
 from core.sources.octopoid import QUEUES, OctopoidSource, SourceError
 from core.sources.taskfile import (
     HISTORY_END,
@@ -251,10 +254,7 @@ def _evidence_of_work(row: dict[str, Any] | None, fs: FileState | None) -> bool:
             checks = json.loads(row.get("check_results") or "{}")
         except ValueError:
             checks = {}
-        if isinstance(checks, dict) and any(
-                isinstance(v, dict) and str(v.get("status", "")).lower() in ("pass", "passed",
-                                                                            "success", "ok")
-                for v in checks.values()):
+        if isinstance(checks, dict) and passing_checks(checks):
             return True
     if fs is not None and not commits:
         for ev in fs.parsed.trail:
@@ -657,8 +657,6 @@ PLANNERS: dict[str, Callable[..., Plan]] = {
     "register": plan_register, "escalate": plan_escalate, "mark-read": plan_mark_read,
     "repair-path": plan_repair_path, "split": plan_split,
 }
-# Actions that change who may work on a task: never on a live claim without --force.
-TOUCHES_CLAIM = frozenset({"retry", "release", "cancel", "sync", "accept", "split"})
 
 
 def make_plan(root: Path, kind: str, task_id: str, *, actor: str, note: str = "",
@@ -690,22 +688,22 @@ def make_plan(root: Path, kind: str, task_id: str, *, actor: str, note: str = ""
 
 @dataclass(frozen=True)
 class Judgement:
-    """What the judge says about the task right now (for the live-claim guard and defaults)."""
+    """What the judge says about the task right now (for the live-work guard and defaults)."""
 
     liveness: str | None
     split_brain_live: bool
     recommended: str | None  # the verdict's recommended action
     sync_direction: str | None  # from a file_db_mismatch finding
     reason: str
+    snapshot: Snapshot | None = None
+    thresholds: Thresholds | None = None
 
     def live_refusal(self, kind: str, task_id: str) -> str | None:
-        """Why ``kind`` must not touch this task now (a live or split-brain-live claim)."""
-        if kind not in TOUCHES_CLAIM:
+        """Why ``kind`` must not touch this task now (someone may still be working on it)."""
+        if self.snapshot is None:
             return None
-        if self.split_brain_live or self.liveness == "live":
-            return (f"TASK-{task_id} is being worked on right now ({self.reason}); "
-                    f"{kind} would take live work away from its agent (--force to override)")
-        return None
+        return live_work_refusal(kind, task_id, self.snapshot,
+                                 self.thresholds or Thresholds())
 
 
 def judge_task(root: Path, task_id: str, config: Any = None) -> Judgement:
@@ -713,6 +711,7 @@ def judge_task(root: Path, task_id: str, config: Any = None) -> Judgement:
     from core.engine import Engine  # the full judge only when an action asks for it
 
     snap = Engine(Path(root), config).scan()
+    th = config.thresholds if config is not None else Thresholds()
     v = snap.verdicts.get(task_id)
     direction = None
     for f in snap.findings_for(task_id):
@@ -720,6 +719,6 @@ def judge_task(root: Path, task_id: str, config: Any = None) -> Judgement:
                                                                           "sync_file"):
             direction = f.recommended_action.value
     if v is None:
-        return Judgement(None, False, None, direction, "no verdict")
+        return Judgement(None, False, None, direction, "no verdict", snap, th)
     return Judgement(v.liveness.value, v.split_brain_live, v.recommended_action.value,
-                     direction, v.reason)
+                     direction, v.reason, snap, th)

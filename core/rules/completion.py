@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from core.model import Action, Finding, Severity, Side
 from core.rules.base import Judged, RuleContext, ev, finding
 
 PASSING = frozenset({"pass", "passed", "success", "succeeded", "ok", "green"})
+
+
+def passing_checks(results: Mapping[str, Any]) -> list[str]:
+    """The checks whose status says they passed: the one definition of "a passing check",
+    for this rule and for the accept guard alike."""
+    return [k for k, v in results.items()
+            if isinstance(v, Mapping) and str(v.get("status", "")).lower() in PASSING]
 
 
 def _file_commits(j: Judged) -> int | None:
@@ -32,8 +40,7 @@ def unverified_completion(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     if commits is None or commits > 0:
         return ()
     checks = rec.check_results if rec is not None else {}
-    passing = [k for k, v in checks.items() if str(v.get("status", "")).lower() in PASSING]
-    if passing:
+    if passing_checks(checks):
         return ()
     evidence = [ev("commits_count", commits, rec.submitted_at if rec else None, Side.DB),
                 ev("passing checks", "none" if not checks else

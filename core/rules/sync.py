@@ -19,8 +19,9 @@ def file_db_mismatch(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
         return ()
     mtime = from_epoch(pf.mtime)
     last = pf.last_event
-    newer = j.state.newer_side or Side.DB
-    action = Action.SYNC_DB if newer is Side.FILE else Action.SYNC_FILE
+    newer = j.state.newer_side  # None: the stamps are too close to order
+    action = (Action.SYNC_DB if newer is Side.FILE else Action.SYNC_FILE if newer is Side.DB
+              else Action.REVIEW)
     expected = "/".join(sorted(ctx.judge.expected_dirs.get(rec.queue, {rec.queue})))
     evidence = [
         ev("DB queue", rec.queue, rec.newest_change, Side.DB),
@@ -29,12 +30,18 @@ def file_db_mismatch(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     ]
     if last is not None:
         evidence.append(ev("last trail event", last.kind, last.at, Side.FILE))
-    evidence.append(ev("newer side", newer.value))
-    follow = pf.queue if newer is Side.FILE else rec.queue
-    return (finding(
-        "file_db_mismatch", j, Severity.WARNING,
-        f"DB says {rec.queue}, file is in {pf.queue}/; the {newer.value} side is newer "
-        f"({follow} is likely true)", evidence, action, newer),)
+    if newer is None:
+        evidence.append(ev("newer side", "unknown (the stamps differ by less than their "
+                                         "precision)"))
+        summary = (f"DB says {rec.queue}, file is in {pf.queue}/; which side is newer cannot "
+                   "be told: look before syncing")
+    else:
+        evidence.append(ev("newer side", newer.value))
+        follow = pf.queue if newer is Side.FILE else rec.queue
+        summary = (f"DB says {rec.queue}, file is in {pf.queue}/; the {newer.value} side is "
+                   f"newer ({follow} is likely true)")
+    return (finding("file_db_mismatch", j, Severity.WARNING, summary, evidence, action,
+                    newer),)
 
 
 def orphan_file(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
