@@ -275,8 +275,14 @@ def text_console(width: int | None, stream: Any = None) -> Any:
     stream = stream or sys.stdout
     if width is None and not stream.isatty():
         width = 1_000_000  # no wrapping (rich pads nothing to the width for plain lines)
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False, emoji=False,
-                   no_color="NO_COLOR" in os.environ)
+    class ReportConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich exits 1 here ("warnings"); the reader being gone says nothing about the
+            # queue: let the caller finish and return its verdict
+            raise BrokenPipeError
+
+    return ReportConsole(file=stream, width=width, highlight=False, soft_wrap=False,
+                         emoji=False, no_color="NO_COLOR" in os.environ)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -292,13 +298,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     snap = engine.scan()
     for prob in snap.problems:
         _err(f"{clean_line(prob.path)}: {clean_line(prob.message)}")
-    if args.json:
-        if sys.stdout.isatty():  # indented for a person at a terminal
-            sys.stdout.write(render_json(snap) + "\n")
-        else:  # compact and streamed for machines
-            write_json(snap, sys.stdout)
-    else:
-        render_text(snap, text_console(args.width), show_all=args.all)
+    try:
+        if args.json:
+            if sys.stdout.isatty():  # indented for a person at a terminal
+                sys.stdout.write(render_json(snap) + "\n")
+            else:  # compact and streamed for machines
+                write_json(snap, sys.stdout)
+        else:
+            render_text(snap, text_console(args.width), show_all=args.all)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `| head` read what it wanted: the verdict is still the verdict (and Python's own
+        # flush at exit must not fail again and turn it into exit 1)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return exit_code(snap)
 
 

@@ -137,6 +137,23 @@ def test_report_in_a_pipe_does_not_wrap_and_width_chooses(tmp_path: Path) -> Non
     assert "0ab0ab01" in narrow
 
 
+@pytest.mark.parametrize("fmt", [[], ["--json"]])
+def test_a_reader_that_stops_early_does_not_change_the_exit_code(tmp_path: Path,
+                                                                 fmt: list[str]) -> None:
+    # `qwarden report | head -c 1`: the verdict is critical (a corrupt file) and stays so;
+    # the closed pipe is no "warnings" (rich exits 1 on it)
+    root = _long_line_state(tmp_path)
+    cmd = (f"{sys.executable} -m core.cli report --root {root} --as-of 2026-11-22T22:10:00 "
+           f"{' '.join(fmt)} | head -c 1 > /dev/null; exit ${{PIPESTATUS[0]}}")
+    (root / "shared" / "queue" / "incoming" / "TASK-c0c0c0c0.md").write_bytes(b"\x00bad")
+    for i in range(300):  # enough output to outgrow the pipe
+        (root / "shared" / "queue" / "incoming" / f"TASK-{i:08x}.md").write_text(
+            f"# [TASK-{i:08x}] orphan {i}\n\nROLE: x\n" + "x" * 200 + "\n")
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=REPO,
+                          timeout=60, env={**os.environ, "TZ": "UTC"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_text_console_wraps_a_terminal_at_its_width() -> None:
     class Tty:
         def isatty(self) -> bool:
