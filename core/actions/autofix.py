@@ -15,6 +15,7 @@ Each tick writes ``ROOT/warden/autofix-notes.md`` (found / fixed / escalated),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,12 +28,13 @@ from typing import Any
 from core.actions.apply import apply
 from core.actions.journal import Journal
 from core.actions.octopoid_actions import make_plan
-from core.actions.plan import Refused, StalePlan
+from core.actions.plan import Refused, StalePlan, check_inside_root
 from core.config import Config
 from core.model import Finding, Liveness, Snapshot
 from core.sources.octopoid import SourceError
 
 MODES = ("observe", "safe", "aggressive")
+OUTPUTS = ("autofix-notes.md", "metrics.prom", "metrics-history.jsonl")
 ACTOR = "qwarden:autofix"
 # Errors worth one automatic retry: the environment hiccupped, the task itself is fine.
 TRANSIENT_RE = re.compile(
@@ -122,7 +124,9 @@ class AutoFixer:
         if self.paused:
             self._write_outputs(rep)
             return rep
-        with Journal(self.root) as j:
+        # observing and read-only write nothing, not even the journal a fix would need
+        writes = self.mode != "observe" and not self.read_only
+        with Journal(self.root) if writes else contextlib.nullcontext() as j:
             blocked: dict[str, bool] = {}  # task -> fixed within the window already
             for tid, fkind, action, opts in self.candidates(snap):
                 item = {"task_id": tid, "finding": fkind, "action": action}
@@ -132,6 +136,9 @@ class AutoFixer:
                     continue
                 if self.mode == "observe":
                     rep.would_fix.append(item)
+                    continue
+                if j is None:
+                    rep.skipped.append({**item, "why": "read-only mode: nothing written"})
                     continue
                 if tid not in blocked:  # judged once per task: one tick's fixes are one fix
                     last = j.last_fix_at(tid, ACTOR)
@@ -187,6 +194,7 @@ class AutoFixer:
         if self.read_only:
             return  # read-only: not even qwarden's own folder
         d = self.root / "warden"
+        check_inside_root(self.root, [f"warden/{n}" for n in OUTPUTS])
         d.mkdir(parents=True, exist_ok=True)
         _atomic(d / "autofix-notes.md", notes_text(rep))
         _atomic(d / "metrics.prom", prometheus_text(rep, self.totals))

@@ -11,17 +11,18 @@ agreeing, ``file_path`` is repaired to the file's absolute path, errors are move
 from __future__ import annotations
 
 import json
+import os
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.actions.plan import FileOp, Plan, Refused, RowOp, sha256
+from core import safeio
+from core.actions.plan import ACTION_FILE_MAX_BYTES, FileOp, Plan, Refused, RowOp, sha256
 from core.model import TaskFile
-from core.sources.octopoid import QUEUES, OctopoidSource, SourceError
+from core.sources.octopoid import DB_ERRORS, QUEUES, OctopoidSource, SourceError
 from core.sources.taskfile import (
     HISTORY_END,
     HISTORY_HEADING,
@@ -30,6 +31,7 @@ from core.sources.taskfile import (
 )
 
 TERMINAL = ("done", "failed", "escalated", "rejected")
+
 RETRYABLE = ("failed", "escalated", "needs_continuation")
 HISTORY_INTRO = "<!-- moved here by qwarden: earlier errors, kept for the record -->"
 
@@ -89,14 +91,16 @@ def read_state(root: Path, task_id: str, source: OctopoidSource | None = None) -
             path = src.task_file_path(q, task_id)
         except ValueError:
             raise Refused(f"{task_id!r} is not a task id") from None
+        rel = src.relpath(path)
+        if os.path.islink(path) and not safeio.within(src.root_real, str(path)):
+            raise SourceError(f"{rel}: symlink pointing outside the root; qwarden does not "
+                              "act on it")  # as the report: never followed
         try:
-            data = path.read_bytes()
-            st = path.stat()
+            data, st = safeio.read_whole(path, ACTION_FILE_MAX_BYTES)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        except OSError as exc:
-            raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
-        rel = src.relpath(path)
+        except OSError as exc:  # a FIFO, a device, a 10 GB file: refused, never read
+            raise SourceError(f"{rel}: cannot read: {exc.strerror}") from None
         files.append(FileState(q, rel, data, parse_task_bytes(data, task_id, q, st.st_mtime,
                                                               st.st_size)))
     row: dict[str, Any] | None = None
@@ -107,7 +111,7 @@ def read_state(root: Path, task_id: str, source: OctopoidSource | None = None) -
         try:
             row = src.read_row(conn, task_id) or None
             cols = tuple(r[1] for r in conn.execute("PRAGMA table_info(tasks)"))
-        except sqlite3.DatabaseError as exc:
+        except DB_ERRORS as exc:
             raise SourceError(f"{src.db_path}: {exc}") from None
         finally:
             conn.close()
