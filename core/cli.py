@@ -19,11 +19,12 @@ from pathlib import Path
 from core.config import Config, ConfigError, load_config
 from core.report import EXIT_UNREADABLE, exit_code, render_json, render_text, write_json
 from core.sources.octopoid import SourceError, resolve_root
+from core.textsafe import diagnostic
 from core.timefmt import parse_as_of
 
 
 def _err(msg: str) -> None:
-    print(f"qwarden: {msg}", file=sys.stderr)
+    print(diagnostic(msg), file=sys.stderr)
 
 
 def _common(p: argparse.ArgumentParser, sub: bool = True) -> None:
@@ -147,14 +148,23 @@ def cmd_watch(args: argparse.Namespace) -> int:
         from core.actions.apply import recover
         from core.actions.autofix import AutoFixer
         read_only = bool(getattr(args, "read_only", False)) or config.read_only
+        from core.actions.plan import Refused
         if args.fix != "observe" and not read_only:
-            recover(root)  # finish or undo what a killed writer left half-done, first
+            try:
+                recover(root)  # finish or undo what a killed writer left half-done, first
+            except Refused as exc:  # e.g. warden/ is a symlink out of the root
+                _err(f"auto-fixer: {exc}")
+                return EXIT_UNREADABLE
         fixer = AutoFixer(root, config, mode=args.fix, read_only=read_only)
 
     def fix_tick(snap) -> None:  # type: ignore[no-untyped-def]
         if fixer is None or snap is None:
             return
-        rep = fixer.tick(snap)
+        try:
+            rep = fixer.tick(snap)
+        except Refused as exc:  # its own outputs would leave the root: say so, keep watching
+            _err(f"auto-fixer: {exc}")
+            return
         print(f"autofix {rep.mode}: found {sum(rep.found.values())}, fixed {len(rep.fixed)}, "
               f"would fix {len(rep.would_fix)}, escalated {len(rep.escalated)}, "
               f"left alone {len(rep.skipped)}", flush=True)
