@@ -52,7 +52,7 @@ class LeavesRoot(OSError):
 
     def __init__(self, link: str, target: str) -> None:
         super().__init__(errno.EXDEV, f"{link} is a symlink to {target}, outside the root; "
-                         "qwarden does not write through it", link)
+                         "qwarden neither reads nor writes through it", link)
 
 
 def kind_of(mode: int) -> str:

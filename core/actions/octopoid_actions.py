@@ -92,9 +92,13 @@ def read_state(root: Path, task_id: str, source: OctopoidSource | None = None) -
         except ValueError:
             raise Refused(f"{task_id!r} is not a task id") from None
         rel = src.relpath(path)
-        if os.path.islink(path) and not safeio.within(src.root_real, str(path)):
-            raise SourceError(f"{rel}: symlink pointing outside the root; qwarden does not "
-                              "act on it")  # as the report: never followed
+        if not safeio.within(src.root_real, str(path)):  # as the report: never followed
+            try:
+                safeio.check_inside(Path(root), rel)
+            except safeio.LeavesRoot as exc:
+                raise Refused(exc.strerror) from None
+            if os.path.lexists(path):  # (a link out that check_inside saw as missing)
+                raise Refused(f"{rel} leads outside the root; qwarden does not act on it")
         try:
             data, st = safeio.read_whole(path, ACTION_FILE_MAX_BYTES)
         except (FileNotFoundError, NotADirectoryError):
