@@ -22,7 +22,14 @@ from typing import Any
 from core import safeio
 from core.actions.plan import ACTION_FILE_MAX_BYTES, FileOp, Plan, Refused, RowOp, sha256
 from core.model import TaskFile
-from core.sources.octopoid import DB_ERRORS, QUEUES, OctopoidSource, SourceError
+from core.sources.octopoid import (
+    COUNT_MAX,
+    DB_ERRORS,
+    QUEUES,
+    OctopoidSource,
+    SourceError,
+    bounded_int,
+)
 from core.sources.taskfile import (
     HISTORY_END,
     HISTORY_HEADING,
@@ -251,10 +258,7 @@ def archive_errors(text: str) -> tuple[str, int]:
 def _evidence_of_work(row: dict[str, Any] | None, fs: FileState | None) -> bool:
     commits = 0
     if row is not None:
-        try:
-            commits = int(row.get("commits_count") or 0)
-        except (TypeError, ValueError):
-            commits = 0
+        commits = bounded_int(row.get("commits_count"), 0, COUNT_MAX) or 0
         try:
             checks = json.loads(row.get("check_results") or "{}")
         except ValueError:
@@ -288,7 +292,12 @@ def plan_retry(state: TaskState, actor: str, note: str, now: datetime,
     new = _append(text.encode(), trail(("RETRIED_AT", _iso(now)), ("RETRIED_BY", actor),
                                        ("RETRY_NOTE", note)))
     dst = _relocate(fs, "incoming", new)
-    attempts = int((state.row or {}).get("attempt_count") or 0) + 1
+    raw = (state.row or {}).get("attempt_count")
+    attempts = bounded_int(raw or 0, 0, COUNT_MAX - 1)
+    if attempts is None:
+        raise Refused(f"TASK-{state.task_id}: DB attempt_count holds an unreadable value "
+                      f"({str(raw)[:40]!r}); put the row right before retrying it")
+    attempts += 1
     rows = _update(state, now, queue="incoming", claimed_by=None, claimed_at=None,
                    attempt_count=attempts, file_path=state.abs_path(str(dst.dst)))
     rows += _history(state, "retried", actor, note or f"retried from {fs.queue}", now)

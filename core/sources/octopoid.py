@@ -205,12 +205,12 @@ class OctopoidSource:
             header = safeio.read_prefix(self.db_path, 20)
         except OSError:
             return uri
-        if not (len(header) == 20 and header[18] == 2):  # not WAL mode
-            return uri
-        if not os.path.lexists(str(self.db_path) + "-wal"):
-            return uri + "&immutable=1"
-        if not os.path.lexists(str(self.db_path) + "-shm"):
+        wal = os.path.lexists(str(self.db_path) + "-wal")
+        if wal and not os.path.lexists(str(self.db_path) + "-shm"):
+            # (whatever the header says: SQLite even deletes the -wal of an empty file)
             return uri + "&immutable=1" + COPY_MARK
+        if not wal and len(header) == 20 and header[18] == 2:  # WAL mode, nobody in it
+            return uri + "&immutable=1"
         return uri
 
     def db_fingerprint(self) -> tuple[tuple[int, int, int] | None, ...]:
@@ -597,7 +597,7 @@ PID_MAX = INT32  # pid_t; Linux's own limit is lower
 COUNT_MAX = INT32  # commits, attempts, rejections, failures
 
 
-def _int(v: Any, lo: int = -(2**63), hi: int = 2**63 - 1) -> int | None:
+def bounded_int(v: Any, lo: int = -(2**63), hi: int = 2**63 - 1) -> int | None:
     """An integer within [lo, hi], or None: missing, not a number, not finite (JSON's
     ``Infinity``, ``1e400``), or out of range. Never an exception."""
     if type(v) is int:
@@ -618,7 +618,7 @@ def _int(v: Any, lo: int = -(2**63), hi: int = 2**63 - 1) -> int | None:
 def _bounded(v: Any, lo: int, hi: int, what: str,
              problems: list[ReadProblem] | None) -> int | None:
     """``_int`` that says why: a value that is there but unusable is a read problem."""
-    n = _int(v, lo, hi)
+    n = bounded_int(v, lo, hi)
     if n is None and v is not None and v != "" and problems is not None:
         problems.append(ReadProblem(what, f"unreadable value {_short_repr(v)} (expected a "
                                           f"number from {lo} to {hi}): read as missing"))
@@ -768,7 +768,7 @@ def record_reader(cols: tuple[str, ...] | list[str],
     def count(v: Any, tid: str, col: str) -> int | None:
         if (type(v) is int and 0 <= v <= COUNT_MAX) or v is None:  # the usual cells, at once
             return v
-        n = _int(v, 0, COUNT_MAX)
+        n = bounded_int(v, 0, COUNT_MAX)
         if n is None and v != "" and bad is not None:
             bad.append((tid, col, v))
         return n
