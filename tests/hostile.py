@@ -1,0 +1,56 @@
+"""Helpers for the hostile-input tests: a deadline that turns a hang into a failure, and an
+exact picture of a directory tree (to prove nothing was written, created or removed)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class Hang(Exception):
+    """The code under test did not return before its deadline."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise ``Hang`` in the main thread if the block runs longer than ``seconds`` (a blocked
+    ``open`` of a FIFO is interrupted: the signal handler raises)."""
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise Hang(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def tree(base: Path) -> dict[str, tuple[Any, ...]]:
+    """Every entry under ``base`` (not following links): its type, and for a regular file its
+    size, mtime and sha256, for a link its target. Two equal trees: nothing was written,
+    created, removed or touched (mtime) there."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for dp, dns, fns in os.walk(base, followlinks=False):
+        for name in dns + fns:
+            p = os.path.join(dp, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, base)
+            if stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as fh:
+                    digest = hashlib.sha256(fh.read()).hexdigest()
+                out[rel] = ("file", st.st_size, st.st_mtime_ns, digest)
+            elif stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", st.st_mtime_ns)
+            else:
+                out[rel] = ("special", stat.S_IFMT(st.st_mode), st.st_mtime_ns)
+    return out
