@@ -250,6 +250,22 @@ def test_watch_survives_out_of_range_values(tmp_path: Path) -> None:
     assert proc.returncode in (0, 1, 2) and "Traceback" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize(("value", "needle"), [
+    ("'0001-01-01 00:00:00'", "DB attempt_count holds an unreadable value"),
+    ("9e999", "DB attempt_count holds an unreadable value")])
+def test_actions_refuse_unreadable_counts(tmp_path: Path, value: str, needle: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    root, _ = build_state(tmp_path)
+    conn = sqlite3.connect(root / "state.db")
+    conn.execute(f"UPDATE tasks SET attempt_count = {value}, commits_count = 9e999")
+    conn.commit()
+    conn.close()
+    assert main(["retry", IDS["failed"], "--dry-run", "--root", str(root)]) == 1
+    assert needle in capsys.readouterr().err
+    assert main(["accept", IDS["provisional"], "--dry-run", "--root", str(root)]) == 1
+    assert "no evidence of work" in capsys.readouterr().err  # 9e999 commits: none known
+
+
 # ------------------------------------------------------------------ 4. hostile agent names
 
 def test_600_char_agent_name_is_a_read_problem(tmp_path: Path) -> None:
@@ -320,6 +336,17 @@ def test_crashed_wal_db_is_read_whole_without_creating_shm(tmp_path: Path) -> No
     eng.scan()
     assert eng.snapshot is not None and eng.snapshot.tasks["aaaa0002"].record.queue == "done"
     eng.scan()
+    assert tree(root) == before
+
+
+def test_empty_db_beside_a_crashed_wal_keeps_its_wal(tmp_path: Path) -> None:
+    """SQLite deletes the -wal of an empty database file, even for a read-only reader."""
+    root = small(tmp_path)
+    crashed_wal(root)
+    (root / "state.db").write_bytes(b"")
+    before = tree(root)
+    code, _, err = report(root)
+    assert code == 3 and "no tasks table" in err
     assert tree(root) == before
 
 
