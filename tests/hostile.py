@@ -33,6 +33,23 @@ def deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+@contextlib.contextmanager
+def memory_cap(extra: int = 512 * 1024 * 1024) -> Iterator[None]:
+    """Cap this process's address space at its current size + ``extra`` for the block: an
+    unbounded read (of /dev/zero, say) fails with MemoryError instead of eating the machine."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as fh:
+        size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    cap = size + extra if hard == resource.RLIM_INFINITY else min(size + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def tree(base: Path) -> dict[str, tuple[Any, ...]]:
     """Every entry under ``base`` (not following links): its type, and for a regular file its
     size, mtime and sha256, for a link its target. Two equal trees: nothing was written,

@@ -18,7 +18,7 @@ from core.cli import main
 from core.config import load_config
 from core.engine import Engine
 from tests.builders import StateBuilder
-from tests.hostile import deadline, tree
+from tests.hostile import deadline, memory_cap, tree
 from tests.test_actions_support import IDS, build_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +163,7 @@ def test_actions_never_read_a_task_file_without_a_bound(tmp_path: Path, kind: st
         with open(p, "wb") as fh:
             fh.truncate(64 * 1024 * 1024)
     before = tree(root)
-    with deadline(20):
+    with deadline(20), memory_cap():
         code = main(["retry", tid, "--yes", "--force", "--root", str(root)])
     err = capsys.readouterr().err
     if kind == "dev-zero":  # a link out of the root is not followed, as by the report
