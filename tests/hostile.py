@@ -8,6 +8,8 @@ import hashlib
 import os
 import signal
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,19 @@ def memory_cap(extra: int = 512 * 1024 * 1024) -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def crashed_writer(db: Path, statement: str) -> None:
+    """What a writer killed mid-life leaves: a -wal holding one committed ``statement``, and
+    no -shm (the shared memory is gone with the process)."""
+    code = ("import os, sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('PRAGMA journal_mode=WAL'); c.execute('PRAGMA wal_autocheckpoint=0')\n"
+            "c.execute(sys.argv[2])\n"
+            "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code, str(db), statement], check=True)
+    Path(f"{db}-shm").unlink()
+    assert Path(f"{db}-wal").stat().st_size > 0
 
 
 def tree(base: Path) -> dict[str, tuple[Any, ...]]:

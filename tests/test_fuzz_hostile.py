@@ -42,7 +42,7 @@ import pytest
 from core.cli import main
 from core.report import Report
 from tests.builders import StateBuilder
-from tests.hostile import Hang, deadline, tree
+from tests.hostile import Hang, crashed_writer, deadline, tree
 
 INPUTS = int(os.environ.get("QWARDEN_FUZZ_INPUTS", "300"))
 SEED = int(os.environ.get("QWARDEN_FUZZ_SEED", "9"))
@@ -91,14 +91,8 @@ def _template(base: Path, wal: str) -> Path:
     root = b.build()
     (root / "shared" / "notes" / f"TASK-{IDS[1]}.md").write_text("## Attempt 1 — impl-1 "
                                                                  "(2026-11-22T21:00:00)\nx\n")
-    if wal == "crashed":  # a -wal with a committed change, and no -shm: a killed writer
-        code = ("import os, sqlite3, sys\n"
-                "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-                "c.execute('PRAGMA journal_mode=WAL'); c.execute('PRAGMA wal_autocheckpoint=0')\n"
-                "c.execute(\"UPDATE tasks SET priority='P0'\")\n"
-                "os._exit(0)\n")
-        subprocess.run([sys.executable, "-c", code, str(root / "state.db")], check=True)
-        (root / "state.db-shm").unlink()
+    if wal == "crashed":
+        crashed_writer(root / "state.db", "UPDATE tasks SET priority='P0'")
     elif wal == "idle":
         conn = sqlite3.connect(root / "state.db")
         conn.execute("PRAGMA journal_mode=WAL")

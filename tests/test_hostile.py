@@ -18,7 +18,7 @@ from core.cli import main
 from core.config import load_config
 from core.engine import Engine
 from tests.builders import StateBuilder
-from tests.hostile import deadline, memory_cap, tree
+from tests.hostile import crashed_writer, deadline, memory_cap, tree
 from tests.test_actions_support import IDS, build_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,15 +312,7 @@ def test_one_cell_not_utf8_does_not_make_the_db_unreadable(tmp_path: Path) -> No
 # ------------------------------------------------------------------ 6. read-only for real
 
 def crashed_wal(root: Path) -> None:
-    """What a writer killed mid-life leaves: a -wal holding a committed change, no -shm."""
-    code = ("import os, sqlite3, sys\n"
-            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            "c.execute('PRAGMA journal_mode=WAL'); c.execute('PRAGMA wal_autocheckpoint=0')\n"
-            "c.execute(\"UPDATE tasks SET queue='done' WHERE id='aaaa0002'\")\n"
-            "os._exit(0)\n")
-    subprocess.run([sys.executable, "-c", code, str(root / "state.db")], check=True)
-    (root / "state.db-shm").unlink()
-    assert (root / "state.db-wal").stat().st_size > 0
+    crashed_writer(root / "state.db", "UPDATE tasks SET queue='done' WHERE id='aaaa0002'")
 
 
 def test_crashed_wal_db_is_read_whole_without_creating_shm(tmp_path: Path) -> None:
