@@ -283,6 +283,26 @@ def test_600_char_agent_name_is_a_read_problem(tmp_path: Path) -> None:
     assert any(p["message"] == "cannot read: File name too long" for p in problems)
 
 
+@pytest.mark.parametrize("name", ["../..", "a/b", "..", ""])
+def test_agent_names_that_are_no_directory_name_read_no_files(tmp_path: Path,
+                                                              name: str) -> None:
+    root = small(tmp_path)
+    # what "../.." would find: a state.json beside .orchestrator/, outside the root
+    (tmp_path / "state.json").write_text('{"running": true, "pid": 1}')
+    conn = sqlite3.connect(root / "state.db")
+    conn.execute("INSERT INTO agents (name, role, running) VALUES (?, 'implementer', 0)",
+                 (name,))
+    conn.commit()
+    conn.close()
+    code, out, err = report(root)
+    assert code in (0, 1, 2), err
+    doc = json.loads(out)
+    assert {p["path"]: p["message"] for p in doc["problems"]}[f"state.db agents[{name}]"] \
+        .startswith("not a directory name")
+    agent = next(a for a in doc["agents"] if a["name"] == name)
+    assert agent["running"] is False and agent["pid"] is None  # the DB row, not a file
+
+
 # ------------------------------------------------------------------ 5. a non-UTF-8 schema
 
 def test_schema_not_utf8_is_unreadable_not_a_usage_error(tmp_path: Path,

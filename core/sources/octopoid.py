@@ -486,13 +486,19 @@ class OctopoidSource:
 
     def read_agent(self, name: str, db_row: dict[str, Any] | None, check_pids: bool,
                    problems: list[ReadProblem]) -> Agent:
-        d = self.agents_dir / name
-        state = _read_json(d / "state.json", problems, self)
-        status = _read_json(d / "status.json", problems, self)
-        current = _read_json(d / "current_task.json", problems, self)
+        # A DB agent name is anything a writer stored: one that is not a single path
+        # component ("../..", "a/b") names no directory of agents/, so none is read.
+        usable = name not in ("", ".", "..") and "/" not in name and "\x00" not in name
+        if not usable:
+            problems.append(ReadProblem(f"state.db agents[{name}]", "not a directory name: "
+                                        "no agents/ files read for it"))
+        d = self.agents_dir / (name if usable else "")
+        state = _read_json(d / "state.json", problems, self) if usable else {}
+        status = _read_json(d / "status.json", problems, self) if usable else {}
+        current = _read_json(d / "current_task.json", problems, self) if usable else {}
         signals: list[Signal] = []
 
-        hb_text = _read_small(d / "heartbeat", problems, self)
+        hb_text = _read_small(d / "heartbeat", problems, self) if usable else None
         if hb_text is not None:
             hb = parse_any(hb_text.strip())
             if hb is None:
@@ -506,7 +512,7 @@ class OctopoidSource:
             su = parse_local_iso(_str(status.get("last_updated")))
             if su is not None:
                 signals.append(Signal("status.json last_updated", su, status_task))
-        for fname in ("tool_counter", "stdout.log", "stderr.log"):
+        for fname in ("tool_counter", "stdout.log", "stderr.log") if usable else ():
             mt = safeio.mtime(d / fname)
             if mt is not None:
                 signals.append(Signal(f"{fname} mtime", from_epoch(mt)))
@@ -559,7 +565,7 @@ class OctopoidSource:
             progress_percent=number(status, "progress_percent", 0, 100, "status.json")
             if status else None,
             signals=tuple(signals), pid_alive=pid_alive,
-            log_relpath=self.relpath(log) if safeio.is_file(log) else None,
+            log_relpath=self.relpath(log) if usable and safeio.is_file(log) else None,
         )
 
 
