@@ -11,7 +11,8 @@ every input:
 - the exit code is in the documented set (report 0-3; a dry-run action 0, 1, 3);
 - stdout is valid JSON against the report's schema (the pydantic model), or exit 3 says why
   in one stderr line;
-- no exception escapes, no traceback, no hang (a deadline per input);
+- no exception escapes, no traceback, no hang (a deadline per input), no unbounded read (the
+  address space is capped at +512 MiB while it runs);
 - no byte, name or mtime changes in the state directory (no -shm, -wal or journal either),
   nothing is written to the directory the links point out to, no temp copy is left behind.
 
@@ -42,7 +43,7 @@ import pytest
 from core.cli import main
 from core.report import Report
 from tests.builders import StateBuilder
-from tests.hostile import Hang, crashed_writer, deadline, tree
+from tests.hostile import Hang, crashed_writer, deadline, memory_cap, tree
 
 INPUTS = int(os.environ.get("QWARDEN_FUZZ_INPUTS", "300"))
 SEED = int(os.environ.get("QWARDEN_FUZZ_SEED", "9"))
@@ -353,7 +354,8 @@ TOP_KEYS = {f.alias or name for name, f in Report.model_fields.items()}
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    with deadline(20), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with deadline(20), memory_cap(), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
         code = main(argv)
     return code, out.getvalue(), err.getvalue()
 
