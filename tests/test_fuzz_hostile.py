@@ -281,6 +281,8 @@ def m_db_file(c: Ctx) -> str:
     if not db.is_file() or db.is_symlink():
         return "db file (none)"
     data = bytearray(db.read_bytes())
+    if not data:
+        return "db file (already empty)"
     kind = r.choice(["flip", "flip-schema", "truncate", "fifo", "empty"])
     if kind == "flip":
         for _ in range(r.randint(1, 20)):
