@@ -327,7 +327,7 @@ def _sql(root: Path, sql: str, params: tuple[object, ...] = ()) -> None:
             conn.commit()
         finally:
             conn.close()
-    except (sqlite3.Error, OSError):
+    except (sqlite3.Error, OSError, UnicodeDecodeError):
         pass  # an earlier mutation broke the DB: that is an input too
 
 

@@ -350,6 +350,29 @@ def test_crashed_wal_db_is_read_whole_without_creating_shm(tmp_path: Path) -> No
     assert tree(root) == before
 
 
+def test_writer_closing_while_the_crashed_wal_is_copied(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The soak found it: a writer's last close checkpoints and deletes the -wal while the
+    reader copies it; the reader then reads the DB as it now is, never an exception."""
+    import core.sources.octopoid as octopoid
+
+    root = small(tmp_path)
+    crashed_wal(root)
+    real_copy = octopoid._copy_regular
+
+    def copy_racing_a_writer(src: str, dst: str) -> None:
+        if src.endswith("-wal") and os.path.exists(src):
+            conn = sqlite3.connect(root / "state.db")  # a writer comes, checkpoints, goes
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+        real_copy(src, dst)
+
+    monkeypatch.setattr(octopoid, "_copy_regular", copy_racing_a_writer)
+    code, out, err = report(root)
+    assert code in (0, 1, 2), err
+    assert {t["id"]: t["db_queue"] for t in json.loads(out)["tasks"]}["aaaa0002"] == "done"
+
+
 def test_empty_db_beside_a_crashed_wal_keeps_its_wal(tmp_path: Path) -> None:
     """SQLite deletes the -wal of an empty database file, even for a read-only reader."""
     root = small(tmp_path)

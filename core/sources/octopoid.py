@@ -7,6 +7,7 @@ re-reads only files whose (mtime, size, inode) moved.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -233,15 +234,23 @@ class OctopoidSource:
             os.close(safeio.open_regular(self.db_path)[0])
         except OSError as exc:
             raise SourceError(f"{self.db_path}: cannot read: {exc.strerror}") from None
-        uri = self.db_uri()
-        self.connected_uri = uri
         copy_dir: str | None = None
         try:
-            open_uri = uri
-            if COPY_MARK in uri:
+            for _ in range(3):
+                uri = open_uri = self.db_uri()
+                if COPY_MARK not in uri:
+                    break
                 copy_dir = self._private_copy()
-                open_uri = (f"file:{quote(os.path.join(copy_dir, 'state.db'))}"
-                            "?mode=ro&immutable=1")
+                if copy_dir is not None:
+                    open_uri = (f"file:{quote(os.path.join(copy_dir, 'state.db'))}"
+                                "?mode=ro&immutable=1")
+                    break
+                # None: the -wal went or its -shm came back meanwhile (a writer closing or
+                # opening): decide again how to read
+            else:
+                raise SourceError(f"{self.db_path}: its -wal and -shm keep coming and going; "
+                                  "try again when the writer is done")
+            self.connected_uri = uri
             conn = sqlite3.connect(open_uri, uri=True, timeout=self.busy_timeout_ms / 1000,
                                    check_same_thread=False)
             conn.execute("PRAGMA query_only = ON")
@@ -254,10 +263,11 @@ class OctopoidSource:
                 shutil.rmtree(copy_dir, ignore_errors=True)
         return conn
 
-    def _private_copy(self) -> str:
+    def _private_copy(self) -> str | None:
         """Copy state.db and its -wal (a crashed writer's, no -shm) into a new private
         directory outside the root, fold the log into the copy there, and return the
-        directory. The copy is taken again if either file changed while it was copied."""
+        directory. The copy is taken again if either file changed while it was copied; None
+        if the DB is no longer in that state (the -wal gone, or a -shm back)."""
         tmp = tempfile.mkdtemp(prefix="qwarden-db-")
         try:
             if safeio.within(self.root_real, tmp):
@@ -268,9 +278,17 @@ class OctopoidSource:
             for _ in range(3):
                 before = self.db_fingerprint()
                 for suffix in ("", "-wal"):
-                    _copy_regular(str(self.db_path) + suffix, dst + suffix)
-                if (self.db_fingerprint() == before
-                        and not os.path.lexists(str(self.db_path) + "-shm")):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(dst + suffix)  # (an earlier attempt's)
+                    try:
+                        _copy_regular(str(self.db_path) + suffix, dst + suffix)
+                    except FileNotFoundError:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        return None
+                if os.path.lexists(str(self.db_path) + "-shm"):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return None
+                if self.db_fingerprint() == before:
                     break
             else:
                 raise SourceError(f"{self.db_path}: changed on every copy of its -wal; "
