@@ -14,6 +14,7 @@ import math
 import operator
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import tempfile
@@ -268,7 +269,9 @@ class OctopoidSource:
         directory outside the root, fold the log into the copy there, and return the
         directory. The copy is taken again if either file changed while it was copied; None
         if the DB is no longer in that state (the -wal gone, or a -shm back)."""
-        tmp = tempfile.mkdtemp(prefix="qwarden-db-")
+        # a new directory of our own (mkdir fails rather than reuse one): it is removed whole
+        tmp = os.path.join(tempfile.gettempdir(), f"qwarden-db-{secrets.token_hex(8)}")
+        os.mkdir(tmp, 0o700)
         try:
             if safeio.within(self.root_real, tmp):
                 raise SourceError(f"{self.db_path}: a crashed writer left a -wal without its "
