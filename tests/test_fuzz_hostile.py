@@ -443,8 +443,10 @@ def fuzz_one(i: int, templates: list[Path], work: Path, stats: Counter[str]) -> 
 
 
 @pytest.fixture(autouse=True)
-def _utc(utc_tz: None) -> None:
-    pass
+def _utc(utc_tz: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a temp dir of this test's own, so "no private DB copy left behind" sees only ours
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
 
 
 def test_fuzz_hostile_inputs(templates: list[Path], tmp_path: Path) -> None:
