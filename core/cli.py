@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.actions.plan import Refused
 from core.clihelp import (
     EXIT_INTERNAL,
     EXIT_USAGE,
@@ -34,12 +35,12 @@ from core.clihelp import (
 from core.config import Config, ConfigError, load_config
 from core.report import EXIT_UNREADABLE, exit_code, render_json, render_text, write_json
 from core.sources.octopoid import SourceError, resolve_root
-from core.textsafe import clean_line
+from core.textsafe import clean_line, diagnostic
 from core.timefmt import parse_as_of
 
 
 def _err(msg: str) -> None:
-    print(f"qwarden: {msg}", file=sys.stderr)
+    print(diagnostic(msg), file=sys.stderr)
 
 
 def _version() -> str:
@@ -348,7 +349,11 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
         from core.actions.autofix import AutoFixer
         read_only = bool(getattr(args, "read_only", False)) or config.read_only
         if args.fix != "observe" and not read_only:
-            recover(root)  # finish or undo what a killed writer left half-done, first
+            try:
+                recover(root)  # finish or undo what a killed writer left half-done, first
+            except Refused as exc:  # e.g. warden/ is a symlink out of the root
+                _err(f"auto-fixer: {exc}")
+                return EXIT_UNREADABLE
         fixer = AutoFixer(root, config, mode=args.fix, read_only=read_only)
 
     stop = asyncio.Event()
@@ -390,7 +395,11 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
         """The auto-fixer's pass (in a thread); its lines are printed by the loop."""
         if fixer is None or snap is None:
             return []
-        rep = fixer.tick(snap)
+        try:
+            rep = fixer.tick(snap)
+        except Refused as exc:  # its own outputs would leave the root: say so, keep watching
+            _err(f"auto-fixer: {exc}")
+            return []
         if as_json:
             return [to_json_line({"event": "autofix", **rep.to_json()})]
         at = second(rep.at)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.safeio import read_whole
+
 
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -84,9 +86,24 @@ def config_candidates(root: Path | None) -> list[Path]:
         paths.append(root.parent / "qwarden.toml")
         paths.append(root / "qwarden.toml")
     xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".config"
+    try:
+        base = Path(xdg) if xdg else Path.home() / ".config"
+    except RuntimeError:  # no HOME and no passwd entry: there is no user config
+        return paths
     paths.append(base / "qwarden" / "config.toml")
     return paths
+
+
+CONFIG_MAX_BYTES = 1024 * 1024
+
+
+def _visible(path: Path) -> bool:
+    """Can we tell that this file exists? (Not when a directory above it is unreadable.)"""
+    try:
+        os.lstat(path)
+    except OSError:
+        return False
+    return True
 
 
 def load_config(root: Path | None = None,
@@ -95,12 +112,14 @@ def load_config(root: Path | None = None,
     candidates = [explicit] if explicit is not None else config_candidates(root)
     for path in candidates:
         try:
-            data = path.read_bytes()
+            data, _ = read_whole(path, CONFIG_MAX_BYTES)  # a FIFO or /dev/zero: refused
         except FileNotFoundError:
             if explicit is not None:
                 raise ConfigError(f"{path}: config file not found") from None
             continue
         except OSError as exc:
+            if explicit is None and not _visible(path):
+                continue  # an optional path we cannot even look at (HOME unreadable)
             raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
         try:
             parsed = tomllib.loads(data.decode("utf-8"))

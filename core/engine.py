@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
+from core import safeio
 from core.config import Config
 from core.judge import Judge, assemble_tasks
 from core.model import (
@@ -444,7 +445,7 @@ class Engine:
             old = self._agents.get(name)
             problems: list[ReadProblem] = []
             agent_dir = self.source.agents_dir / name
-            if not agent_dir.is_dir() and name not in self._agent_rows:
+            if not safeio.is_dir(agent_dir) and name not in self._agent_rows:
                 self._agents.pop(name, None)
                 new = None
             else:
@@ -488,7 +489,8 @@ class Engine:
             lanes=self.source.lanes, tasks=self._pub_tasks.publish(),
             agents=MappingProxyType(dict(self._agents)),
             verdicts=self._pub_verdicts.publish(),
-            findings=j.findings(), problems=tuple(self._problems.values()),
+            findings=j.findings(),
+            problems=tuple(self._problems.values()) + self.source.cell_problem_list(),
             generation=self._generation, changed=changed,
             by_task=self._pub_findings.publish(),
             state_counts=MappingProxyType(dict(j.state_counts)),
@@ -542,11 +544,7 @@ class Engine:
             return ""
         path = self.source.agents_dir / agent_name / "stdout.log"
         try:
-            with open(path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - max_bytes))
-                data = fh.read(max_bytes)
+            data = safeio.read_tail(path, max_bytes)  # a FIFO log must not hang the console
         except OSError:
             return ""
         return data.decode("utf-8", errors="replace")

@@ -46,6 +46,12 @@ def clean_line(text: str | None, limit: int = 500) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
+def diagnostic(msg: str) -> str:
+    """One stderr line: problem paths and messages quote agent-chosen names, so they are
+    cleaned like any untrusted text before they reach a terminal."""
+    return f"qwarden: {clean_line(msg, 2000)}"
+
+
 def clean_ansi_log(text: str) -> str:
     """For coloured logs: keep SGR colour codes only (for ``Text.from_ansi``), drop the rest."""
     kept: list[str] = []

@@ -51,8 +51,8 @@ def parse_local_iso(text: str | None) -> datetime | None:
         except ValueError:
             return None
     if dt.tzinfo is None:
-        return dt.replace(tzinfo=_local_tz(dt, text[:13]))
-    return dt
+        dt = dt.replace(tzinfo=_local_tz(dt, text[:13]))
+    return dt if _MIN_YEAR < dt.year < _MAX_YEAR or _in_range(dt) else None
 
 
 def parse_db_time(text: object) -> datetime | None:
@@ -71,8 +71,23 @@ def parse_db_time(text: object) -> datetime | None:
             dt = datetime.fromisoformat(text)
         except ValueError:
             return None
-        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+        return dt if _MIN_YEAR < dt.year < _MAX_YEAR or _in_range(dt) else None
     return parse_local_iso(text)
+
+
+# A stamp in year 1 or 9999 may not survive the conversion to UTC every comparison and
+# every output makes ('0001-01-01T00:00:00+14:00' is before datetime.min in UTC): such a
+# stamp is checked once here and, if it does not fit, is missing evidence like any bad one.
+_MIN_YEAR, _MAX_YEAR = 1, 9999
+
+
+def _in_range(dt: datetime) -> bool:
+    try:
+        dt.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 def parse_any(text: str | None) -> datetime | None:

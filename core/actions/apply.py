@@ -26,7 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from core.actions.journal import ActionRow, Journal
-from core.actions.plan import FileOp, Plan, Refused, RowOp, StalePlan, sha256
+from core.actions.plan import (
+    ACTION_FILE_MAX_BYTES,
+    FileOp,
+    Plan,
+    Refused,
+    RowOp,
+    StalePlan,
+    check_inside_root,
+    sha256,
+)
+from core.safeio import read_whole
 
 CRASH_ENV = "QWARDEN_CRASH_AT"
 BUSY_TIMEOUT_MS = 5000
@@ -96,10 +106,14 @@ def _check_rows(conn: sqlite3.Connection, plan: Plan) -> None:
 
 
 def _read(path: Path) -> bytes | None:
+    """A task file's bytes now (None: gone). A FIFO, device or oversized file where the plan
+    saw a task file is a change since the plan: refused as stale, never read."""
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
+        return read_whole(path, ACTION_FILE_MAX_BYTES)[0]
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        raise StalePlan(f"{path.name}: {exc.strerror}") from None
 
 
 def _check_file(root: Path, f: FileOp, task_id: str) -> None:
@@ -201,7 +215,7 @@ def _take_source(root: Path, f: FileOp, aid: int, step: str, task_id: str) -> No
         _unlink(dst)  # our own copy (just linked); the agent has the task elsewhere
         raise StalePlan(f"TASK-{task_id}: {f.src} was moved by someone else meanwhile") from None
     _crash(step + ":grabbed")
-    if sha256(grab.read_bytes()) != f.before_sha:
+    if sha256(_read(grab) or b"") != f.before_sha:
         _give_back(root, f, grab)
         _unlink(dst)
         raise StalePlan(f"TASK-{task_id}: {f.src} changed while qwarden moved it; "
@@ -225,7 +239,10 @@ def _give_back(root: Path, f: FileOp, grab: Path) -> None:
 def _sha_at(root: Path, rel: str | None) -> str | None:
     if rel is None:
         return None
-    data = _read(root / rel)
+    try:
+        data = _read(root / rel)
+    except StalePlan:
+        return "unreadable"  # a third version: rollback leaves it, forward conflicts
     return None if data is None else sha256(data)
 
 
@@ -355,6 +372,7 @@ def apply(root: Path, plan: Plan, *, read_only: bool = False,
                       "read_only = false in the config)")
     root = Path(root)
     plan.check_paths()
+    check_inside_root(root, plan.written_paths())
     with Journal(root) as j, j.lock():
         conn = open_rw(root, busy_timeout_ms) if plan.rows else None
         try:
@@ -419,6 +437,33 @@ def _apply_locked(root: Path, plan: Plan, j: Journal, conn: sqlite3.Connection |
     j.audit("done", aid, kind=plan.kind, task_id=plan.task_id)
     _crash("done")
     return aid
+
+
+def being_written(root: Path, plan: Plan, samples: int = 6, gap_s: float = 0.02) -> bool:
+    """Does something keep rewriting the plan's source files right now? Their hashes are
+    sampled for ~0.1 s after a stale refusal: a change between samples means an agent is
+    writing the task continuously, so retrying at once would only be stale again."""
+    import time
+
+    rels = [f.src for f in plan.files if f.src is not None]
+    if not rels:
+        return False
+    first = [_sha_at(root, r) for r in rels]
+    for _ in range(samples):
+        time.sleep(gap_s)
+        if [_sha_at(root, r) for r in rels] != first:
+            return True
+    return False
+
+
+def stale_message(root: Path, plan: Plan, exc: StalePlan) -> str:
+    """The stale refusal, saying so when the task is being written continuously."""
+    if not being_written(root, plan):
+        return str(exc)
+    return (f"{exc}. TASK-{plan.task_id} is being written continuously (it changed again "
+            "within 0.1 s of the refusal): something is working on it. Wait until it stops "
+            "and run the command again; qwarden never writes a task while it changes, not "
+            "even with --force, so nothing was written")
 
 
 # ------------------------------------------------------------------ recovery

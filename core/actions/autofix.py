@@ -17,6 +17,7 @@ Each tick writes ``ROOT/warden/autofix-notes.md`` (found / fixed / escalated),
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -31,12 +32,13 @@ from core.actions.apply import apply
 from core.actions.guard import live_work_refusal
 from core.actions.journal import FIXES, ActionRow, Journal
 from core.actions.octopoid_actions import make_plan
-from core.actions.plan import Refused, StalePlan
+from core.actions.plan import Refused, StalePlan, check_inside_root
 from core.config import Config
 from core.model import Finding, Snapshot
 from core.sources.octopoid import SourceError
 
 MODES = ("observe", "safe", "aggressive")
+OUTPUTS = ("autofix-notes.md", "metrics.prom", "metrics-history.jsonl")
 ACTOR = "qwarden:autofix"
 # Errors worth one automatic retry: the environment hiccupped, the task itself is fine.
 TRANSIENT_RE = re.compile(
@@ -126,7 +128,9 @@ class AutoFixer:
         if self.paused:
             self._write_outputs(rep)
             return rep
-        with Journal(self.root) as j:
+        # observing and read-only write nothing, not even the journal a fix would need
+        writes = self.mode != "observe" and not self.read_only
+        with Journal(self.root) if writes else contextlib.nullcontext() as j:
             # (task, finding) -> the fixer's last fix of it within the window, looked up once
             # per tick: a tick's own fixes are not "the finding came back"
             recent: dict[tuple[str, str], ActionRow | None] = {}
@@ -138,6 +142,9 @@ class AutoFixer:
                     continue
                 if self.mode == "observe":
                     rep.would_fix.append(item)
+                    continue
+                if j is None:
+                    rep.skipped.append({**item, "why": "read-only mode: nothing written"})
                     continue
                 key = (tid, fkind)
                 if key not in recent:
@@ -196,6 +203,7 @@ class AutoFixer:
         if self.read_only:
             return  # read-only: not even qwarden's own folder
         d = self.root / "warden"
+        check_inside_root(self.root, [f"warden/{n}" for n in OUTPUTS])
         d.mkdir(parents=True, exist_ok=True)
         _atomic(d / "autofix-notes.md", notes_text(rep))
         _atomic(d / "metrics.prom", prometheus_text(rep, self.totals))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.actions.apply import Result, apply, inverse_plan, recover
+from core.actions.apply import Result, apply, inverse_plan, recover, stale_message
 from core.actions.guard import TALKS_ONLY
 from core.actions.journal import Journal
 from core.actions.octopoid_actions import (
@@ -30,7 +30,7 @@ from core.actions.plan import Plan, Refused, StalePlan
 from core.clihelp import ACTION_EXITS, PLAIN_EXITS, add_command
 from core.config import Config, ConfigError, load_config
 from core.sources.octopoid import SourceError, resolve_root
-from core.textsafe import clean_line
+from core.textsafe import clean_line, diagnostic
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE = 0, 1, 3
 
@@ -52,7 +52,7 @@ HELP = {
 
 
 def _err(msg: str) -> None:
-    print(f"qwarden: {msg}", file=sys.stderr)
+    print(diagnostic(msg), file=sys.stderr)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -286,8 +286,11 @@ def _cmd_action(root: Path, config: Config, args: argparse.Namespace, read_only:
             f"  verify| {clean_line(ln, 2000)}", file=sys.stderr, flush=True))
         if not ok:
             raise Refused("the verify command failed: not accepted")
-    res = apply(root, plan, read_only=read_only,
-                busy_timeout_ms=max(config.limits.db_busy_timeout_ms, 1000))
+    try:
+        res = apply(root, plan, read_only=read_only,
+                    busy_timeout_ms=max(config.limits.db_busy_timeout_ms, 1000))
+    except StalePlan as exc:
+        raise StalePlan(stale_message(root, plan, exc)) from None
     _done(res)
     return EXIT_OK
 

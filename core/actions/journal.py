@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.actions.plan import Plan, sha256
+from core.actions.plan import Plan, check_inside_root, sha256
 
 STATES = ("planned", "applying", "done", "rolled_back", "undone", "failed")
 UNFINISHED = ("planned", "applying")
@@ -105,6 +105,8 @@ class Journal:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.dir = warden_dir(self.root)
+        check_inside_root(self.root, ["warden/journal.db", "warden/audit.jsonl",
+                                      "warden/lock"])
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "journal.db"
         self.audit_path = self.dir / "audit.jsonl"

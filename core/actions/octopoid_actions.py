@@ -11,20 +11,28 @@ agreeing, ``file_path`` is repaired to the file's absolute path, errors are move
 from __future__ import annotations
 
 import json
+import os
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import safeio
 from core.actions.guard import live_work_refusal
-from core.actions.plan import FileOp, Plan, Refused, RowOp, sha256
+from core.actions.plan import ACTION_FILE_MAX_BYTES, FileOp, Plan, Refused, RowOp, sha256
 from core.config import Thresholds
 from core.model import Snapshot, TaskFile
 from core.rules.completion import passing_checks
-from core.sources.octopoid import QUEUES, OctopoidSource, SourceError
+from core.sources.octopoid import (
+    COUNT_MAX,
+    DB_ERRORS,
+    QUEUES,
+    OctopoidSource,
+    SourceError,
+    bounded_int,
+)
 from core.sources.taskfile import (
     HISTORY_END,
     HISTORY_HEADING,
@@ -33,6 +41,7 @@ from core.sources.taskfile import (
 )
 
 TERMINAL = ("done", "failed", "escalated", "rejected")
+
 RETRYABLE = ("failed", "escalated", "needs_continuation")
 HISTORY_INTRO = "<!-- moved here by qwarden: earlier errors, kept for the record -->"
 
@@ -92,14 +101,20 @@ def read_state(root: Path, task_id: str, source: OctopoidSource | None = None) -
             path = src.task_file_path(q, task_id)
         except ValueError:
             raise Refused(f"{task_id!r} is not a task id") from None
+        rel = src.relpath(path)
+        if not safeio.within(src.root_real, str(path)):  # as the report: never followed
+            try:
+                safeio.check_inside(Path(root), rel)
+            except safeio.LeavesRoot as exc:
+                raise Refused(exc.strerror) from None
+            if os.path.lexists(path):  # (a link out that check_inside saw as missing)
+                raise Refused(f"{rel} leads outside the root; qwarden does not act on it")
         try:
-            data = path.read_bytes()
-            st = path.stat()
+            data, st = safeio.read_whole(path, ACTION_FILE_MAX_BYTES)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        except OSError as exc:
-            raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
-        rel = src.relpath(path)
+        except OSError as exc:  # a FIFO, a device, a 10 GB file: refused, never read
+            raise SourceError(f"{rel}: cannot read: {exc.strerror}") from None
         files.append(FileState(q, rel, data, parse_task_bytes(data, task_id, q, st.st_mtime,
                                                               st.st_size)))
     row: dict[str, Any] | None = None
@@ -110,7 +125,7 @@ def read_state(root: Path, task_id: str, source: OctopoidSource | None = None) -
         try:
             row = src.read_row(conn, task_id) or None
             cols = tuple(r[1] for r in conn.execute("PRAGMA table_info(tasks)"))
-        except sqlite3.DatabaseError as exc:
+        except DB_ERRORS as exc:
             raise SourceError(f"{src.db_path}: {exc}") from None
         finally:
             conn.close()
@@ -246,10 +261,7 @@ def archive_errors(text: str) -> tuple[str, int]:
 def _evidence_of_work(row: dict[str, Any] | None, fs: FileState | None) -> bool:
     commits = 0
     if row is not None:
-        try:
-            commits = int(row.get("commits_count") or 0)
-        except (TypeError, ValueError):
-            commits = 0
+        commits = bounded_int(row.get("commits_count"), 0, COUNT_MAX) or 0
         try:
             checks = json.loads(row.get("check_results") or "{}")
         except ValueError:
@@ -280,7 +292,12 @@ def plan_retry(state: TaskState, actor: str, note: str, now: datetime,
     new = _append(text.encode(), trail(("RETRIED_AT", _iso(now)), ("RETRIED_BY", actor),
                                        ("RETRY_NOTE", note)))
     dst = _relocate(fs, "incoming", new)
-    attempts = int((state.row or {}).get("attempt_count") or 0) + 1
+    raw = (state.row or {}).get("attempt_count")
+    attempts = bounded_int(raw or 0, 0, COUNT_MAX - 1)
+    if attempts is None:
+        raise Refused(f"TASK-{state.task_id}: DB attempt_count holds an unreadable value "
+                      f"({str(raw)[:40]!r}); put the row right before retrying it")
+    attempts += 1
     rows = _update(state, now, queue="incoming", claimed_by=None, claimed_at=None,
                    attempt_count=attempts, file_path=state.abs_path(str(dst.dst)))
     rows += _history(state, "retried", actor, note or f"retried from {fs.queue}", now)

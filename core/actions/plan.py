@@ -10,9 +10,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from core.safeio import LeavesRoot, check_inside
+
+# An action rewrites a task file whole, so it reads it whole: bigger files are refused (the
+# report reads a bounded prefix of them instead).
+ACTION_FILE_MAX_BYTES = 16 * 1024 * 1024
 # Files under the root a plan may touch: task files, quarantine, the human inbox.
 ALLOWED_PREFIXES = ("shared/queue/", "shared/quarantine/", "messages/")
 
@@ -23,6 +30,17 @@ class StalePlan(Exception):
 
 class Refused(Exception):
     """The action does not apply to this task (wrong state, read-only, live claim, ...)."""
+
+
+def check_inside_root(root: Path, rels: Iterable[str]) -> None:
+    """The containment check of every write qwarden makes (plan files, quarantine, journal,
+    state.db, the auto-fixer's notes): a path that a symlinked directory (or file) leads out
+    of the root is refused, naming the link."""
+    for rel in rels:
+        try:
+            check_inside(root, rel)
+        except LeavesRoot as exc:
+            raise Refused(f"{exc.strerror}") from None
 
 
 def sha256(data: bytes) -> str:
@@ -112,6 +130,16 @@ class Plan:
         for r in self.rows:
             if r.table not in ("tasks", "task_history"):
                 raise Refused(f"plan touches table {r.table!r}")
+
+    def written_paths(self) -> list[str]:
+        """Every path under the root applying this plan may write, for the containment
+        check: its files, the quarantine a grabbed source may be kept in, state.db."""
+        out = [p for f in self.files for p in (f.src, f.dst) if p is not None]
+        if self.files:
+            out.append("shared/quarantine/")
+        if self.rows:
+            out.append("state.db")
+        return out
 
     # -- serialisation -----------------------------------------------------
     def to_json(self) -> dict[str, Any]:

@@ -7,17 +7,24 @@ re-reads only files whose (mtime, size, inode) moved.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import operator
 import os
 import re
+import secrets
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from core import safeio
 from core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
 from core.sources.errors import SourceError
 from core.sources.queue_files import (
@@ -27,7 +34,6 @@ from core.sources.queue_files import (
     QueueFiles,
     SameId,
     relpath_under,
-    within,
 )
 from core.sources.taskfile import TASK_FILE_RE
 from core.timefmt import from_epoch, parse_any, parse_db_time, parse_local_iso
@@ -111,6 +117,8 @@ class OctopoidSource:
         self.queue_files = QueueFiles(self.root, QUEUES, max_file_bytes, keep_stats)
         self._columns: tuple[str, ...] | None = None
         self.connected_uri: str | None = None
+        # task id -> cells of its row that were out of range (read as missing)
+        self.cell_problems: dict[str, list[ReadProblem]] = {}
 
     # -- paths ---------------------------------------------------------------
     def relpath(self, path: str | os.PathLike[str]) -> str:
@@ -164,11 +172,10 @@ class OctopoidSource:
     def read_text(self, rel: str, limit: int | None = None) -> str:
         """Bounded text of a file under the root, for the detail view (replacement chars)."""
         path = self.root / rel
-        if not within(self.root_real, str(path)):
+        if not safeio.within(self.root_real, str(path)):
             raise ValueError(f"{rel}: outside the root")
-        with open(path, "rb") as fh:
-            data = fh.read(limit or self.max_file_bytes)
-        return data.decode("utf-8", errors="replace")
+        return safeio.read_prefix(path, limit or self.max_file_bytes).decode(
+            "utf-8", errors="replace")
 
     # -- database ------------------------------------------------------------
     def db_exists(self) -> bool:
@@ -177,7 +184,8 @@ class OctopoidSource:
     def database_enabled(self) -> bool:
         """agents.yaml ``database: enabled: false`` means file-only mode (no state.db)."""
         try:
-            text = (self.root / "agents.yaml").read_text("utf-8", errors="replace")
+            text = safeio.read_prefix(self.root / "agents.yaml", 64 * 1024).decode(
+                "utf-8", errors="replace")
         except OSError:
             return True
         m = re.search(r"^database:\s*\n(?:[ \t]+.*\n)*?[ \t]+enabled:\s*(\w+)", text, re.M)
@@ -186,16 +194,25 @@ class OctopoidSource:
     def db_uri(self) -> str:
         """Read-only URI. A WAL-mode DB nobody has open has no -wal/-shm files, and even a
         ``mode=ro`` reader would create them; then nothing uncommitted can exist, so the main
-        file alone is the whole truth and ``immutable=1`` reads it without creating a file."""
+        file alone is the whole truth and ``immutable=1`` reads it without creating a file.
+
+        A ``-wal`` without its ``-shm`` is what a crashed writer leaves: the log may hold
+        committed transactions, and any reader (``mode=ro`` included) would create the -shm
+        to index it. Then the DB and its log are copied to a private directory outside the
+        root and read there (``COPY_MARK``): every committed frame is seen, nothing is
+        written beside the queue. The copy is immutable, so it is reopened when the files
+        change, like any immutable reader."""
         uri = f"file:{quote(str(self.db_path))}?mode=ro"
         try:
-            with open(self.db_path, "rb") as fh:
-                header = fh.read(20)
+            header = safeio.read_prefix(self.db_path, 20)
         except OSError:
             return uri
-        wal_mode = len(header) == 20 and header[18] == 2
-        if wal_mode and not Path(str(self.db_path) + "-wal").exists():
-            uri += "&immutable=1"
+        wal = os.path.lexists(str(self.db_path) + "-wal")
+        if wal and not os.path.lexists(str(self.db_path) + "-shm"):
+            # (whatever the header says: SQLite even deletes the -wal of an empty file)
+            return uri + "&immutable=1" + COPY_MARK
+        if not wal and len(header) == 20 and header[18] == 2:  # WAL mode, nobody in it
+            return uri + "&immutable=1"
         return uri
 
     def db_fingerprint(self) -> tuple[tuple[int, int, int] | None, ...]:
@@ -212,21 +229,82 @@ class OctopoidSource:
 
     def connect(self) -> sqlite3.Connection:
         """Open state.db read-only: ``mode=ro`` URI plus ``PRAGMA query_only``."""
-        if not self.db_path.exists():
+        if not os.path.lexists(self.db_path):
             raise SourceError(f"{self.db_path}: database missing")
-        if not os.access(self.db_path, os.R_OK):
-            raise SourceError(f"{self.db_path}: permission denied")
-        uri = self.db_uri()
-        self.connected_uri = uri
+        try:  # a FIFO or device named state.db would hang or flood SQLite's own open
+            os.close(safeio.open_regular(self.db_path)[0])
+        except OSError as exc:
+            raise SourceError(f"{self.db_path}: cannot read: {exc.strerror}") from None
+        copy_dir: str | None = None
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_ms / 1000,
+            for _ in range(3):
+                uri = open_uri = self.db_uri()
+                if COPY_MARK not in uri:
+                    break
+                copy_dir = self._private_copy()
+                if copy_dir is not None:
+                    open_uri = (f"file:{quote(os.path.join(copy_dir, 'state.db'))}"
+                                "?mode=ro&immutable=1")
+                    break
+                # None: the -wal went or its -shm came back meanwhile (a writer closing or
+                # opening): decide again how to read
+            else:
+                raise SourceError(f"{self.db_path}: its -wal and -shm keep coming and going; "
+                                  "try again when the writer is done")
+            self.connected_uri = uri
+            conn = sqlite3.connect(open_uri, uri=True, timeout=self.busy_timeout_ms / 1000,
                                    check_same_thread=False)
             conn.execute("PRAGMA query_only = ON")
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             self._check_schema(conn)
-        except sqlite3.DatabaseError as exc:
+        except DB_ERRORS as exc:
             raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
+        finally:
+            if copy_dir is not None:  # the open connection keeps the copy's inode
+                shutil.rmtree(copy_dir, ignore_errors=True)
         return conn
+
+    def _private_copy(self) -> str | None:
+        """Copy state.db and its -wal (a crashed writer's, no -shm) into a new private
+        directory outside the root, fold the log into the copy there, and return the
+        directory. The copy is taken again if either file changed while it was copied; None
+        if the DB is no longer in that state (the -wal gone, or a -shm back)."""
+        # a new directory of our own (mkdir fails rather than reuse one): it is removed whole
+        tmp = os.path.join(tempfile.gettempdir(), f"qwarden-db-{secrets.token_hex(8)}")
+        os.mkdir(tmp, 0o700)
+        try:
+            if safeio.within(self.root_real, tmp):
+                raise SourceError(f"{self.db_path}: a crashed writer left a -wal without its "
+                                  "-shm, and the temp dir (TMPDIR) is inside the root: it "
+                                  "cannot be read without writing there")
+            dst = os.path.join(tmp, "state.db")
+            for _ in range(3):
+                before = self.db_fingerprint()
+                for suffix in ("", "-wal"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(dst + suffix)  # (an earlier attempt's)
+                    try:
+                        _copy_regular(str(self.db_path) + suffix, dst + suffix)
+                    except FileNotFoundError:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        return None
+                if os.path.lexists(str(self.db_path) + "-shm"):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return None
+                if self.db_fingerprint() == before:
+                    break
+            else:
+                raise SourceError(f"{self.db_path}: changed on every copy of its -wal; "
+                                  "try again when the writer is done")
+            conn = sqlite3.connect(dst, isolation_level=None)  # the copy, in the private dir
+            try:
+                conn.execute("PRAGMA journal_mode = DELETE")  # checkpoints committed frames
+            finally:
+                conn.close()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tmp
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         cols = self._retry(lambda: [r[1] for r in conn.execute("PRAGMA table_info(tasks)")])
@@ -266,7 +344,9 @@ class OctopoidSource:
         cols = [c for c in _RECORD_COLS if c in have]
         sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM tasks"
         out: dict[str, TaskRecord] = {}
-        read = record_reader(cols)
+        bad: list[tuple[str, str, Any]] = []
+        ids = None if ids is None else list(ids)
+        read = record_reader(cols, bad)
         key_of = None
         if keys is not None:
             pos = {c: i for i, c in enumerate(cols)}
@@ -285,8 +365,21 @@ class OctopoidSource:
                         raw = row[0]
                         keys[rec.task_id if raw == rec.task_id else str(raw)] = \
                             hash(key_of(row))
-        except sqlite3.DatabaseError as exc:
+        except DB_ERRORS as exc:
+            if _not_utf8_cell(exc) and conn.text_factory is not lenient_text:
+                conn.text_factory = lenient_text  # one bad cell is not a bad database
+                return self.read_records(conn, ids, keys)
             raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
+        if ids is None:
+            self.cell_problems.clear()
+        else:
+            for tid in list(self.cell_problems):
+                if tid in out or tid in ids:
+                    del self.cell_problems[tid]
+        for tid, col, raw in bad:
+            self.cell_problems.setdefault(tid, []).append(ReadProblem(
+                f"state.db tasks[{tid}].{col}", f"unreadable value {_short_repr(raw)} "
+                "(out of range): read as missing"))
         return out
 
     def _row_batches(self, conn: sqlite3.Connection, sql: str,
@@ -313,7 +406,10 @@ class OctopoidSource:
             cur = self._retry(lambda: conn.execute("SELECT * FROM tasks WHERE id = ?",
                                                    (task_id,)))
             row = cur.fetchone()
-        except sqlite3.DatabaseError:
+        except DB_ERRORS as exc:
+            if _not_utf8_cell(exc) and conn.text_factory is not lenient_text:
+                conn.text_factory = lenient_text
+                return self.read_row(conn, task_id)
             return {}
         if row is None:
             return {}
@@ -326,9 +422,16 @@ class OctopoidSource:
         sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM tasks"
         try:
             rows = self._retry(lambda: conn.execute(sql).fetchall())
-        except sqlite3.DatabaseError as exc:
+        except DB_ERRORS as exc:
+            if _not_utf8_cell(exc) and conn.text_factory is not lenient_text:
+                conn.text_factory = lenient_text
+                return self.change_keys(conn)
             raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
         return {str(r[0]): hash(r[1:]) for r in rows if r[0] is not None}
+
+    def cell_problem_list(self) -> tuple[ReadProblem, ...]:
+        """The DB cells the last reads could not use (out-of-range numbers), as problems."""
+        return tuple(p for ps in self.cell_problems.values() for p in ps)
 
     def read_agent_rows(self, conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
         try:
@@ -337,7 +440,7 @@ class OctopoidSource:
                 return {}
             rows = self._retry(lambda: conn.execute(
                 f"SELECT {', '.join(_q(c) for c in cols)} FROM agents").fetchall())
-        except sqlite3.DatabaseError:
+        except DB_ERRORS:
             return {}
         return {str(r[cols.index("name")]): dict(zip(cols, r, strict=True)) for r in rows}
 
@@ -351,7 +454,7 @@ class OctopoidSource:
             rows = self._retry(lambda: conn.execute(
                 f"SELECT {', '.join(want)} FROM task_history WHERE task_id = ? ORDER BY "
                 f"{'id' if 'id' in want else 'rowid'}", (task_id,)).fetchall())
-        except sqlite3.DatabaseError:
+        except DB_ERRORS:
             return ()
         out = []
         for r in rows:
@@ -369,7 +472,8 @@ class OctopoidSource:
             path = self.notes_dir / f"TASK-{task_id}.md"
             if not TASK_FILE_RE.match(path.name):
                 return ()
-            text = path.read_bytes()[: self.max_file_bytes].decode("utf-8", errors="replace")
+            text = safeio.read_prefix(path, self.max_file_bytes).decode("utf-8",
+                                                                        errors="replace")
         except OSError:
             return ()
         out = []
@@ -396,23 +500,30 @@ class OctopoidSource:
                         names.add(e.name)
             except OSError as exc:
                 problems.append(ReadProblem("agents", f"cannot list: {exc.strerror}"))
+
         for name in sorted(names):
             agents[name] = self.read_agent(name, (db_rows or {}).get(name), check_pids, problems)
         return agents, problems
 
     def read_agent(self, name: str, db_row: dict[str, Any] | None, check_pids: bool,
                    problems: list[ReadProblem]) -> Agent:
-        d = self.agents_dir / name
-        state = _read_json(d / "state.json", problems, self)
-        status = _read_json(d / "status.json", problems, self)
-        current = _read_json(d / "current_task.json", problems, self)
+        # A DB agent name is anything a writer stored: one that is not a single path
+        # component ("../..", "a/b") names no directory of agents/, so none is read.
+        usable = name not in ("", ".", "..") and "/" not in name and "\x00" not in name
+        if not usable:
+            problems.append(ReadProblem(f"state.db agents[{name}]", "not a directory name: "
+                                        "no agents/ files read for it"))
+        d = self.agents_dir / (name if usable else "")
+        state = _read_json(d / "state.json", problems, self) if usable else {}
+        status = _read_json(d / "status.json", problems, self) if usable else {}
+        current = _read_json(d / "current_task.json", problems, self) if usable else {}
         signals: list[Signal] = []
 
-        hb_text = _read_small(d / "heartbeat")
+        hb_text = _read_small(d / "heartbeat", problems, self) if usable else None
         if hb_text is not None:
             hb = parse_any(hb_text.strip())
             if hb is None:
-                mt = _mtime(d / "heartbeat")
+                mt = safeio.mtime(d / "heartbeat")
                 hb = from_epoch(mt) if mt is not None else None
             if hb is not None:
                 signals.append(Signal("heartbeat", hb))
@@ -422,8 +533,8 @@ class OctopoidSource:
             su = parse_local_iso(_str(status.get("last_updated")))
             if su is not None:
                 signals.append(Signal("status.json last_updated", su, status_task))
-        for fname in ("tool_counter", "stdout.log", "stderr.log"):
-            mt = _mtime(d / fname)
+        for fname in ("tool_counter", "stdout.log", "stderr.log") if usable else ():
+            mt = safeio.mtime(d / fname)
             if mt is not None:
                 signals.append(Signal(f"{fname} mtime", from_epoch(mt)))
 
@@ -432,18 +543,22 @@ class OctopoidSource:
         last_started = last_finished = None
         exit_code: int | None = None
         failures = 0
+        def number(obj: dict[str, Any], key: str, lo: int, hi: int, where: str) -> int | None:
+            return _bounded(obj.get(key), lo, hi, f"{self.relpath(d / where)}: {key}", problems)
+
         if state:
             running = bool(state.get("running")) if "running" in state else None
-            pid = _int(state.get("pid"))
+            pid = number(state, "pid", 0, PID_MAX, "state.json")
             last_started = parse_local_iso(_str(state.get("last_started")))
             last_finished = parse_local_iso(_str(state.get("last_finished")))
-            exit_code = _int(state.get("last_exit_code"))
-            failures = _int(state.get("consecutive_failures")) or 0
+            exit_code = number(state, "last_exit_code", -INT32, INT32, "state.json")
+            failures = number(state, "consecutive_failures", 0, COUNT_MAX, "state.json") or 0
             if last_started is not None:
                 signals.append(Signal("state.json last_started", last_started))
         elif db_row:
             running = bool(db_row.get("running"))
-            pid = _int(db_row.get("pid"))
+            pid = _bounded(db_row.get("pid"), 0, PID_MAX, f"state.db agents[{name}].pid",
+                           problems)
             last_started = parse_db_time(db_row.get("last_run_start"))
             last_finished = parse_db_time(db_row.get("last_run_end"))
             if last_started is not None:
@@ -468,9 +583,10 @@ class OctopoidSource:
             last_finished=last_finished, last_exit_code=exit_code, consecutive_failures=failures,
             current_task_id=cur_id, current_task_source=cur_src,
             status_text=_str(status.get("current_subtask")) or "" if status else "",
-            progress_percent=_int(status.get("progress_percent")) if status else None,
+            progress_percent=number(status, "progress_percent", 0, 100, "status.json")
+            if status else None,
             signals=tuple(signals), pid_alive=pid_alive,
-            log_relpath=self.relpath(log) if log.is_file() else None,
+            log_relpath=self.relpath(log) if usable and safeio.is_file(log) else None,
         )
 
 
@@ -481,6 +597,9 @@ def _q(col: str) -> str:
 
 
 def _db_message(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return ("not a readable SQLite database (its schema is not valid UTF-8: "
+                f"byte {exc.start})")
     msg = str(exc)
     low = msg.lower()
     if "not a database" in low or "malformed" in low:
@@ -499,42 +618,92 @@ def _str(v: Any) -> str | None:
     return s if s else None
 
 
-def _int(v: Any) -> int | None:
-    if v is None or type(v) is int:
-        return v
-    if isinstance(v, bool):
+# Ranges a number from an agent file or a DB cell must fall in (outside: unreadable value).
+INT32 = 2**31 - 1
+PID_MAX = INT32  # pid_t; Linux's own limit is lower
+COUNT_MAX = INT32  # commits, attempts, rejections, failures
+
+
+def bounded_int(v: Any, lo: int = -(2**63), hi: int = 2**63 - 1) -> int | None:
+    """An integer within [lo, hi], or None: missing, not a number, not finite (JSON's
+    ``Infinity``, ``1e400``), or out of range. Never an exception."""
+    if type(v) is int:
+        return v if lo <= v <= hi else None
+    if v is None:
+        return None
+    if isinstance(v, float):
+        if not math.isfinite(v) or not lo <= v <= hi:
+            return None
         return int(v)
     try:
-        return int(v)
-    except (TypeError, ValueError):
+        n = int(v)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return n if lo <= n <= hi else None
 
 
-def _mtime(p: Path) -> float | None:
+def _bounded(v: Any, lo: int, hi: int, what: str,
+             problems: list[ReadProblem] | None) -> int | None:
+    """``_int`` that says why: a value that is there but unusable is a read problem."""
+    n = bounded_int(v, lo, hi)
+    if n is None and v is not None and v != "" and problems is not None:
+        problems.append(ReadProblem(what, f"unreadable value {_short_repr(v)} (expected a "
+                                          f"number from {lo} to {hi}): read as missing"))
+    return n
+
+
+def _short_repr(v: Any) -> str:
+    r = repr(v) if not isinstance(v, float) or math.isfinite(v) else str(v)
+    return r if len(r) <= 40 else r[:39] + "…"
+
+
+def _read_small(p: Path, problems: list[ReadProblem], src: OctopoidSource,
+                limit: int = 4096) -> str | None:
     try:
-        return os.stat(p).st_mtime
-    except OSError:
+        return safeio.read_prefix(p, limit).decode("utf-8", errors="replace")
+    except FileNotFoundError:
         return None
-
-
-def _read_small(p: Path, limit: int = 4096) -> str | None:
-    try:
-        with open(p, "rb") as fh:
-            return fh.read(limit).decode("utf-8", errors="replace")
-    except OSError:
+    except OSError as exc:
+        if isinstance(exc, safeio.NotRegular) or exc.errno not in (errno.ENOENT,
+                                                                   errno.ENOTDIR):
+            problems.append(ReadProblem(src.relpath(p), f"cannot read: {exc.strerror}"))
         return None
 
 
 def _read_json(p: Path, problems: list[ReadProblem], src: OctopoidSource) -> dict[str, Any]:
     try:
-        with open(p, "rb") as fh:
-            data = fh.read(1024 * 1024)
+        data = safeio.read_prefix(p, 1024 * 1024)
     except FileNotFoundError:
         return {}
     except OSError as exc:
         problems.append(ReadProblem(src.relpath(p), f"cannot read: {exc.strerror}"))
         return {}
     return parse_json_object(data, src.relpath(p), problems)
+
+
+def _copy_regular(src: str, dst: str) -> None:
+    """Copy a regular file (refusing a FIFO or device) into a new private file."""
+    fd, _ = safeio.open_regular(src)
+    try:
+        with os.fdopen(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out, \
+                os.fdopen(fd, "rb", closefd=False) as inp:
+            shutil.copyfileobj(inp, out, 1024 * 1024)
+    finally:
+        os.close(fd)
+
+
+# What reading a hostile DB can raise: SQLite's errors, and the UnicodeDecodeError Python
+# raises instead when SQLite's own error message quotes a schema that is not UTF-8.
+DB_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)
+COPY_MARK = "&qwarden=private-copy"  # not an SQLite parameter: marks a URI read via a copy
+
+
+def lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _not_utf8_cell(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "decode" in str(exc).lower()
 
 
 def parse_json_object(data: bytes, rel: str, problems: list[ReadProblem]) -> dict[str, Any]:
@@ -555,7 +724,7 @@ def _pid_alive(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
@@ -593,7 +762,8 @@ _SHARED: dict[str, str] = {}
 _SORTED_QUEUES = tuple(sorted(QUEUES))
 
 
-def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
+def record_reader(cols: tuple[str, ...] | list[str],
+                  bad: list[tuple[str, str, Any]] | None = None) -> Any:
     """A fast row -> TaskRecord function for this column list: positions are resolved once
     and one C-level itemgetter pulls the values (a missing column reads as None)."""
     pos = {c: i for i, c in enumerate(cols)}
@@ -622,6 +792,14 @@ def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
             return t
         return same_stamp(t, t)
 
+    def count(v: Any, tid: str, col: str) -> int | None:
+        if (type(v) is int and 0 <= v <= COUNT_MAX) or v is None:  # the usual cells, at once
+            return v
+        n = bounded_int(v, 0, COUNT_MAX)
+        if n is None and v != "" and bad is not None:
+            bad.append((tid, col, v))
+        return n
+
     def read(row: tuple[Any, ...]) -> TaskRecord | None:
         (tid, queue, priority, role, title, file_path, claimed_by, claimed_at, blocked_by,
          commits, attempts, rejections, checks, project, submitted, completed, created,
@@ -642,8 +820,9 @@ def record_reader(cols: tuple[str, ...] | list[str]) -> Any:
         return TaskRecord(
             tid, same(q := str(queue or "incoming"), q), same_text(priority), same_text(role),
             _text(title), fdir, fname, same_text(claimed_by), _text(claimed_at),
-            _split_ids(blocked_by) if blocked_by else (), _int(commits), _int(attempts),
-            _int(rejections), _text(checks), same_text(project), _text(submitted),
+            _split_ids(blocked_by) if blocked_by else (), count(commits, tid, "commits_count"),
+            count(attempts, tid, "attempt_count"), count(rejections, tid, "rejection_count"),
+            _text(checks), same_text(project), _text(submitted),
             _text(completed), stamp(created), stamp(updated))
     return read
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.model import Header, ReadProblem, TaskFile
+from core.safeio import OPEN_FLAGS, read_bounded, within
 from core.sources.errors import SourceError
 from core.sources.forkmap import Forked, can_fork, fork_map, usable_cpus
 from core.sources.taskfile import TASK_FILE_RE, parse_task_bytes
@@ -94,36 +95,6 @@ def all_stat_keys(dirs: list[tuple[int, list[str]]]) -> list[array[int]]:
 def relpath_under(root: Path, path: str | os.PathLike[str]) -> str:
     """``path`` relative to the queue root, with forward slashes (as findings name files)."""
     return os.path.relpath(path, root).replace(os.sep, "/")
-
-
-def within(root_real: str, path: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real + os.sep)
-
-
-def read_bounded(fd: int, size: int, limit: int) -> tuple[bytes, bytes]:
-    """Up to ``limit + 1`` bytes (one more tells truncation) and, when truncated, the last
-    64 KiB, where the trail is appended. Sized from stat: a buffer of ``limit`` bytes per
-    read made reading 100,000 small files three times slower than the bytes need."""
-    want = min(size, limit) + 1
-    data = os.read(fd, want)
-    if len(data) == want and want <= limit:  # grew since the stat: read on to the limit
-        chunks, total = [data], len(data)
-        while total <= limit:
-            more = os.read(fd, limit + 1 - total)
-            if not more:
-                break
-            chunks.append(more)
-            total += len(more)
-        data = b"".join(chunks)
-    if len(data) <= limit:
-        return data, b""
-    end = os.fstat(fd).st_size
-    try:
-        tail = os.pread(fd, 64 * 1024, max(limit, end - 64 * 1024))
-    except OSError:
-        tail = b""
-    return data, tail
 
 
 @dataclass
@@ -623,7 +594,7 @@ class QueueFiles:
         limit = self.max_file_bytes
         tail = b""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the scan
+            fd = os.open(path, OPEN_FLAGS)  # a FIFO must not hang the scan
             try:
                 data, tail = read_bounded(fd, size, limit)
             finally:
