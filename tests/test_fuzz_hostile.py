@@ -408,7 +408,8 @@ def fuzz_one(i: int, templates: list[Path], work: Path, stats: Counter[str]) -> 
     if rng.random() < 0.25:
         kind = rng.choice(["retry", "release", "sync", "accept", "cancel", "clear-error",
                            "quarantine", "register", "escalate", "mark-read", "repair-path"])
-        runs.append([kind, rng.choice(IDS), "--dry-run", "--force", "--root", root])
+        note = ["--note", "fuzz"] if kind == "cancel" else []  # (cancel requires a reason)
+        runs.append([kind, rng.choice(IDS), "--dry-run", "--force", "--root", root, *note])
     for argv in runs:
         what = f"input {i} (seed {SEED}; {', '.join(done)}): {' '.join(argv[:2])}"
         try:
