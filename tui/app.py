@@ -59,6 +59,7 @@ class QwardenApp(App[int]):
         self._theme_choice = theme
         self._pending: Snapshot | None = None
         self._pending_changed: set[str] | None = set()
+        self._seen_generation: int | None = None  # of the last snapshot handed to us
         self._unsubscribe: Any = None
         self._sim_stop: asyncio.Event | None = None
         self.main_screen = MainScreen(self.root_label, self.read_only)
@@ -111,7 +112,16 @@ class QwardenApp(App[int]):
 
     # ------------------------------------------------------------------ snapshots
     def _on_engine_snapshot(self, snap: Snapshot) -> None:
-        if self._pending_changed is not None:
+        # A snapshot's ``changed`` is relative to the generation before it. The engine keeps
+        # publishing while paused without handing those snapshots out, so after a gap what
+        # changed in between is unknown: None (start the lanes again from this snapshot; the
+        # same snapshot handed out twice, as on resume without news, is no gap).
+        # Taking the newest ``changed`` alone left tasks in lanes they had left (issue 8).
+        gap = self._seen_generation is not None and snap.generation > self._seen_generation + 1
+        self._seen_generation = snap.generation
+        if gap:
+            self._pending_changed = None
+        elif self._pending_changed is not None:
             self._pending_changed |= snap.changed
         self._pending = snap
         self.post_message(SnapshotArrived())
