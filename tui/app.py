@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from textual.screen import Screen
 from core.config import Config
 from core.engine import Engine
 from core.model import Snapshot
+from core.textsafe import clean_line
 from tui.keys import APP_BINDINGS
 from tui.screens.agents import AgentsScreen
 from tui.screens.findings import FindingsScreen
@@ -66,11 +68,38 @@ class QwardenApp(App[int]):
         self.autofix = autofix  # core.actions.autofix.AutoFixer, ticking after each poll
         self._fixed_poll: object = None
         self.start_error: str | None = None
+        self.crash: BaseException | None = None
         for t in QWARDEN_THEMES:
             self.register_theme(t)
         self.theme = choose_theme(theme, config.theme, set(self.available_themes))
         if config.keys:
             self.set_keymap(dict(config.keys))
+
+    @property
+    def closing(self) -> bool:
+        """Quitting: the screens are being taken down."""
+        return bool(self._exit)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A key pressed after q (in the same burst) would open a screen that is never composed
+        # and crash on its first query (issue 9): once quitting, no binding runs.
+        if self.closing:
+            return False
+        return super().check_action(action, parameters)
+
+    def _handle_exception(self, error: Exception) -> None:
+        self.crash = error  # run_tui exits 70 (EXIT_INTERNAL) and says it in one line
+        super()._handle_exception(error)
+
+    def _print_error_renderables(self) -> None:
+        if self.crash is not None and not os.environ.get("QWARDEN_DEBUG"):
+            # the agreed one line, no traceback (QWARDEN_DEBUG=1 shows Textual's)
+            self._exit_renderables.clear()
+            msg = clean_line(f"{type(self.crash).__name__}: {self.crash}", 300)
+            print(f"qwarden: internal error in the console: {msg} "
+                  "(QWARDEN_DEBUG=1 shows the traceback)", file=sys.stderr)
+            return
+        super()._print_error_renderables()
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(STATUS_DEFAULTS)
@@ -239,6 +268,9 @@ class QwardenApp(App[int]):
                                 lambda lane=lane: self.main_screen.switch_lane(lane))
 
 
+EXIT_INTERNAL = 70  # the team's code for an unexpected exception, the console's crash too
+
+
 def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
             simulation: Any = None, fix: str | None = None) -> int:
     """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code."""
@@ -257,5 +289,11 @@ def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | Non
         autofix = AutoFixer(engine.root, config, mode=fix, read_only=config.read_only)
     app = QwardenApp(engine, config, theme=theme, read_only=config.read_only,
                      simulation=simulation, root_label=label, autofix=autofix)
-    result = app.run()
+    return exit_status(app, app.run())
+
+
+def exit_status(app: QwardenApp, result: object) -> int:
+    """The process's exit code once the console has closed: 70 after a crash (never 0)."""
+    if app.crash is not None or (app.return_code or 0) != 0:
+        return EXIT_INTERNAL
     return result if isinstance(result, int) else 0

@@ -62,6 +62,11 @@ class MainScreen(Screen[None]):
         self._work_queued = False  # a first step waits for the next paint
         self._grew_at = 0.0
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.qapp.closing:  # quitting: a key after q opens nothing (see QwardenApp)
+            return False
+        return super().check_action(action, parameters)
+
     @property
     def qapp(self) -> QwardenApp:
         return self.app  # type: ignore[return-value]
