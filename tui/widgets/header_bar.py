@@ -88,6 +88,11 @@ class HeaderBar(Widget):
         if self.engine.paused:
             flags.append(" PAUSED ", self._st("flag"))
             flags.append(" ")
+        if not self.engine.live:
+            # --as-of: what is shown is the past; an action is planned and checked against the
+            # queue as it is now (tui/intervene.py), never from these verdicts
+            flags.append(" HISTORICAL: actions checked live ", self._st("flag"))
+            flags.append(" ")
         if self.read_only:
             flags.append(" READ-ONLY ", self._st("flag"))
             flags.append(" ")
