@@ -208,3 +208,30 @@ async def test_a_historical_view_checks_live_work_against_the_live_queue(tmp_pat
         await settle(app, pilot)
         assert isinstance(app.screen, ConfirmScreen)
         assert "checked against the live queue" in app.screen.title_text
+
+
+@pytest.mark.parametrize("key,kind", [("r", "retry"), ("s", "split"), ("x", "cancel"),
+                                      ("e", "escalate")])
+async def test_prompts_show_their_whole_prefix_and_split_its_format(
+        tmp_path: Path, key: str, kind: str) -> None:
+    from textual.widgets import Input, Label
+
+    from tui.screens.prompt import PromptScreen
+
+    b = state(tmp_path)
+    app = app_for(b)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert app.main_screen.jump("aaaa0001")
+        await pilot.press(key)
+        await settle(app, pilot)
+        assert isinstance(app.screen, PromptScreen)
+        label = app.screen.query_one("#prompt-prefix", Label)
+        prefix = f"{kind} TASK-aaaa0001:"
+        assert prefix in "".join(s.text for s in label.render_lines(label.region.reset_offset)[0])
+        assert label.region.width >= len(prefix)
+        inp = app.screen.query_one(Input)
+        assert inp.region.width >= 30  # room left to type
+        if kind == "split":
+            assert "TITLE | CONTEXT | CRIT" in inp.placeholder
+        await pilot.press("escape")

@@ -26,14 +26,16 @@ if TYPE_CHECKING:
 # key action -> (planner kind, prompt for a note or None, note required)
 ACTIONS: dict[str, tuple[str, str | None, bool]] = {
     "accept": ("accept", None, False),
-    "retry": ("retry", "retry note (optional, goes into the trail): ", False),
-    "split": ("split", "subtasks 'TITLE | CONTEXT | CRIT; CRIT' separated by || : ", True),
-    "cancel": ("cancel", "reason for cancelling (required): ", True),
+    "retry": ("retry", "retry note (optional, goes into the trail)", False),
+    "split": ("split", "subtasks", True),
+    "cancel": ("cancel", "reason for cancelling (required)", True),
     "release": ("release", None, False),
     "sync": ("sync", None, False),
-    "escalate": ("escalate", "message for the human inbox: ", False),
+    "escalate": ("escalate", "message for the human inbox", False),
     "mark-read": ("mark-read", None, False),
 }
+# what the input shows until typed into: the format for split, else the prompt itself
+SPLIT_FORMAT = "TITLE | CONTEXT | CRIT; CRIT   (|| between subtasks)"
 
 
 def actor() -> str:
@@ -68,14 +70,16 @@ class Intervention:
         if self.prompt is None:
             self._plan()
         else:
-            self.app.push_screen(PromptScreen(self.prompt), self._got_note)
+            hint = SPLIT_FORMAT if self.kind == "split" else self.prompt
+            self.app.push_screen(PromptScreen(f"{self.kind} TASK-{self.task_id}:", "", hint),
+                                 self._got_note)
 
     def _got_note(self, value: str | None) -> None:
         if value is None:
             return
         value = value.strip()
         if self.note_required and not value:
-            self.app.notify(f"{self.kind} needs {(self.prompt or '').strip(': ')}",
+            self.app.notify(f"{self.kind} needs {self.prompt}",
                             severity="warning", markup=False)
             return
         if self.kind == "split":
