@@ -6,23 +6,25 @@ from __future__ import annotations
 from textual.binding import Binding
 
 # Global keys (on the App).
+# The footer shows only what fits at 120 columns (help, views, filter, the main actions,
+# pause, quit); every key is in help (?).
 APP_BINDINGS: list[Binding] = [
-    Binding("q", "quit", "Quit", id="app.quit"),
     Binding("question_mark", "help", "Help", id="app.help"),
-    Binding("ctrl+r", "poll_now", "Poll now", id="app.poll"),
-    Binding("p", "toggle_pause", "Pause", id="app.pause"),
-    Binding("P", "toggle_autofix", "Pause auto-fixer", id="app.autofix_pause", show=False),
-    Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
     Binding("F", "findings", "Findings", id="app.findings"),
     Binding("A", "agents", "Agents", id="app.agents"),
+    Binding("p", "toggle_pause", "Pause", id="app.pause"),
+    Binding("q", "quit", "Quit", id="app.quit"),
+    Binding("ctrl+r", "poll_now", "Poll now", id="app.poll", show=False),
+    Binding("P", "toggle_autofix", "Pause auto-fixer", id="app.autofix_pause", show=False),
+    Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
 ]
 
 # Keys of the main screen (lanes, detail, trace).
 MAIN_BINDINGS: list[Binding] = [
     Binding("slash", "filter", "Filter", id="main.filter"),
     Binding("colon", "jump", "Jump", id="main.jump"),
-    Binding("escape", "back", "Back/clear", id="main.back"),
-    Binding("tab", "next_pane", "Pane", id="main.next_pane"),
+    Binding("escape", "back", "Back/clear", id="main.back", show=False),
+    Binding("tab", "next_pane", "Pane", id="main.next_pane", show=False),
     Binding("shift+tab", "prev_pane", "Pane back", id="main.prev_pane", show=False),
     Binding("right_square_bracket,right", "next_lane", "Next lane", id="main.next_lane",
             show=False),
@@ -38,7 +40,7 @@ LIST_BINDINGS: list[Binding] = [
     Binding("G,end", "cursor_bottom", "Bottom", id="list.bottom", show=False),
     Binding("pageup,ctrl+b", "page_up", "Page up", id="list.page_up", show=False),
     Binding("pagedown,ctrl+f", "page_down", "Page down", id="list.page_down", show=False),
-    Binding("enter", "select", "Detail", id="list.select"),
+    Binding("enter", "select", "Task view", id="list.select", show=False),
 ]
 
 # Interventions on the task under the cursor: plan, confirm dialog, journaled apply.

@@ -150,6 +150,10 @@ class LaneIndex:
         # group -> ids with a finding of that severity (the snapshot's own sets)
         self._sev_tids: dict[int, AbstractSet[str]] = {}
         self._members: dict[str, list[str]] | None = None  # lane -> ids
+        # lane -> [tasks whose worst finding is critical, ... is warning] (the tabs' colour
+        # and counts), counted on a rebuild from the critical and warning sets only and then
+        # kept up to date from the changed ids
+        self.worst: dict[str, list[int]] = {}
 
     def update(self, snap: Snapshot, changed: set[str] | frozenset[str] | None) -> set[str]:
         """Take a new snapshot; ``changed`` is every task id changed since the last one taken
@@ -170,6 +174,8 @@ class LaneIndex:
         self._members = None
         touched: set[str] = set()
         for tid, old_lane, new_lane in moves:
+            self._count_worst(old, tid, old_lane, -1)
+            self._count_worst(snap, tid, new_lane, 1)
             self._haystack.pop(tid, None)
             for cache in self._match.values():
                 cache.pop(tid, None)
@@ -185,6 +191,36 @@ class LaneIndex:
                 if st is not None:
                     self._insert(st, sort_key(snap, tid))
         return touched
+
+    def _count_worst(self, snap: Snapshot, tid: str, lane: str | None, step: int) -> None:
+        if lane is None:
+            return
+        group = 2 - worst_rank(snap, tid)
+        if group < 2:
+            counts = self.worst.setdefault(lane, [0, 0])
+            counts[group] += step
+
+    def _count_all_worst(self, snap: Snapshot) -> None:
+        self.worst = {}
+        verdicts = snap.verdicts
+        critical = snap.tasks_with(Severity.CRITICAL)
+        for group, tids in ((0, critical), (1, snap.tasks_with(Severity.WARNING))):
+            for tid in tids:
+                if group == 1 and tid in critical:
+                    continue
+                v = verdicts.get(tid)
+                if v is not None and tid in snap.tasks:
+                    self.worst.setdefault(v.effective_state, [0, 0])[group] += 1
+
+    def worst_of(self, lane: str) -> tuple[Severity | None, int]:
+        """The lane's worst severity among critical and warning, and how many tasks have it
+        as their worst."""
+        crit, warn = self.worst.get(lane, (0, 0))
+        if crit:
+            return Severity.CRITICAL, crit
+        if warn:
+            return Severity.WARNING, warn
+        return None, 0
 
     @staticmethod
     def _lane_in(snap: Snapshot, tid: str) -> str | None:
@@ -225,6 +261,7 @@ class LaneIndex:
         self._match = {}
         self._sev_tids = {}
         self._members = None
+        self._count_all_worst(snap)
 
     def count(self, lane: str) -> int:
         return self.counts.get(lane, 0)

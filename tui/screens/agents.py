@@ -25,7 +25,7 @@ class AgentsScreen(Screen[str | None]):
     def compose(self) -> ComposeResult:
         yield Static(id="agents-title", classes="view-title")
         yield DataTable(id="agents-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         snap = self.snap

@@ -24,7 +24,7 @@ class FindingsScreen(Screen[str | None]):
     def compose(self) -> ComposeResult:
         yield Static(id="findings-title", classes="view-title")
         yield FindingsList(id="findings-list")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         lst = self.query_one(FindingsList)

@@ -26,7 +26,7 @@ from tui.screens.prompt import PromptScreen
 from tui.widgets.detail_pane import DetailPane
 from tui.widgets.header_bar import HeaderBar
 from tui.widgets.lane_list import LaneList
-from tui.widgets.lane_tabs import LaneTabs
+from tui.widgets.lane_tabs import LaneTabs, Tab
 from tui.widgets.row_list import RowList
 from tui.widgets.trace_pane import TracePane
 
@@ -79,7 +79,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="side"):
                 yield DetailPane(id="detail")
                 yield TracePane(id="trace")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.lane_list.focus()
@@ -115,8 +115,7 @@ class MainScreen(Screen[None]):
         lst = self.lane_list
         lst.snapshot = snap
         if self.lane is None or self.lane not in self.index.lanes:
-            self.lane = next((ln for ln in self.index.lanes if self.index.count(ln)),
-                             self.index.lanes[0] if self.index.lanes else None)
+            self.lane = self.worst_lane()
         if first or self.lane in touched:
             self._refresh_rows()
         else:
@@ -126,6 +125,16 @@ class MainScreen(Screen[None]):
         current = lst.current_key
         if first or changed is None or (current is not None and current in changed):
             self._show_detail(trace=True)
+
+    def worst_lane(self) -> str | None:
+        """Where an operator should look first: the lane with the most tasks whose worst
+        finding is critical, else warning, else the first lane with tasks."""
+        ix = self.index
+        for group in (0, 1):
+            best = max(ix.lanes, key=lambda ln: ix.worst.get(ln, (0, 0))[group], default=None)
+            if best is not None and ix.worst.get(best, (0, 0))[group]:
+                return best
+        return next((ln for ln in ix.lanes if ix.count(ln)), ix.lanes[0] if ix.lanes else None)
 
     def _refresh_rows(self, keep: str | None = None) -> None:
         lst = self.lane_list
@@ -199,8 +208,11 @@ class MainScreen(Screen[None]):
         counts = [(ln, self.index.count(ln)) for ln in self.index.lanes]
         self.header.show(self.snapshot, counts)
         cur = self.index.lanes.index(self.lane) if self.lane in self.index.lanes else 0
-        self.query_one(LaneTabs).show(
-            [(ln, n, ln in self.filters) for ln, n in counts], cur)
+        tabs = []
+        for ln, n in counts:
+            worst, n_worst = self.index.worst_of(ln)
+            tabs.append(Tab(ln, n, ln in self.filters, worst, n_worst))
+        self.query_one(LaneTabs).show(tabs, cur)
         self._update_title()
 
     # ------------------------------------------------------------------ detail + trace
@@ -252,6 +264,10 @@ class MainScreen(Screen[None]):
         self._refresh_rows(keep=self.cursor_memory.get(lane))
         self._update_chrome()
         self._show_detail(trace=True)
+
+    def on_lane_tabs_clicked(self, event: LaneTabs.Clicked) -> None:
+        self.action_lane(event.lane)
+        self.lane_list.focus()
 
     def action_lane(self, n: int) -> None:
         if 0 <= n < len(self.index.lanes):

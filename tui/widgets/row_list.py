@@ -218,7 +218,12 @@ class RowList(ScrollView, can_focus=True):
             self.post_message(self.Selected(self, key))
 
     def on_click(self, event: events.Click) -> None:
-        idx = int(self.scroll_offset.y) + event.y
+        # relative to the content, not the widget: its border's top line is y 0 (a click
+        # selected the row below the one clicked)
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        idx = int(self.scroll_offset.y) + offset.y
         if 0 <= idx < len(self.rows):
             if idx == self.cursor and event.chain >= 2:
                 self.action_select()
