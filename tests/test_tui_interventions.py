@@ -235,3 +235,26 @@ async def test_prompts_show_their_whole_prefix_and_split_its_format(
         if kind == "split":
             assert "TITLE | CONTEXT | CRIT" in inp.placeholder
         await pilot.press("escape")
+
+
+async def test_a_historical_view_syncs_in_the_live_direction(tmp_path: Path) -> None:
+    """The sync direction comes from the live judgement, not from the past's findings: here
+    the view (frozen before the move) has no mismatch at all, the queue now has one."""
+    import os
+
+    b = StateBuilder(tmp_path)
+    b.task("cccc0001", db_queue="incoming", file_queues=("incoming",), file_age_s=7200)
+    b.build()
+    app = app_for(b)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        snap = app.main_screen.snapshot
+        assert snap is not None and not snap.findings_for("cccc0001")
+        q = b.root / "shared" / "queue"
+        os.replace(q / "incoming" / "TASK-cccc0001.md", q / "failed" / "TASK-cccc0001.md")
+        assert app.main_screen.jump("cccc0001")
+        await pilot.press("f")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen), "planned from the live mismatch"
+        assert "checked against the live queue" in app.screen.title_text
+        await pilot.press("escape")

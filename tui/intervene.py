@@ -96,20 +96,22 @@ class Intervention:
 
     def _make(self, force: bool) -> Plan:
         snap = self.app.engine.snapshot
+        direction = None
         if snap is not None and not snap.live:
             # A historical view (--as-of) says nothing about the queue now: the live-work
-            # check runs on a live judgement (the plan is always made from the files now).
+            # check and a sync's direction come from a live judgement (the plan is always
+            # made from the files now).
             live = judge_task(self.app.engine.root, self.task_id, self.app.config)
             refusal = live.live_refusal(self.kind, self.task_id)
             if refusal:
                 raise Refused(f"{refusal} (checked against the live queue)")
-        direction = None
-        if self.kind == "sync" and snap is not None:
+            direction = live.sync_direction
+        elif self.kind == "sync" and snap is not None:
             for f in snap.findings_for(self.task_id):
                 if f.kind == "file_db_mismatch":
                     direction = f.recommended_action.value
-            if direction is None:
-                raise Refused(f"TASK-{self.task_id} has no file_db_mismatch to sync")
+        if self.kind == "sync" and direction is None:
+            raise Refused(f"TASK-{self.task_id} has no file_db_mismatch to sync")
         return make_plan(self.app.engine.root, self.kind, self.task_id, actor=actor(),
                          note=self.note, force=force, direction=direction,
                          subtasks=self.subtasks,
