@@ -43,6 +43,16 @@ LIST_BINDINGS: list[Binding] = [
     Binding("enter", "select", "Task view", id="list.select", show=False),
 ]
 
+# Scrolling text (detail, trace, the task view, help): the same keys as the lists.
+SCROLL_BINDINGS: list[Binding] = [
+    Binding("j,down", "scroll_down", "Down", id="scroll.down", show=False),
+    Binding("k,up", "scroll_up", "Up", id="scroll.up", show=False),
+    Binding("g,home", "scroll_home", "Top", id="scroll.top", show=False),
+    Binding("G,end", "scroll_end", "Bottom", id="scroll.bottom", show=False),
+    Binding("pageup,ctrl+b", "page_up", "Page up", id="scroll.page_up", show=False),
+    Binding("pagedown,ctrl+f", "page_down", "Page down", id="scroll.page_down", show=False),
+]
+
 # Interventions on the task under the cursor: plan, confirm dialog, journaled apply.
 ACTION_BINDINGS: list[Binding] = [
     Binding("a", "intervene('accept')", "Accept", id="act.accept"),

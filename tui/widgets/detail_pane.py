@@ -15,6 +15,7 @@ from textual.widgets import Static
 from core.model import Evidence, Snapshot
 from core.textsafe import clean_line
 from core.timefmt import age_text
+from tui.keys import SCROLL_BINDINGS
 from tui.lanes import task_priority
 
 SEV_STYLE = {"critical": "critical", "warning": "warning", "info": "info"}
@@ -28,6 +29,7 @@ def _t(value: object, limit: int = 200) -> Text:
 
 class DetailPane(VerticalScroll, can_focus=True):
     ALLOW_MAXIMIZE = True
+    BINDINGS = [*SCROLL_BINDINGS]  # j/k/g/G as in the lists
     COMPONENT_CLASSES = {
         "detail-pane--heading", "detail-pane--label", "detail-pane--muted",
         "detail-pane--critical", "detail-pane--warning", "detail-pane--info",

@@ -14,6 +14,7 @@ from textual.widgets import Static
 from core.model import Snapshot, TrailEvent
 from core.textsafe import clean_ansi_log, clean_line
 from core.timefmt import age_text
+from tui.keys import SCROLL_BINDINGS
 
 LOG_LINES = 40
 VERIFY_LINES = 200  # kept per run; the pane shows the last LOG_LINES
@@ -32,6 +33,7 @@ class VerifyRun:
 
 class TracePane(VerticalScroll, can_focus=True):
     ALLOW_MAXIMIZE = True
+    BINDINGS = [*SCROLL_BINDINGS]  # j/k/g/G as in the lists
     COMPONENT_CLASSES = {
         "trace-pane--heading", "trace-pane--muted", "trace-pane--db", "trace-pane--file",
         "trace-pane--agent", "trace-pane--notes", "trace-pane--bad",
