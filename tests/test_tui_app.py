@@ -98,14 +98,14 @@ async def test_navigation_keys(generated: tuple[Path, datetime]) -> None:
         await pilot.press(str(app.main_screen.index.lanes.index(first_lane) + 1))
         assert app.main_screen.lane == first_lane
         assert lst.current_key == key
-        # enter: the detail pane of the task under the cursor; esc: back to the list
+        # enter: the task on the whole screen; esc: back to the list
+        from tui.screens.task import TaskScreen
         await pilot.press("enter")
         await pilot.pause(0.1)
-        detail = app.main_screen.query_one(DetailPane)
-        assert app.focused is detail
-        assert detail.task_id == key
+        assert isinstance(app.screen, TaskScreen) and app.screen.task_id == key
         await pilot.press("escape")
-        assert app.focused is lst
+        assert app.screen is app.main_screen and app.focused is lst
+        detail = app.main_screen.query_one(DetailPane)
         # tab cycles the panes
         await pilot.press("tab")
         assert app.focused is detail
@@ -390,18 +390,6 @@ async def test_no_render_while_modal_open(tmp_path: Path, utc_tz: None) -> None:
         assert "aaaa0002" in main.lane_list.rows
         await pilot.press("escape")
         await wait_until(pilot, lambda: "aaaa0002" not in main.lane_list.rows)
-
-
-async def test_enter_maximizes_detail_when_narrow(generated: tuple[Path, datetime]) -> None:
-    root, as_of = generated
-    app = frozen_app(root, as_of)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(app, pilot)
-        main = app.main_screen
-        await pilot.press("enter")
-        assert isinstance(main.maximized, DetailPane)
-        await pilot.press("escape")
-        assert main.maximized is None and app.focused is main.lane_list
 
 
 def test_theme_choice_order(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -248,10 +248,11 @@ class MainScreen(Screen[None]):
         self.query_one(TracePane).refresh_log(self.snapshot, self.qapp.engine.log_tail)
 
     def on_row_list_selected(self, event: RowList.Selected) -> None:
-        detail = self.query_one(DetailPane)
-        detail.focus()
-        if self.size.width < 110:  # too narrow for side by side: the detail takes the screen
-            self.maximize(detail)
+        """enter: the task on the whole screen (findings and evidence first)."""
+        from tui.screens.task import TaskScreen
+
+        if self.snapshot is not None and event.key in self.snapshot.tasks:
+            self.app.push_screen(TaskScreen(self.snapshot, event.key))
 
     # ------------------------------------------------------------------ lanes
     def switch_lane(self, lane: str) -> None:
