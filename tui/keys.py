@@ -63,6 +63,15 @@ ACTION_BINDINGS: list[Binding] = [
     Binding("f", "intervene('sync')", "Sync", id="act.sync", show=False),
     Binding("e", "intervene('escalate')", "Escalate", id="act.escalate", show=False),
     Binding("m", "intervene('mark-read')", "Mark read", id="act.mark_read", show=False),
+    Binding("d", "do_recommended", "Do the recommended action", id="act.do", show=False),
+]
+
+# Marking rows for a group action: an action key then acts on every marked task.
+MARK_BINDINGS: list[Binding] = [
+    Binding("space", "toggle_mark", "Mark / unmark the row", id="mark.toggle", show=False),
+    Binding("v", "mark_range", "Mark a range (v at each end)", id="mark.range", show=False),
+    Binding("asterisk", "mark_all", "Mark every row passing the filter", id="mark.all",
+            show=False),
 ]
 
 EXTRA_HELP: list[tuple[str, str]] = [
@@ -74,7 +83,8 @@ EXTRA_HELP: list[tuple[str, str]] = [
 
 def all_bindings() -> list[tuple[str, list[Binding]]]:
     return [("Global", APP_BINDINGS), ("Main screen", MAIN_BINDINGS),
-            ("Interventions (task under the cursor)", ACTION_BINDINGS),
+            ("Interventions (task under the cursor, or every marked task)", ACTION_BINDINGS),
+            ("Marking", MARK_BINDINGS),
             ("Lists", LIST_BINDINGS)]
 
 
@@ -86,5 +96,5 @@ def display_keys(binding: Binding, keymap: dict[str, str]) -> str:
         k = k.strip()
         names.append({"question_mark": "?", "slash": "/", "colon": ":",
                       "left_square_bracket": "[", "right_square_bracket": "]",
-                      "escape": "esc"}.get(k, k))
+                      "escape": "esc", "asterisk": "*", "space": "space"}.get(k, k))
     return " ".join(names)

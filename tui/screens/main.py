@@ -20,8 +20,9 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from core.model import Snapshot
-from tui.keys import ACTION_BINDINGS, MAIN_BINDINGS
+from tui.keys import ACTION_BINDINGS, MAIN_BINDINGS, MARK_BINDINGS
 from tui.lanes import SYNC_SCAN, LaneFilter, LaneIndex
+from tui.marks import Marks
 from tui.screens.prompt import PromptScreen
 from tui.widgets.detail_pane import DetailPane
 from tui.widgets.header_bar import HeaderBar
@@ -45,7 +46,8 @@ def void(_: object) -> None:
 
 class MainScreen(Screen[None]):
     ESCAPE_TO_MINIMIZE = False  # our esc (action_back) minimizes and returns to the list
-    BINDINGS: ClassVar[list[BindingType]] = [*MAIN_BINDINGS, *LANE_KEYS, *ACTION_BINDINGS]
+    BINDINGS: ClassVar[list[BindingType]] = [*MAIN_BINDINGS, *LANE_KEYS, *ACTION_BINDINGS,
+                                             *MARK_BINDINGS]
 
     def __init__(self, root_label: str, read_only: bool) -> None:
         super().__init__()
@@ -54,6 +56,8 @@ class MainScreen(Screen[None]):
         self.lane: str | None = None
         self.filters: dict[str, LaneFilter] = {}
         self.cursor_memory: dict[str, str] = {}  # lane -> task id under the cursor
+        self.marks = Marks(self.index)
+        self._range_from: str | None = None  # the row a first ``v`` was pressed on
         self.root_label = root_label
         self.read_only = read_only
         self._detail_timer: Timer | None = None
@@ -82,6 +86,7 @@ class MainScreen(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.lane_list.marked = self.marks  # type: ignore[assignment]
         self.lane_list.focus()
         self._update_title()
 
@@ -202,6 +207,8 @@ class MainScreen(Screen[None]):
         if flt is not None:
             total = self.index.count(lane)
             title = Content.assemble(title, f" </{flt.text}> of {total}")
+        if self.marks:
+            title = Content.assemble(title, f" · {self.marks.count()} marked")
         lst.border_title = title
 
     def _update_chrome(self) -> None:
@@ -313,6 +320,8 @@ class MainScreen(Screen[None]):
             self.lane_list.focus()
         elif self.focused is not self.lane_list:
             self.lane_list.focus()
+        elif self.marks or self._range_from is not None:
+            self.clear_marks()
         elif self.lane is not None and self.lane in self.filters:
             self.set_filter(self.lane, "")
 
@@ -394,10 +403,88 @@ class MainScreen(Screen[None]):
         return True
 
     def action_intervene(self, action: str) -> None:
-        from tui.intervene import Intervention
+        from tui.intervene import ACTIONS, GroupIntervention, GroupItem, Intervention
 
+        if self.marks:
+            kind = ACTIONS[action][0]
+            items: list[GroupItem] = [(tid, kind, None) for tid in self.marks.resolve()]
+            GroupIntervention(self.qapp, items, kind, on_done=self.clear_marks).start()
+            return
         key = self.lane_list.current_key
         if key is None:
             self.app.notify("no task selected")
             return
         Intervention(self.qapp, action, key).start()
+
+    def action_do_recommended(self) -> None:
+        """``d``: each task's own recommended action (one task, or every marked one)."""
+        from tui.intervene import GroupIntervention, GroupItem, Intervention, recommended_item
+
+        snap = self.snapshot
+        if snap is None:
+            return
+        if self.marks:
+            items: list[GroupItem] = []
+            none: list[str] = []
+            for tid in self.marks.resolve():
+                item = recommended_item(snap, tid)
+                if item is not None:
+                    items.append(item)
+                else:
+                    none.append(tid)
+            group = GroupIntervention(self.qapp, items, "recommended actions",
+                                      on_done=self.clear_marks)
+            group.refused_up_front = [(t, "no action to run (look at it)") for t in none]
+            group.start()
+            return
+        key = self.lane_list.current_key
+        item = recommended_item(snap, key) if key is not None else None
+        if key is None or item is None:
+            self.app.notify("nothing to do for this task: its recommended action is to "
+                            "look (review) or none", markup=False)
+            return
+        one = Intervention(self.qapp, item[1], key)
+        one.direction = item[2]
+        one.start()
+
+    # ------------------------------------------------------------------ marks
+    def clear_marks(self) -> None:
+        self.marks.clear()
+        self._range_from = None
+        self.lane_list.refresh_rows()
+        self._update_title()
+
+    def action_toggle_mark(self) -> None:
+        key = self.lane_list.current_key
+        if key is None:
+            return
+        self.marks.toggle(key)
+        self.lane_list.action_cursor_down()
+        self.lane_list.refresh_rows()
+        self._update_title()
+
+    def action_mark_range(self) -> None:
+        lst = self.lane_list
+        key = lst.current_key
+        if key is None:
+            return
+        if self._range_from is None:
+            self._range_from = key
+            self.app.notify("range: move to the other end and press v again", markup=False)
+            return
+        try:
+            start = lst.rows.index(self._range_from)
+        except ValueError:  # that row left the lane meanwhile
+            start = lst.cursor
+        lo, hi = sorted((start, lst.cursor))
+        self.marks.mark([lst.rows[i] for i in range(lo, hi + 1)])
+        self._range_from = None
+        lst.refresh_rows()
+        self._update_title()
+
+    def action_mark_all(self) -> None:
+        if self.lane is None:
+            return
+        self.marks.mark_all(self.lane, self.filters.get(self.lane))
+        self.lane_list.refresh_rows()
+        self._update_title()

@@ -78,7 +78,7 @@ class DetailPane(VerticalScroll, can_focus=True):
 
     def build(self, snap: Snapshot, tid: str) -> RenderableType:
         head = self._head(snap, tid)
-        sides = [Text(""), self._sides(snap, tid)]
+        sides: list[RenderableType] = [Text(""), self._sides(snap, tid)]
         live = self._liveness(snap, tid)
         findings = self._findings(snap, tid)
         if self.findings_first:
