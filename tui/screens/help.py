@@ -50,7 +50,8 @@ class HelpScreen(ModalScreen[None]):
         if wide:
             table.add_column("id", style="dim", no_wrap=True)
         for section, bindings in all_bindings():
-            table.add_row(Text(section, style="bold underline"), Text(""), *([Text("")] * wide))
+            # (in the wide column: a long section name must not squeeze the descriptions)
+            table.add_row(Text(""), Text(section, style="bold underline"), *([Text("")] * wide))
             for b in bindings:
                 table.add_row(Text(display_keys(b, self.keymap)), Text(b.description),
                               *([Text(b.id or "")] * wide))
