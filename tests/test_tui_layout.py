@@ -60,11 +60,11 @@ async def test_a_click_on_a_lane_tab_opens_it(generated: tuple[Path, datetime]) 
         await ready(app, pilot)
         tabs = app.main_screen.query_one(LaneTabs)
         tabs.render()
-        lanes = app.main_screen.index.lanes
+        views = app.main_screen.views  # the attention view, then the lanes
         for begin, _end, i in tabs._spans[:4]:
             await pilot.click(LaneTabs, offset=(begin + 1 + 1, 0))  # (its padding)
             await pilot.pause()
-            assert app.main_screen.lane == lanes[i]
+            assert app.main_screen.lane == views[i]
 
 
 async def test_lanes_that_do_not_fit_are_counted(generated: tuple[Path, datetime]) -> None:
@@ -79,7 +79,7 @@ async def test_lanes_that_do_not_fit_are_counted(generated: tuple[Path, datetime
         main.action_lane(0)
         shown = tabs.render().plain
         assert shown.rstrip().endswith("›") and "+" in shown
-        hidden = n - len(tabs._spans)
+        hidden = len(tabs.tabs) - len(tabs._spans)
         assert f"+{hidden}›" in shown
         main.action_lane(9)  # lane 0: the current one is always in view, the rest counted
         shown = tabs.render().plain

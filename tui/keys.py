@@ -32,6 +32,15 @@ MAIN_BINDINGS: list[Binding] = [
             show=False),
 ]
 
+# Triage across lanes (the main screen).
+TRIAGE_KEYS = [
+    Binding("exclamation_mark", "attention", "Attention", id="main.attention",
+            tooltip="every task with a critical or warning finding, all lanes"),
+    Binding("n", "next_critical", "Next critical (all lanes)", id="main.next_critical",
+            show=False),
+    Binding("N", "prev_critical", "Previous critical", id="main.prev_critical", show=False),
+]
+
 # Keys of the lane list (and the findings list): cursor movement.
 LIST_BINDINGS: list[Binding] = [
     Binding("j,down", "cursor_down", "Down", id="list.down", show=False),
@@ -84,7 +93,7 @@ EXTRA_HELP: list[tuple[str, str]] = [
 def all_bindings() -> list[tuple[str, list[Binding]]]:
     return [("Global", APP_BINDINGS), ("Main screen", MAIN_BINDINGS),
             ("Interventions (task under the cursor, or every marked task)", ACTION_BINDINGS),
-            ("Marking", MARK_BINDINGS),
+            ("Triage", TRIAGE_KEYS), ("Marking", MARK_BINDINGS),
             ("Lists", LIST_BINDINGS)]
 
 
@@ -96,5 +105,6 @@ def display_keys(binding: Binding, keymap: dict[str, str]) -> str:
         k = k.strip()
         names.append({"question_mark": "?", "slash": "/", "colon": ":",
                       "left_square_bracket": "[", "right_square_bracket": "]",
-                      "escape": "esc", "asterisk": "*", "space": "space"}.get(k, k))
+                      "escape": "esc", "asterisk": "*", "space": "space",
+                      "exclamation_mark": "!"}.get(k, k))
     return " ".join(names)

@@ -22,8 +22,7 @@ class Marks:
 
     def _ruled(self, tid: str) -> bool:
         ix = self._index
-        lane = ix.lane_of.get(tid)
-        return any(lane == ln and ix.matches(tid, flt) for ln, flt in self.rules)
+        return any(ix.in_lane(tid, ln) and ix.matches(tid, flt) for ln, flt in self.rules)
 
     def __contains__(self, tid: object) -> bool:
         if not isinstance(tid, str):
@@ -53,8 +52,7 @@ class Marks:
         if (lane, flt) not in self.rules:
             self.rules.append((lane, flt))
         self.unmarked = {t for t in self.unmarked
-                         if not (self._index.lane_of.get(t) == lane
-                                 and self._index.matches(t, flt))}
+                         if not (self._index.in_lane(t, lane) and self._index.matches(t, flt))}
 
     def clear(self) -> None:
         self.ids.clear()

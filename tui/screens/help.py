@@ -53,7 +53,8 @@ class HelpScreen(ModalScreen[None]):
             # (in the wide column: a long section name must not squeeze the descriptions)
             table.add_row(Text(""), Text(section, style="bold underline"), *([Text("")] * wide))
             for b in bindings:
-                table.add_row(Text(display_keys(b, self.keymap)), Text(b.description),
+                table.add_row(Text(display_keys(b, self.keymap)),
+                              Text(b.tooltip or b.description),
                               *([Text(b.id or "")] * wide))
         table.add_row(Text(""), Text(""), *([Text("")] * wide))
         for k, what in EXTRA_HELP:

@@ -19,9 +19,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
 
-from core.model import Snapshot
-from tui.keys import ACTION_BINDINGS, MAIN_BINDINGS, MARK_BINDINGS
-from tui.lanes import SYNC_SCAN, LaneFilter, LaneIndex
+from core.model import Severity, Snapshot
+from tui.keys import ACTION_BINDINGS, MAIN_BINDINGS, MARK_BINDINGS, TRIAGE_KEYS
+from tui.lanes import ATTENTION, SYNC_SCAN, LaneFilter, LaneIndex
 from tui.marks import Marks
 from tui.screens.prompt import PromptScreen
 from tui.widgets.detail_pane import DetailPane
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 LANE_KEYS = [Binding(str((i + 1) % 10), f"lane({i})", f"Lane {i + 1}", show=False,
                      id=f"main.lane{i + 1}") for i in range(10)]
-JUMP_WORDS = ("findings", "agents", "help", "quit")
+JUMP_WORDS = ("attention", "findings", "agents", "help", "quit")
 WORK_STEP_S = 0.012  # one idle step of ordering / matching (under a frame at 60 Hz)
 
 
@@ -46,8 +46,8 @@ def void(_: object) -> None:
 
 class MainScreen(Screen[None]):
     ESCAPE_TO_MINIMIZE = False  # our esc (action_back) minimizes and returns to the list
-    BINDINGS: ClassVar[list[BindingType]] = [*MAIN_BINDINGS, *LANE_KEYS, *ACTION_BINDINGS,
-                                             *MARK_BINDINGS]
+    BINDINGS: ClassVar[list[BindingType]] = [*MAIN_BINDINGS, *LANE_KEYS, *TRIAGE_KEYS,
+                                             *ACTION_BINDINGS, *MARK_BINDINGS]
 
     def __init__(self, root_label: str, read_only: bool) -> None:
         super().__init__()
@@ -119,7 +119,7 @@ class MainScreen(Screen[None]):
         self.snapshot = snap
         lst = self.lane_list
         lst.snapshot = snap
-        if self.lane is None or self.lane not in self.index.lanes:
+        if self.lane is None or self.lane not in self.views:
             self.lane = self.worst_lane()
         if first or self.lane in touched:
             self._refresh_rows()
@@ -130,6 +130,11 @@ class MainScreen(Screen[None]):
         current = lst.current_key
         if first or changed is None or (current is not None and current in changed):
             self._show_detail(trace=True)
+
+    @property
+    def views(self) -> list[str]:
+        """What the tabs show: the attention view, then the lanes."""
+        return [ATTENTION, *self.index.lanes]
 
     def worst_lane(self) -> str | None:
         """Where an operator should look first: the lane with the most tasks whose worst
@@ -214,11 +219,15 @@ class MainScreen(Screen[None]):
     def _update_chrome(self) -> None:
         counts = [(ln, self.index.count(ln)) for ln in self.index.lanes]
         self.header.show(self.snapshot, counts)
-        cur = self.index.lanes.index(self.lane) if self.lane in self.index.lanes else 0
-        tabs = []
-        for ln, n in counts:
+        views = self.views
+        cur = views.index(self.lane) if self.lane in views else 0
+        crit = sum(c for c, _ in self.index.worst.values())
+        tabs = [Tab(ATTENTION, self.index.count(ATTENTION), ATTENTION in self.filters,
+                    Severity.CRITICAL if crit else None, crit, key="!")]
+        for i, (ln, n) in enumerate(counts):
             worst, n_worst = self.index.worst_of(ln)
-            tabs.append(Tab(ln, n, ln in self.filters, worst, n_worst))
+            tabs.append(Tab(ln, n, ln in self.filters, worst, n_worst,
+                            key=str(i + 1) if i < 9 else ("0" if i == 9 else " ")))
         self.query_one(LaneTabs).show(tabs, cur)
         self._update_title()
 
@@ -263,7 +272,7 @@ class MainScreen(Screen[None]):
 
     # ------------------------------------------------------------------ lanes
     def switch_lane(self, lane: str) -> None:
-        if lane == self.lane or lane not in self.index.lanes:
+        if lane == self.lane or lane not in self.views:
             return
         if self.lane is not None and self.lane_list.current_key is not None:
             self.cursor_memory[self.lane] = self.lane_list.current_key
@@ -274,15 +283,62 @@ class MainScreen(Screen[None]):
         self._show_detail(trace=True)
 
     def on_lane_tabs_clicked(self, event: LaneTabs.Clicked) -> None:
-        self.action_lane(event.lane)
+        views = self.views
+        if 0 <= event.lane < len(views):
+            self.switch_lane(views[event.lane])
         self.lane_list.focus()
+
+    def action_attention(self) -> None:
+        self.switch_lane(ATTENTION)
+
+    def _criticals(self, lane: str) -> int:
+        """How many rows at the top of ``lane`` are critical (they come first)."""
+        if lane == ATTENTION:
+            return sum(c for c, _ in self.index.worst.values())
+        return self.index.worst.get(lane, (0, 0))[0]
+
+    def _jump_critical(self, step: int) -> None:
+        """The next (previous) critical row: on down the current view, then across the
+        lanes in order, round to the start."""
+        lst = self.lane_list
+        here = self.lane
+        filtered = here in self.filters
+        if here is not None and not filtered:
+            n = self._criticals(here)
+            i = lst.cursor + step
+            if 0 <= i < n:
+                lst.move_to(i)
+                return
+        lanes = self.index.lanes
+        if not any(self._criticals(ln) for ln in lanes):
+            self.app.notify("no critical findings", markup=False)
+            return
+        start = lanes.index(here) if here in lanes else (-1 if step > 0 else 0)
+        for k in range(1, len(lanes) + 1):
+            lane = lanes[(start + k * step) % len(lanes)]
+            n = self._criticals(lane)
+            if n:
+                self.filters.pop(lane, None)  # (a filter could hide its criticals)
+                if lane != here:
+                    self.switch_lane(lane)
+                else:
+                    self._refresh_rows()
+                self.lane_list.move_to(0 if step > 0 else n - 1)
+                self._update_chrome()
+                return
+
+    def action_next_critical(self) -> None:
+        self._jump_critical(1)
+
+    def action_prev_critical(self) -> None:
+        self._jump_critical(-1)
 
     def action_lane(self, n: int) -> None:
         if 0 <= n < len(self.index.lanes):
             self.switch_lane(self.index.lanes[n])
 
     def _step_lane(self, step: int) -> None:
-        lanes = self.index.lanes
+        lanes = self.views
         if not lanes:
             return
         cur = lanes.index(self.lane) if self.lane in lanes else 0
@@ -362,7 +418,8 @@ class MainScreen(Screen[None]):
         t = text.strip()
         low = t.lower()
         actions: dict[str, Callable[[], object]] = {
-            "findings": self.qapp.action_findings, "agents": self.qapp.action_agents,
+            "attention": self.action_attention, "findings": self.qapp.action_findings,
+            "agents": self.qapp.action_agents,
             "help": self.qapp.action_help, "q": self.qapp.exit, "quit": self.qapp.exit,
         }
         if low in actions:

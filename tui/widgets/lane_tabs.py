@@ -24,6 +24,7 @@ class Tab:
     filtered: bool = False
     worst: Severity | None = None  # critical or warning (info does not colour a tab)
     worst_count: int = 0
+    key: str = " "  # the key that opens it
 
 
 class LaneTabs(Widget):
@@ -52,9 +53,8 @@ class LaneTabs(Widget):
         return self.get_component_rich_style(f"lane-tabs--{name}", partial=True)
 
     def _piece(self, i: int, tab: Tab) -> Text:
-        num = str(i + 1) if i < 9 else ("0" if i == 9 else " ")
         t = Text()
-        t.append(f"{num}:", self._st("muted"))
+        t.append(f"{tab.key}:", self._st("muted"))
         style = self._st("current") if i == self.current else (
             self._st("muted") if tab.count == 0 else None)
         t.append(f"{tab.name}[{tab.count}]", style)
