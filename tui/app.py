@@ -252,7 +252,7 @@ class QwardenApp(App[int]):
     def action_agents(self) -> None:
         snap = self.main_screen.snapshot
         if snap is not None and self.main_is_current:
-            self._push_view(AgentsScreen(snap))
+            self._push_view(AgentsScreen(snap, self.config.thresholds.stale_after_s))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
