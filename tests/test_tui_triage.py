@@ -106,3 +106,39 @@ async def test_n_and_N_walk_every_critical_across_lanes(
         assert main.lane_list.current_key == seen[0]
         await pilot.press("N")
         assert main.lane_list.current_key == seen[-1]
+
+
+async def test_bell_rings_on_a_new_critical_only(tmp_path: Path, utc_tz: None) -> None:
+    import sqlite3
+
+    from core.config import Config, LiveOptions
+    from core.engine import Engine
+    from tests.builders import StateBuilder
+    from tests.pilot import wait_until
+
+    b = StateBuilder(tmp_path, now=datetime.now())
+    b.task("aaaa0001", db_queue="incoming")
+    b.task("aaaa0002", db_queue="incoming")
+    b.build()
+    cfg = Config(live=LiveOptions(db_check_interval_s=0.2, debounce_ms=20))
+    app = QwardenApp(Engine(b.root, cfg), cfg, root_label="demo", bell=True)
+    rings: list[int] = []
+    app.bell = lambda: rings.append(1)  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        main = app.main_screen
+        await wait_until(pilot, lambda: main.snapshot is not None)
+        await wait_until(pilot, app.engine.caught_up.is_set)
+        assert rings == []  # what is there at start is no news
+        # a DB row whose file is gone: missing_file, critical
+        (b.root / "shared/queue/incoming/TASK-aaaa0002.md").unlink()
+        with sqlite3.connect(b.root / "state.db", timeout=30) as conn:
+            conn.execute("UPDATE tasks SET updated_at=? WHERE id='aaaa0002'",
+                         (datetime.now().isoformat(),))
+        await wait_until(pilot, lambda: rings, timeout=15)
+        assert len(rings) == 1
+        snap = main.snapshot
+        assert snap is not None and any(
+            f.kind == "missing_file" for f in snap.findings_for("aaaa0002"))
+        await app.engine.poll_now()  # the same critical again: no second ring
+        await pilot.pause(0.3)
+        assert len(rings) == 1

@@ -26,7 +26,7 @@ from textual.screen import Screen
 
 from core.config import Config
 from core.engine import Engine
-from core.model import Snapshot
+from core.model import Severity, Snapshot
 from core.textsafe import clean_line
 from tui.keys import APP_BINDINGS
 from tui.screens.agents import AgentsScreen
@@ -51,8 +51,11 @@ class QwardenApp(App[int]):
 
     def __init__(self, engine: Engine, config: Config, theme: str | None = None,
                  read_only: bool = False, simulation: Any = None,
-                 root_label: str | None = None, autofix: Any = None) -> None:
+                 root_label: str | None = None, autofix: Any = None,
+                 bell: bool = False) -> None:
         super().__init__()
+        self.ring_on_critical = bell  # --bell: the terminal bell on each new critical
+        self.criticals_seen: dict[str, set[str]] | None = None  # task -> critical kinds
         self.engine = engine
         self.config = config
         self.read_only = read_only or config.read_only
@@ -176,6 +179,37 @@ class QwardenApp(App[int]):
                 self.main_screen.apply_snapshot(snap, changed)
         except NoMatches:  # shutting down: the screen's widgets are already gone
             pass
+        self._alert_new_criticals(snap, changed)
+
+    def _alert_new_criticals(self, snap: Snapshot, changed: set[str] | None) -> list[str]:
+        """Ring (with --bell) and say so when a critical finding appears that was not there
+        before; only the changed tasks are looked at. Returns the new ones (task: kind)."""
+        crit = Severity.CRITICAL
+        seen = self.criticals_seen  # task -> its critical kinds; None before the first
+
+        def kinds(tid: str) -> set[str]:
+            return {f.kind for f in snap.findings_for(tid) if f.severity is crit}
+
+        new: list[tuple[str, str]] = []
+        if seen is None or changed is None:
+            now = {t: kinds(t) for t in snap.tasks_with(crit)}
+            if seen is not None:
+                new = sorted((t, k) for t, ks in now.items() for k in ks - seen.get(t, set()))
+            self.criticals_seen = now
+        else:
+            for tid in changed:
+                now_t = kinds(tid) if tid in snap.tasks else set()
+                new += sorted((tid, k) for k in now_t - seen.get(tid, set()))
+                if now_t:
+                    seen[tid] = now_t
+                else:
+                    seen.pop(tid, None)
+        if new:
+            if self.ring_on_critical:
+                self.bell()
+            self.notify("new critical: " + ", ".join(f"TASK-{t} {k}" for t, k in new[:5])
+                        + (" …" if len(new) > 5 else ""), severity="error", markup=False)
+        return [f"{t}: {k}" for t, k in new]
 
     def _show_scan_progress(self) -> None:
         main = self.main_screen
@@ -272,7 +306,7 @@ EXIT_INTERNAL = 70  # the team's code for an unexpected exception, the console's
 
 
 def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
-            simulation: Any = None, fix: str | None = None) -> int:
+            simulation: Any = None, fix: str | None = None, bell: bool = False) -> int:
     """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code."""
     engine = Engine(root, config, as_of=as_of)
     home = os.path.expanduser("~")
@@ -288,7 +322,7 @@ def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | Non
             recover(engine.root)  # finish or undo what a killed writer left, first
         autofix = AutoFixer(engine.root, config, mode=fix, read_only=config.read_only)
     app = QwardenApp(engine, config, theme=theme, read_only=config.read_only,
-                     simulation=simulation, root_label=label, autofix=autofix)
+                     simulation=simulation, root_label=label, autofix=autofix, bell=bell)
     return exit_status(app, app.run())
 
 
