@@ -222,8 +222,10 @@ class MainScreen(Screen[None]):
         views = self.views
         cur = views.index(self.lane) if self.lane in views else 0
         crit = sum(c for c, _ in self.index.worst.values())
-        tabs = [Tab(ATTENTION, self.index.count(ATTENTION), ATTENTION in self.filters,
-                    Severity.CRITICAL if crit else None, crit, key="!")]
+        warn = sum(w for _, w in self.index.worst.values())
+        tabs = [Tab(ATTENTION, crit + warn, ATTENTION in self.filters,
+                    Severity.CRITICAL if crit else (Severity.WARNING if warn else None),
+                    crit or warn, key="!")]
         for i, (ln, n) in enumerate(counts):
             worst, n_worst = self.index.worst_of(ln)
             tabs.append(Tab(ln, n, ln in self.filters, worst, n_worst,
