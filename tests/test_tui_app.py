@@ -16,7 +16,7 @@ from core.config import Config, LiveOptions
 from core.engine import Engine
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder, generated_utc_state
-from tests.pilot import frozen_app, wait_until
+from tests.pilot import frozen_app, ready, wait_until
 from tui.app import QwardenApp
 from tui.lanes import LaneFilter
 from tui.screens.help import HelpScreen
@@ -29,11 +29,6 @@ from tui.widgets.header_bar import HeaderBar
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, datetime]]:
     yield from generated_utc_state(tmp_path_factory, "gen", 300, seed=3)
 
-
-async def ready(app: QwardenApp, pilot) -> None:  # type: ignore[no-untyped-def]
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
 
 
 def visible_rows(app: QwardenApp) -> list[str]:

@@ -13,8 +13,7 @@ import pytest
 from textual.widgets import Footer
 
 from tests.builders import StateBuilder, generated_utc_state
-from tests.pilot import frozen_app
-from tui.app import QwardenApp
+from tests.pilot import frozen_app, ready
 from tui.screens.help import HelpScreen
 from tui.widgets.detail_pane import DetailPane
 from tui.widgets.lane_tabs import LaneTabs
@@ -25,11 +24,6 @@ from tui.widgets.trace_pane import TracePane
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, datetime]]:
     yield from generated_utc_state(tmp_path_factory, "layout", 300, seed=3)
 
-
-async def ready(app: QwardenApp, pilot) -> None:  # type: ignore[no-untyped-def]
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
 
 
 async def test_a_click_selects_the_row_clicked(generated: tuple[Path, datetime]) -> None:

@@ -48,9 +48,23 @@ def make_app(state: tuple[Path, datetime], theme: str) -> QwardenApp:
 
 
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-    await pilot.app.workers.wait_for_complete()
+    """Until the debounced detail and trace show the task under the cursor, scrolled where
+    they go (a loaded machine fires those timers late: a fixed wait made the shots flaky)."""
+    from tests.pilot import wait_until
+    from tui.widgets.detail_pane import DetailPane
+    from tui.widgets.trace_pane import TracePane
+
+    app = pilot.app
+    await app.workers.wait_for_complete()
     await pilot.pause()
-    await pilot.pause(0.2)  # the debounced detail and trace
+    main = app.main_screen
+    if app.screen is main:
+        trace = main.query_one(TracePane)
+        await wait_until(pilot, lambda: trace.task_id
+                         == main.query_one(DetailPane).task_id == main.lane_list.current_key)
+    await pilot.pause(0.2)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
 
 
 @pytest.mark.parametrize("theme", ["qwarden-dark", "qwarden-light"])
@@ -79,7 +93,7 @@ def test_task_view(snap_compare, state, size: tuple[int, int]) -> None:  # type:
 async def _attention(pilot) -> None:  # type: ignore[no-untyped-def]
     await settle(pilot)
     await pilot.press("exclamation_mark")
-    await pilot.pause(0.2)
+    await settle(pilot)
 
 
 @pytest.mark.parametrize("theme", ["qwarden-dark", "qwarden-light", "qwarden-contrast"])
@@ -97,7 +111,7 @@ def test_main_no_color(snap_compare, state, monkeypatch) -> None:  # type: ignor
 async def _group_plan(pilot) -> None:  # type: ignore[no-untyped-def]
     await settle(pilot)
     await pilot.press("4")  # done: its unread_terminal findings, read in one go
-    await pilot.pause()
+    await settle(pilot)
     await pilot.press("asterisk", "m")
     await pilot.app.workers.wait_for_complete()
     await pilot.pause(0.2)

@@ -13,7 +13,7 @@ import pytest
 
 from core.model import Severity
 from tests.builders import generated_utc_state
-from tests.pilot import frozen_app
+from tests.pilot import frozen_app, ready
 from tui.app import QwardenApp
 from tui.lanes import ATTENTION, sort_key, worst_rank
 from tui.widgets.lane_tabs import LaneTabs
@@ -23,11 +23,6 @@ from tui.widgets.lane_tabs import LaneTabs
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, datetime]]:
     yield from generated_utc_state(tmp_path_factory, "triage", 400, seed=5)
 
-
-async def ready(app: QwardenApp, pilot) -> None:  # type: ignore[no-untyped-def]
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
 
 
 async def test_tabs_carry_the_worst_severity_and_its_count(
