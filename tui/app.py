@@ -99,8 +99,10 @@ class QwardenApp(App[int]):
             # the agreed one line, no traceback (QWARDEN_DEBUG=1 shows Textual's)
             self._exit_renderables.clear()
             msg = clean_line(f"{type(self.crash).__name__}: {self.crash}", 300)
+            # the real stderr: the app may still be capturing print() while it shuts down
+            err = sys.__stderr__ or sys.stderr
             print(f"qwarden: internal error in the console: {msg} "
-                  "(QWARDEN_DEBUG=1 shows the traceback)", file=sys.stderr)
+                  "(QWARDEN_DEBUG=1 shows the traceback)", file=err, flush=True)
             return
         super()._print_error_renderables()
 
