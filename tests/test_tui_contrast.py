@@ -57,6 +57,14 @@ def shown_segments(app: QwardenApp, y: int) -> list[Segment]:
     return [s for s in segments if s.text.strip()]
 
 
+def assert_highlighted(cursor_row: list[Segment], other_row: list[Segment]) -> None:
+    """The cursor row is one pair of colours, and its background is not the list's."""
+    pairs = {_pair(s.style) for s in cursor_row}
+    assert len(pairs) == 1, pairs
+    (_, cursor_bg), = pairs
+    assert all(_pair(s.style)[1] != cursor_bg for s in other_row), "cursor row not shown"
+
+
 def worst_contrast(segments: list[Segment]) -> float:
     assert segments
     return min(contrast(*_pair(s.style)) for s in segments)
@@ -76,10 +84,13 @@ async def _cursor_contrasts(app: QwardenApp) -> tuple[float, float]:
         await pilot.pause()
         lst = main.lane_list
         y = lst.cursor - int(lst.scroll_offset.y)
+        other = 0 if y else 1
         focused = worst_contrast(shown_segments(app, y))
+        assert_highlighted(shown_segments(app, y), shown_segments(app, other))
         await pilot.press("tab")  # the list loses focus: the other cursor style
         await pilot.pause()
         unfocused = worst_contrast(shown_segments(app, y))
+        assert_highlighted(shown_segments(app, y), shown_segments(app, other))
     return focused, unfocused
 
 

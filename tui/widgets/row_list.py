@@ -154,7 +154,8 @@ class RowList(ScrollView, can_focus=True):
         if idx == self.cursor:
             # one colour pair for the whole row (the theme's cursor, >= 4.5:1): the row's own
             # colours on the highlight were 1.0-2.4:1 (issue 12); the glyphs keep the severity
-            text = Text(text.plain, style=self.row_style("cursor"), no_wrap=True, end="")
+            text = Text(text.plain, no_wrap=True, end="")
+            text.stylize(self.row_style("cursor"))  # (a span: ``render`` skips a base style)
         segments = list(Segment.apply_style(text.render(self.app.console), base))
         strip = Strip(segments).crop_extend(0, width, base)
         return strip.apply_offsets(scroll_x, idx)
