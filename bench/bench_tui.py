@@ -11,6 +11,8 @@ On generated 1k and 100k-task states, judged --as-of (headless Textual, 120x40):
 - moving the cursor 100 rows (100 key presses);
 - applying a regex filter to the biggest lane: until its first screenful is painted, and until
   the exact match count is known (the rest is matched in idle steps);
+- marking every row of the biggest lane (``*``) and opening the attention view (``!``, every
+  task with a critical or warning finding, across lanes), each until painted;
 each the median of ``REPEAT`` runs, with the 100k/1k ratio of each. Then, live on the 1k
 state: the time from a task file moved on disk to its row leaving the lane on screen.
 
@@ -127,6 +129,19 @@ async def _measure(root: Path, as_of: datetime) -> dict[str, float]:
             assert f"{lane}[{len(lst.rows)}]" in str(lst.border_title)
             main.set_filter(lane, "")
             await settle()
+            # marking every row of the biggest lane (``*``): painted with every row marked
+            await timed("mark_all", main.action_mark_all)
+            assert lst.rows[len(lst.rows) - 1] in main.marks
+            out["marked"] = main.marks.count()
+            main.clear_marks()
+            await settle()
+            # the attention view across all lanes (``!``), not ordered before: painted
+            main.switch_lane(first_lane)  # type: ignore[arg-type]
+            await settle()
+            await timed("attention", main.action_attention)
+            out["attention_rows"] = main.index.count(main.lane or "")
+            main.switch_lane(first_lane)  # type: ignore[arg-type]
+            await settle()
         out.update({k: statistics.median(v) for k, v in runs.items()})
     return out
 
@@ -171,7 +186,7 @@ def main(sizes: tuple[int, ...] = (1000, 10_000, 100_000), keep: Path | None = N
     print("console (headless 120x40, --as-of; seconds)")
     print(f"{'tasks':>8} {'first paint':>12} {'ui share':>9} {'cold':>6} {'lane rows':>10} "
           f"{'open cold':>10} {'open':>6} {'100 rows':>9} {'filter':>7} {'exact':>6} "
-          f"{'matches':>8}")
+          f"{'matches':>8} {'mark all':>9} {'attention':>10} {'att rows':>9}")
     results: dict[int, dict[str, float]] = {}
     one_k: Path | None = None
     tmp: list[Path] = []
@@ -192,7 +207,8 @@ def main(sizes: tuple[int, ...] = (1000, 10_000, 100_000), keep: Path | None = N
         print(f"{n:>8} {r['first_paint']:>12.3f} {r['ui_paint']:>9.3f} {r['ui_cold']:>6.3f} "
               f"{int(r['lane_rows']):>10} {r['open_cold']:>10.3f} {r['open_lane']:>6.3f} "
               f"{r['cursor_100']:>9.3f} "
-              f"{r['filter']:>7.3f} {r['filter_exact']:>6.3f} {int(r['filtered_rows']):>8}",
+              f"{r['filter']:>7.3f} {r['filter_exact']:>6.3f} {int(r['filtered_rows']):>8} "
+              f"{r['mark_all']:>9.3f} {r['attention']:>10.3f} {int(r['attention_rows']):>9}",
               flush=True)
     if 10_000 in results:
         fp = results[10_000]["first_paint"]
@@ -208,7 +224,8 @@ def main(sizes: tuple[int, ...] = (1000, 10_000, 100_000), keep: Path | None = N
               f"ui share {ratio('ui_paint')} (cold {ratio('ui_cold')}), "
               f"open lane {ratio('open_lane')} (cold {ratio('open_cold')}), "
               f"100 rows {ratio('cursor_100')}, "
-              f"filter {ratio('filter')} (exact count {ratio('filter_exact')})  (target <= 1.5)")
+              f"filter {ratio('filter')} (exact count {ratio('filter_exact')}), "
+              f"mark all {ratio('mark_all')}, attention {ratio('attention')}  (target <= 1.5)")
     if one_k is not None:
         lat = asyncio.run(_file_move_latency(one_k / ".orchestrator"))
         print(f"file move -> row updated on screen ({min(sizes)} tasks, live watcher): "

@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_positive_seconds, metavar="S",
                    help="seconds between full polls (default 300)")
     p.add_argument("--read-only", action="store_true", help="refuse every intervention")
+    p.add_argument("--bell", action="store_true",
+                   help="ring the terminal bell on each new critical finding (console)")
     p.add_argument("--fix", choices=("observe", "safe", "aggressive"),
                    help="run the auto-fixer after each poll (P pauses it)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
@@ -522,7 +524,7 @@ def _demo_headless(root: Path, config: Config, sim, steps: int | None) -> int:  
 
 def _run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
              simulation, read_only: bool,  # type: ignore[no-untyped-def]
-             fix: str | None = None) -> int:
+             fix: str | None = None, bell: bool = False) -> int:
     try:
         from tui.app import run_tui
     except ImportError as exc:
@@ -530,7 +532,7 @@ def _run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | No
         return EXIT_UNREADABLE
     if read_only:
         config = config.model_copy(update={"read_only": True})
-    return run_tui(root, config, as_of, theme, simulation, fix)
+    return run_tui(root, config, as_of, theme, simulation, fix, bell=bell)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -551,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_action_command(args)
         root, config = _load(args)
         config = _with_interval(config, args.interval)
-        return _run_tui(root, config, args.as_of, args.theme, None, args.read_only, args.fix)
+        return _run_tui(root, config, args.as_of, args.theme, None, args.read_only, args.fix,
+                        bell=args.bell)
     except UsageError as exc:
         _err(f"error: {exc}")
         return EXIT_USAGE

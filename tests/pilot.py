@@ -29,3 +29,10 @@ async def wait_until(pilot: Pilot[Any], pred: Callable[[], object],
     while not pred():
         assert loop.time() < deadline, "timed out"
         await pilot.pause(0.02)
+
+
+async def ready(app: QwardenApp, pilot: Pilot[Any]) -> None:
+    """The first snapshot on screen and the workers done (a frozen console has settled)."""
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()

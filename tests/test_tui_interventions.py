@@ -208,3 +208,53 @@ async def test_a_historical_view_checks_live_work_against_the_live_queue(tmp_pat
         await settle(app, pilot)
         assert isinstance(app.screen, ConfirmScreen)
         assert "checked against the live queue" in app.screen.title_text
+
+
+@pytest.mark.parametrize("key,kind", [("r", "retry"), ("s", "split"), ("x", "cancel"),
+                                      ("e", "escalate")])
+async def test_prompts_show_their_whole_prefix_and_split_its_format(
+        tmp_path: Path, key: str, kind: str) -> None:
+    from textual.widgets import Input, Label
+
+    from tui.screens.prompt import PromptScreen
+
+    b = state(tmp_path)
+    app = app_for(b)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert app.main_screen.jump("aaaa0001")
+        await pilot.press(key)
+        await settle(app, pilot)
+        assert isinstance(app.screen, PromptScreen)
+        label = app.screen.query_one("#prompt-prefix", Label)
+        prefix = f"{kind} TASK-aaaa0001:"
+        assert prefix in "".join(s.text for s in label.render_lines(label.region.reset_offset)[0])
+        assert label.region.width >= len(prefix)
+        inp = app.screen.query_one(Input)
+        assert inp.region.width >= 30  # room left to type
+        if kind == "split":
+            assert "TITLE | CONTEXT | CRIT" in inp.placeholder
+        await pilot.press("escape")
+
+
+async def test_a_historical_view_syncs_in_the_live_direction(tmp_path: Path) -> None:
+    """The sync direction comes from the live judgement, not from the past's findings: here
+    the view (frozen before the move) has no mismatch at all, the queue now has one."""
+    import os
+
+    b = StateBuilder(tmp_path)
+    b.task("cccc0001", db_queue="incoming", file_queues=("incoming",), file_age_s=7200)
+    b.build()
+    app = app_for(b)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        snap = app.main_screen.snapshot
+        assert snap is not None and not snap.findings_for("cccc0001")
+        q = b.root / "shared" / "queue"
+        os.replace(q / "incoming" / "TASK-cccc0001.md", q / "failed" / "TASK-cccc0001.md")
+        assert app.main_screen.jump("cccc0001")
+        await pilot.press("f")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen), "planned from the live mismatch"
+        assert "checked against the live queue" in app.screen.title_text
+        await pilot.press("escape")

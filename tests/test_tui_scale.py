@@ -24,7 +24,7 @@ from core.model import Snapshot
 from tests.builders import generated_utc_state
 from tests.pilot import frozen_app, wait_until
 from tui import lanes
-from tui.lanes import LaneFilter, LaneIndex, sort_key
+from tui.lanes import ATTENTION, LaneFilter, LaneIndex, sort_key, worst_rank
 from tui.screens.main import MainScreen
 from tui.widgets.lane_list import LaneList
 
@@ -49,8 +49,13 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def reference(snap: Snapshot, lane: str) -> list[str]:
-    """The whole lane, sorted the obvious way."""
-    ids = [t for t, v in snap.verdicts.items() if v.effective_state == lane and t in snap.tasks]
+    """The whole lane, sorted the obvious way (the attention view: every task whose worst
+    finding is critical or warning)."""
+    if lane == ATTENTION:
+        ids = [t for t in snap.tasks if worst_rank(snap, t) >= 1]
+    else:
+        ids = [t for t, v in snap.verdicts.items()
+               if v.effective_state == lane and t in snap.tasks]
     return sorted(ids, key=lambda t: sort_key(snap, t))
 
 
@@ -99,9 +104,10 @@ def test_lazy_order_matches_full_sort(big_snap: Snapshot, small_chunks: None) ->
     assert rows.index(ref[4321]) == 4321
     assert ref[-1] in rows and "nope" not in rows
     assert list(rows) == ref and rows.complete
-    for lane in index.lanes:
+    for lane in [*index.lanes, ATTENTION]:
         assert index.ids(lane) == reference(big_snap, lane)
         assert index.count(lane) == len(reference(big_snap, lane))
+    assert index.count(ATTENTION) > 100
 
 
 def test_incremental_updates_keep_lazy_lanes_exact(big_snap: Snapshot,
@@ -112,7 +118,8 @@ def test_incremental_updates_keep_lazy_lanes_exact(big_snap: Snapshot,
     snap = big_snap
     flt = LaneFilter.parse("fix|cache")
     assert flt is not None
-    partial = {"done": 0, "incoming": 700, "provisional": 5000}  # opened to different depths
+    partial = {"done": 0, "incoming": 700, "provisional": 5000,  # opened to different depths
+               ATTENTION: 40}
     for lane, depth in partial.items():
         rows = index.rows(lane)
         rows[min(depth, len(rows) - 1)]
@@ -121,7 +128,7 @@ def test_incremental_updates_keep_lazy_lanes_exact(big_snap: Snapshot,
     for _ in range(6):
         snap, changed = mutate(snap, rng, 40)
         index.update(snap, changed)
-        for lane in ("done", "incoming", "provisional", "claimed"):
+        for lane in ("done", "incoming", "provisional", "claimed", ATTENTION):
             ref = reference(snap, lane)
             rows = index.rows(lane)
             assert len(rows) == len(ref), lane
@@ -133,7 +140,7 @@ def test_incremental_updates_keep_lazy_lanes_exact(big_snap: Snapshot,
         assert not scan.complete
         scan.finish()
         assert list(scan) == matching(index, reference(snap, "done"), flt)
-    for lane in index.lanes:
+    for lane in [*index.lanes, ATTENTION]:
         assert index.ids(lane) == reference(snap, lane), lane
 
 

@@ -48,9 +48,23 @@ def make_app(state: tuple[Path, datetime], theme: str) -> QwardenApp:
 
 
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-    await pilot.app.workers.wait_for_complete()
+    """Until the debounced detail and trace show the task under the cursor, scrolled where
+    they go (a loaded machine fires those timers late: a fixed wait made the shots flaky)."""
+    from tests.pilot import wait_until
+    from tui.widgets.detail_pane import DetailPane
+    from tui.widgets.trace_pane import TracePane
+
+    app = pilot.app
+    await app.workers.wait_for_complete()
     await pilot.pause()
-    await pilot.pause(0.2)  # the debounced detail and trace
+    main = app.main_screen
+    if app.screen is main:
+        trace = main.query_one(TracePane)
+        await wait_until(pilot, lambda: trace.task_id
+                         == main.query_one(DetailPane).task_id == main.lane_list.current_key)
+    await pilot.pause(0.2)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
 
 
 @pytest.mark.parametrize("theme", ["qwarden-dark", "qwarden-light"])
@@ -64,16 +78,49 @@ def test_contrast_theme(snap_compare, state) -> None:  # type: ignore[no-untyped
                         run_before=settle)
 
 
-async def _detail(pilot) -> None:  # type: ignore[no-untyped-def]
+async def _task_view(pilot) -> None:  # type: ignore[no-untyped-def]
     await settle(pilot)
-    await pilot.press("j", "enter")
+    await pilot.press("j", "enter")  # the full task view
     await pilot.pause(0.2)
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
-def test_detail(snap_compare, state, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_task_view(snap_compare, state, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(make_app(state, "qwarden-dark"), terminal_size=size,
-                        run_before=_detail)
+                        run_before=_task_view)
+
+
+async def _attention(pilot) -> None:  # type: ignore[no-untyped-def]
+    await settle(pilot)
+    await pilot.press("exclamation_mark")
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("theme", ["qwarden-dark", "qwarden-light", "qwarden-contrast"])
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_attention(snap_compare, state, theme: str, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(make_app(state, theme), terminal_size=size, run_before=_attention)
+
+
+def test_main_no_color(snap_compare, state, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(make_app(state, "qwarden-dark"), terminal_size=(80, 24),
+                        run_before=_attention)
+
+
+async def _group_plan(pilot) -> None:  # type: ignore[no-untyped-def]
+    await settle(pilot)
+    await pilot.press("4")  # done: its unread_terminal findings, read in one go
+    await settle(pilot)
+    await pilot.press("asterisk", "m")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_group_plan(snap_compare, state, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(make_app(state, "qwarden-dark"), terminal_size=size,
+                        run_before=_group_plan)
 
 
 async def _findings(pilot) -> None:  # type: ignore[no-untyped-def]
@@ -95,7 +142,8 @@ async def _help(pilot) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("view", ["findings", "agents", "help"])
-def test_views(snap_compare, state, view: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_views(snap_compare, state, view: str, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     before = {"findings": _findings, "agents": _agents, "help": _help}[view]
-    assert snap_compare(make_app(state, "qwarden-dark"), terminal_size=(120, 40),
+    assert snap_compare(make_app(state, "qwarden-dark"), terminal_size=size,
                         run_before=before)

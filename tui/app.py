@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -23,9 +24,11 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 
+from core.clihelp import EXIT_INTERNAL
 from core.config import Config
 from core.engine import Engine
-from core.model import Snapshot
+from core.model import Severity, Snapshot
+from core.textsafe import clean_line
 from tui.keys import APP_BINDINGS
 from tui.screens.agents import AgentsScreen
 from tui.screens.findings import FindingsScreen
@@ -49,8 +52,11 @@ class QwardenApp(App[int]):
 
     def __init__(self, engine: Engine, config: Config, theme: str | None = None,
                  read_only: bool = False, simulation: Any = None,
-                 root_label: str | None = None, autofix: Any = None) -> None:
+                 root_label: str | None = None, autofix: Any = None,
+                 bell: bool = False) -> None:
         super().__init__()
+        self.ring_on_critical = bell  # --bell: the terminal bell on each new critical
+        self.criticals_seen: dict[str, set[str]] | None = None  # task -> critical kinds
         self.engine = engine
         self.config = config
         self.read_only = read_only or config.read_only
@@ -59,17 +65,47 @@ class QwardenApp(App[int]):
         self._theme_choice = theme
         self._pending: Snapshot | None = None
         self._pending_changed: set[str] | None = set()
+        self._seen_generation: int | None = None  # of the last snapshot handed to us
         self._unsubscribe: Any = None
         self._sim_stop: asyncio.Event | None = None
         self.main_screen = MainScreen(self.root_label, self.read_only)
         self.autofix = autofix  # core.actions.autofix.AutoFixer, ticking after each poll
         self._fixed_poll: object = None
         self.start_error: str | None = None
+        self.crash: BaseException | None = None
         for t in QWARDEN_THEMES:
             self.register_theme(t)
         self.theme = choose_theme(theme, config.theme, set(self.available_themes))
         if config.keys:
             self.set_keymap(dict(config.keys))
+
+    @property
+    def closing(self) -> bool:
+        """Quitting: the screens are being taken down."""
+        return bool(self._exit)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A key pressed after q (in the same burst) would open a screen that is never composed
+        # and crash on its first query (issue 9): once quitting, no binding runs.
+        if self.closing:
+            return False
+        return super().check_action(action, parameters)
+
+    def _handle_exception(self, error: Exception) -> None:
+        self.crash = error  # run_tui exits 70 (EXIT_INTERNAL) and says it in one line
+        super()._handle_exception(error)
+
+    def _print_error_renderables(self) -> None:
+        if self.crash is not None and not os.environ.get("QWARDEN_DEBUG"):
+            # the agreed one line, no traceback (QWARDEN_DEBUG=1 shows Textual's)
+            self._exit_renderables.clear()
+            msg = clean_line(f"{type(self.crash).__name__}: {self.crash}", 300)
+            # the real stderr: the app may still be capturing print() while it shuts down
+            err = sys.__stderr__ or sys.stderr
+            print(f"qwarden: internal error in the console: {msg} "
+                  "(QWARDEN_DEBUG=1 shows the traceback)", file=err, flush=True)
+            return
+        super()._print_error_renderables()
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(STATUS_DEFAULTS)
@@ -111,7 +147,16 @@ class QwardenApp(App[int]):
 
     # ------------------------------------------------------------------ snapshots
     def _on_engine_snapshot(self, snap: Snapshot) -> None:
-        if self._pending_changed is not None:
+        # A snapshot's ``changed`` is relative to the generation before it. The engine keeps
+        # publishing while paused without handing those snapshots out, so after a gap what
+        # changed in between is unknown: None (start the lanes again from this snapshot; the
+        # same snapshot handed out twice, as on resume without news, is no gap).
+        # Taking the newest ``changed`` alone left tasks in lanes they had left (issue 8).
+        gap = self._seen_generation is not None and snap.generation > self._seen_generation + 1
+        self._seen_generation = snap.generation
+        if gap:
+            self._pending_changed = None
+        elif self._pending_changed is not None:
             self._pending_changed |= snap.changed
         self._pending = snap
         self.post_message(SnapshotArrived())
@@ -137,6 +182,37 @@ class QwardenApp(App[int]):
                 self.main_screen.apply_snapshot(snap, changed)
         except NoMatches:  # shutting down: the screen's widgets are already gone
             pass
+        self._alert_new_criticals(snap, changed)
+
+    def _alert_new_criticals(self, snap: Snapshot, changed: set[str] | None) -> list[str]:
+        """Ring (with --bell) and say so when a critical finding appears that was not there
+        before; only the changed tasks are looked at. Returns the new ones (task: kind)."""
+        crit = Severity.CRITICAL
+        seen = self.criticals_seen  # task -> its critical kinds; None before the first
+
+        def kinds(tid: str) -> set[str]:
+            return {f.kind for f in snap.findings_for(tid) if f.severity is crit}
+
+        new: list[tuple[str, str]] = []
+        if seen is None or changed is None:
+            now = {t: kinds(t) for t in snap.tasks_with(crit)}
+            if seen is not None:
+                new = sorted((t, k) for t, ks in now.items() for k in ks - seen.get(t, set()))
+            self.criticals_seen = now
+        else:
+            for tid in changed:
+                now_t = kinds(tid) if tid in snap.tasks else set()
+                new += sorted((tid, k) for k in now_t - seen.get(tid, set()))
+                if now_t:
+                    seen[tid] = now_t
+                else:
+                    seen.pop(tid, None)
+        if new:
+            if self.ring_on_critical:
+                self.bell()
+            self.notify("new critical: " + ", ".join(f"TASK-{t} {k}" for t, k in new[:5])
+                        + (" …" if len(new) > 5 else ""), severity="error", markup=False)
+        return [f"{t}: {k}" for t, k in new]
 
     def _show_scan_progress(self) -> None:
         main = self.main_screen
@@ -213,7 +289,7 @@ class QwardenApp(App[int]):
     def action_agents(self) -> None:
         snap = self.main_screen.snapshot
         if snap is not None and self.main_is_current:
-            self._push_view(AgentsScreen(snap))
+            self._push_view(AgentsScreen(snap, self.config.thresholds.stale_after_s))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -229,8 +305,10 @@ class QwardenApp(App[int]):
                                 lambda lane=lane: self.main_screen.switch_lane(lane))
 
 
+
+
 def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
-            simulation: Any = None, fix: str | None = None) -> int:
+            simulation: Any = None, fix: str | None = None, bell: bool = False) -> int:
     """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code."""
     engine = Engine(root, config, as_of=as_of)
     home = os.path.expanduser("~")
@@ -246,6 +324,12 @@ def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | Non
             recover(engine.root)  # finish or undo what a killed writer left, first
         autofix = AutoFixer(engine.root, config, mode=fix, read_only=config.read_only)
     app = QwardenApp(engine, config, theme=theme, read_only=config.read_only,
-                     simulation=simulation, root_label=label, autofix=autofix)
-    result = app.run()
+                     simulation=simulation, root_label=label, autofix=autofix, bell=bell)
+    return exit_status(app, app.run())
+
+
+def exit_status(app: QwardenApp, result: object) -> int:
+    """The process's exit code once the console has closed: 70 after a crash (never 0)."""
+    if app.crash is not None or (app.return_code or 0) != 0:
+        return EXIT_INTERNAL
     return result if isinstance(result, int) else 0

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from core.actions.apply import apply
 from core.actions.guard import live_work_refusal
-from core.actions.octopoid_actions import Subtask, judge_task, make_plan
+from core.actions.octopoid_actions import Subtask, make_plan
 from core.actions.plan import Plan, Refused, StalePlan
+from core.model import Snapshot
 from core.sources.octopoid import SourceError
+from tui.glossary import planner_for
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen
 
@@ -26,14 +29,21 @@ if TYPE_CHECKING:
 # key action -> (planner kind, prompt for a note or None, note required)
 ACTIONS: dict[str, tuple[str, str | None, bool]] = {
     "accept": ("accept", None, False),
-    "retry": ("retry", "retry note (optional, goes into the trail): ", False),
-    "split": ("split", "subtasks 'TITLE | CONTEXT | CRIT; CRIT' separated by || : ", True),
-    "cancel": ("cancel", "reason for cancelling (required): ", True),
+    "retry": ("retry", "retry note (optional, goes into the trail)", False),
+    "split": ("split", "subtasks", True),
+    "cancel": ("cancel", "reason for cancelling (required)", True),
     "release": ("release", None, False),
     "sync": ("sync", None, False),
-    "escalate": ("escalate", "message for the human inbox: ", False),
+    "escalate": ("escalate", "message for the human inbox", False),
     "mark-read": ("mark-read", None, False),
+    # the smaller repairs, run by ``d`` (the recommended action) and by group fixes
+    "clear-error": ("clear-error", None, False),
+    "register": ("register", None, False),
+    "quarantine": ("quarantine", None, False),
+    "repair-path": ("repair-path", None, False),
 }
+# what the input shows until typed into: the format for split, else the prompt itself
+SPLIT_FORMAT = "TITLE | CONTEXT | CRIT; CRIT   (|| between subtasks)"
 
 
 def actor() -> str:
@@ -41,6 +51,46 @@ def actor() -> str:
         return f"qwarden:{getpass.getuser()}"
     except Exception:
         return "qwarden"
+
+
+def live_snapshot(app: QwardenApp) -> Snapshot | None:
+    """The snapshot to check live work and a sync's direction against: the engine's own when
+    it follows the queue; for a historical view (--as-of) one scan of the queue as it is now
+    (the verdicts on screen are the past's)."""
+    snap = app.engine.snapshot
+    if snap is None or snap.live:
+        return snap
+    from core.engine import Engine
+
+    return Engine(app.engine.root, app.config).scan()
+
+
+def plan_one(app: QwardenApp, kind: str, task_id: str, *, note: str = "",
+             force: bool = False, direction: str | None = None,
+             subtasks: list[Subtask] | None = None, live: Snapshot | None = None) -> Plan:
+    """Plan one intervention the way every console path does (one task or a group): the
+    live-work guard and a sync's direction from the live judgement, then the core planner,
+    which reads the task as it is now. ``live``: a live snapshot already taken (a group
+    takes one for all its tasks)."""
+    snap = app.engine.snapshot
+    historical = snap is not None and not snap.live
+    if live is None:
+        live = live_snapshot(app)
+    if live is not None:
+        refusal = live_work_refusal(kind, task_id, live, app.config.thresholds)
+        if refusal:
+            raise Refused(f"{refusal} (checked against the live queue)" if historical
+                          else refusal)
+        if kind == "sync" and direction is None:
+            for f in live.findings_for(task_id):
+                if f.kind == "file_db_mismatch" and f.recommended_action.value in (
+                        "sync_db", "sync_file"):
+                    direction = f.recommended_action.value
+    if kind == "sync" and direction is None:
+        raise Refused(f"TASK-{task_id} has no file_db_mismatch to sync")
+    return make_plan(app.engine.root, kind, task_id, actor=actor(), note=note, force=force,
+                     direction=direction, subtasks=subtasks or [],
+                     max_children=int(app.config.actions.get("split_max", 10)))  # type: ignore[call-overload]
 
 
 class Intervention:
@@ -52,6 +102,7 @@ class Intervention:
         self.task_id = task_id
         self.note = ""
         self.subtasks: list[Subtask] = []
+        self.direction: str | None = None  # a sync's, when the caller knows it
 
     def start(self) -> None:
         if self.app.read_only:
@@ -68,14 +119,16 @@ class Intervention:
         if self.prompt is None:
             self._plan()
         else:
-            self.app.push_screen(PromptScreen(self.prompt), self._got_note)
+            hint = SPLIT_FORMAT if self.kind == "split" else self.prompt
+            self.app.push_screen(PromptScreen(f"{self.kind} TASK-{self.task_id}:", "", hint),
+                                 self._got_note)
 
     def _got_note(self, value: str | None) -> None:
         if value is None:
             return
         value = value.strip()
         if self.note_required and not value:
-            self.app.notify(f"{self.kind} needs {(self.prompt or '').strip(': ')}",
+            self.app.notify(f"{self.kind} needs {self.prompt}",
                             severity="warning", markup=False)
             return
         if self.kind == "split":
@@ -91,25 +144,8 @@ class Intervention:
         self._plan()
 
     def _make(self, force: bool) -> Plan:
-        snap = self.app.engine.snapshot
-        if snap is not None and not snap.live:
-            # A historical view (--as-of) says nothing about the queue now: the live-work
-            # check runs on a live judgement (the plan is always made from the files now).
-            live = judge_task(self.app.engine.root, self.task_id, self.app.config)
-            refusal = live.live_refusal(self.kind, self.task_id)
-            if refusal:
-                raise Refused(f"{refusal} (checked against the live queue)")
-        direction = None
-        if self.kind == "sync" and snap is not None:
-            for f in snap.findings_for(self.task_id):
-                if f.kind == "file_db_mismatch":
-                    direction = f.recommended_action.value
-            if direction is None:
-                raise Refused(f"TASK-{self.task_id} has no file_db_mismatch to sync")
-        return make_plan(self.app.engine.root, self.kind, self.task_id, actor=actor(),
-                         note=self.note, force=force, direction=direction,
-                         subtasks=self.subtasks,
-                         max_children=int(self.app.config.actions.get("split_max", 10)))  # type: ignore[call-overload]
+        return plan_one(self.app, self.kind, self.task_id, note=self.note, force=force,
+                        direction=self.direction, subtasks=self.subtasks)
 
     def _plan(self, force: bool = False) -> None:
         async def work() -> None:
@@ -176,4 +212,140 @@ class Intervention:
                 return
             self.app.notify(f"{self.kind} TASK-{self.task_id}: done (action {res.action_id}, "
                             f"`qwarden undo {res.action_id}` reverses it)", markup=False)
+        self.app.run_worker(work(), group="intervene", exit_on_error=False)
+
+
+# (task id, planner kind, sync direction or None): one item of a group action
+GroupItem = tuple[str, str, str | None]
+
+
+def recommended_item(snap: Snapshot, task_id: str) -> GroupItem | None:
+    """The intervention that carries out the task's recommended action (from the finding it
+    came from), or None when there is nothing to run."""
+    v = snap.verdicts.get(task_id)
+    if v is None:
+        return None
+    for f in snap.findings_for(task_id):
+        if f.recommended_action is v.recommended_action:
+            p = planner_for(f)
+            return (task_id, p[0], p[1]) if p is not None else None
+    return None
+
+
+class GroupIntervention:
+    """One action on many tasks: every task planned by ``plan_one`` (as it would be alone),
+    one dialog listing each task's exact changes and what was refused and why, then each plan
+    applied on its own (one journal entry per task, each undoable)."""
+
+    def __init__(self, app: QwardenApp, items: list[GroupItem], label: str,
+                 on_done: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.items = items
+        self.label = label
+        self.note = ""
+        self.on_done = on_done
+        self.plans: list[Plan] = []
+        self.refused: list[tuple[str, str]] = []  # (task id, why)
+        self.refused_up_front: list[tuple[str, str]] = []  # known before planning
+
+    def start(self) -> None:
+        if self.app.read_only:
+            self.app.notify("read-only: interventions are refused", severity="error",
+                            markup=False)
+            return
+        if not self.items:
+            self.app.notify("no tasks to act on" + "".join(
+                f"; TASK-{t}: {w}" for t, w in self.refused_up_front[:5]), markup=False)
+            return
+        kinds = {k for _, k, _ in self.items}
+        prompts = [ACTIONS[k] for k in kinds if ACTIONS.get(k, (k, None, False))[1]]
+        if prompts:
+            _, prompt, required = prompts[0]
+            self.app.push_screen(
+                PromptScreen(f"{self.label} ({len(self.items)} tasks):", "", prompt or ""),
+                lambda v: self._got_note(v, required))
+        else:
+            self._plan()
+
+    def _got_note(self, value: str | None, required: bool) -> None:
+        if value is None:
+            return
+        if required and not value.strip():
+            self.app.notify(f"{self.label} needs a note", severity="warning", markup=False)
+            return
+        self.note = value.strip()
+        self._plan()
+
+    def plan_all(self) -> None:
+        """Plan every item (in a thread: it reads each task)."""
+        live = live_snapshot(self.app)
+        self.plans, self.refused = [], list(self.refused_up_front)
+        for tid, kind, direction in self.items:
+            if kind == "split":
+                self.refused.append((tid, "split takes its subtasks one task at a time"))
+                continue
+            try:
+                self.plans.append(plan_one(self.app, kind, tid, note=self.note,
+                                           direction=direction, live=live))
+            except (Refused, StalePlan, SourceError) as exc:
+                self.refused.append((tid, str(exc)))
+
+    def dialog_lines(self) -> list[str]:
+        lines: list[str] = []
+        for plan in self.plans:
+            lines.extend(plan.describe())
+        if self.refused:
+            lines.append(f"refused ({len(self.refused)}):")
+            lines.extend(f"  TASK-{tid}: {why}" for tid, why in self.refused)
+        return lines
+
+    def _plan(self) -> None:
+        async def work() -> None:
+            await asyncio.to_thread(self.plan_all)
+            if not self.plans:
+                self.app.notify(f"{self.label}: nothing to do, all {len(self.refused)} "
+                                f"refused:\n" + "\n".join(f"TASK-{t}: {w}"
+                                                          for t, w in self.refused[:6]),
+                                severity="error", markup=False, timeout=15)
+                return
+            snap = self.app.engine.snapshot
+            title = (f"{self.label}: {len(self.plans)} tasks"
+                     + (f", {len(self.refused)} refused" if self.refused else "") + "?")
+            if snap is not None and not snap.live:
+                title += " (planned and checked against the live queue)"
+            warnings = tuple(w for p in self.plans for w in p.warnings)
+            self.app.push_screen(ConfirmScreen(title, self.dialog_lines(), warnings),
+                                 lambda ok: self._apply() if ok else None)
+        self.app.run_worker(work(), group="intervene", exit_on_error=False)
+
+    def apply_all(self) -> tuple[list[int], list[tuple[str, str]]]:
+        """Apply each plan through the journaled path; (action ids, (task, why) not applied)."""
+        done: list[int] = []
+        failed: list[tuple[str, str]] = []
+        for plan in self.plans:
+            try:
+                res = apply(self.app.engine.root, plan, read_only=self.app.read_only)
+            except (Refused, StalePlan, SourceError) as exc:
+                failed.append((plan.task_id, str(exc)))
+                continue
+            done.append(res.action_id)
+        return done, failed
+
+    def _apply(self) -> None:
+        async def work() -> None:
+            done, failed = await asyncio.to_thread(self.apply_all)
+            not_done = self.refused + failed
+            msg = f"{self.label}: {len(done)} applied"
+            if done:
+                msg += (f" (actions {done[0]}..{done[-1]}, each undone by "
+                        f"`qwarden undo ID`)")
+            if not_done:
+                msg += f"; {len(not_done)} not: " + "; ".join(
+                    f"TASK-{t}: {w}" for t, w in not_done[:5])
+                if len(not_done) > 5:
+                    msg += " …"
+            self.app.notify(msg, severity="warning" if not_done else "information",
+                            markup=False, timeout=15)
+            if self.on_done is not None:
+                self.on_done()
         self.app.run_worker(work(), group="intervene", exit_on_error=False)

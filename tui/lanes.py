@@ -36,6 +36,9 @@ SYNC_SCAN = 4096  # rows a new filter scans at once before going on in idle step
 AHEAD = 128  # rows ordered past the one read (a screenful or two)
 _NO_FINDINGS = 3  # the severity group (2 - worst rank) of tasks without findings
 _SEVERITY_OF_GROUP = {0: Severity.CRITICAL, 1: Severity.WARNING, 2: Severity.INFO}
+# "needs attention": every task whose worst finding is critical or warning, whatever its lane,
+# ordered like a lane (ordered lazily the same way: only its first groups are ever looked at)
+ATTENTION = "attention"
 
 
 def task_priority(task: Task) -> str | None:
@@ -150,6 +153,10 @@ class LaneIndex:
         # group -> ids with a finding of that severity (the snapshot's own sets)
         self._sev_tids: dict[int, AbstractSet[str]] = {}
         self._members: dict[str, list[str]] | None = None  # lane -> ids
+        # lane -> [tasks whose worst finding is critical, ... is warning] (the tabs' colour
+        # and counts), counted on a rebuild from the critical and warning sets only and then
+        # kept up to date from the changed ids
+        self.worst: dict[str, list[int]] = {}
 
     def update(self, snap: Snapshot, changed: set[str] | frozenset[str] | None) -> set[str]:
         """Take a new snapshot; ``changed`` is every task id changed since the last one taken
@@ -170,21 +177,65 @@ class LaneIndex:
         self._members = None
         touched: set[str] = set()
         for tid, old_lane, new_lane in moves:
+            old_group = self._count_worst(old, tid, old_lane, -1)
+            new_group = self._count_worst(snap, tid, new_lane, 1)
             self._haystack.pop(tid, None)
             for cache in self._match.values():
                 cache.pop(tid, None)
             old_key = self.keys.pop(tid, None)
-            if old_lane is not None:
-                touched.add(old_lane)
-                st = self._lanes.get(old_lane)
+            # a task is in its own lane and, with a critical or warning, in the attention one
+            out = [old_lane] if old_lane is not None else []
+            into = [new_lane] if new_lane is not None else []
+            if old_group < 2:
+                out.append(ATTENTION)
+            if new_group < 2:
+                into.append(ATTENTION)
+            key = sort_key(snap, tid) if into else None  # one key object for both lanes
+            for lane in out:
+                touched.add(lane)
+                st = self._lanes.get(lane)
                 if st is not None:
                     self._remove(st, tid, old_key)
-            if new_lane is not None:
-                touched.add(new_lane)
-                st = self._lanes.get(new_lane)
+            for lane in into:
+                touched.add(lane)
+                st = self._lanes.get(lane)
                 if st is not None:
-                    self._insert(st, sort_key(snap, tid))
+                    assert key is not None
+                    self._insert(st, key)
         return touched
+
+    def _count_worst(self, snap: Snapshot, tid: str, lane: str | None, step: int) -> int:
+        """Count the task in (step 1) or out of (-1) its lane's worst counts; its worst group
+        (0 critical, 1 warning; 2 or more: neither)."""
+        if lane is None:
+            return 99
+        group = 2 - worst_rank(snap, tid)
+        if group < 2:
+            counts = self.worst.setdefault(lane, [0, 0])
+            counts[group] += step
+        return group
+
+    def _count_all_worst(self, snap: Snapshot) -> None:
+        self.worst = {}
+        verdicts = snap.verdicts
+        critical = snap.tasks_with(Severity.CRITICAL)
+        for group, tids in ((0, critical), (1, snap.tasks_with(Severity.WARNING))):
+            for tid in tids:
+                if group == 1 and tid in critical:
+                    continue
+                v = verdicts.get(tid)
+                if v is not None and tid in snap.tasks:
+                    self.worst.setdefault(v.effective_state, [0, 0])[group] += 1
+
+    def worst_of(self, lane: str) -> tuple[Severity | None, int]:
+        """The lane's worst severity among critical and warning, and how many tasks have it
+        as their worst."""
+        crit, warn = self.worst.get(lane, (0, 0))
+        if crit:
+            return Severity.CRITICAL, crit
+        if warn:
+            return Severity.WARNING, warn
+        return None, 0
 
     @staticmethod
     def _lane_in(snap: Snapshot, tid: str) -> str | None:
@@ -225,9 +276,18 @@ class LaneIndex:
         self._match = {}
         self._sev_tids = {}
         self._members = None
+        self._count_all_worst(snap)
 
     def count(self, lane: str) -> int:
+        if lane == ATTENTION:
+            return sum(c + w for c, w in self.worst.values())
         return self.counts.get(lane, 0)
+
+    def in_lane(self, tid: str, lane: str) -> bool:
+        if lane == ATTENTION:
+            snap = self.snapshot
+            return snap is not None and tid in snap.tasks and worst_rank(snap, tid) >= 1
+        return self.lane_of.get(tid) == lane
 
     # ------------------------------------------------------------------ ordering
     def _open(self, lane: str) -> _Lane:
@@ -269,7 +329,14 @@ class LaneIndex:
         group = st.found
         snap = self.snapshot
         assert snap is not None
-        if group < _NO_FINDINGS:
+        found: set[str]
+        if lane == ATTENTION:  # critical, then warning, from any lane; nothing else
+            found = set()
+            if group < 2:
+                tasks, seen = snap.tasks, st.with_findings
+                found = {t for t in self._severity_tids(group) if t not in seen and t in tasks}
+                seen |= found
+        elif group < _NO_FINDINGS:
             verdicts, tasks, seen = snap.verdicts, snap.tasks, st.with_findings
             found = set()
             for tid in self._severity_tids(group):
@@ -296,11 +363,15 @@ class LaneIndex:
         tasks, keys, prio_of, staged = snap.tasks, self.keys, _PRIO.get, st.staged
         for _ in range(min(limit, len(group))):
             tid = group.pop()
-            task = tasks[tid]
-            rec = task.record
-            prio = rec.priority if rec is not None and rec.priority else task_priority(task)
-            key = (group_c, prio_of(prio or "", 4), task_mtime(task), tid)
-            keys[tid] = key
+            # a task is in two lanes when it needs attention: both share its one key (a second
+            # key object would make the first lane take its own as stale)
+            key = keys.get(tid)
+            if key is None:
+                task = tasks[tid]
+                rec = task.record
+                prio = rec.priority if rec is not None and rec.priority else task_priority(task)
+                key = (group_c, prio_of(prio or "", 4), task_mtime(task), tid)
+                keys[tid] = key
             staged.append(key)
         if not group:
             del st.unkeyed[group_c]
@@ -440,7 +511,7 @@ class LaneRows(Sequence[str]):
         return iter([k[3] for k in st.ready])
 
     def __contains__(self, tid: object) -> bool:
-        return isinstance(tid, str) and self._ix.lane_of.get(tid) == self.lane
+        return isinstance(tid, str) and self._ix.in_lane(tid, self.lane)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (list, tuple, LaneRows)):
@@ -545,7 +616,7 @@ class FilteredRows(LaneRows):
         return iter(list(self.matched))
 
     def __contains__(self, tid: object) -> bool:
-        return (isinstance(tid, str) and self._ix.lane_of.get(tid) == self.lane
+        return (isinstance(tid, str) and self._ix.in_lane(tid, self.lane)
                 and self._ix.matches(tid, self.flt))
 
     def index(self, tid: str, start: int = 0, stop: int | None = None) -> int:

@@ -19,14 +19,15 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
 
-from core.model import Snapshot
-from tui.keys import ACTION_BINDINGS, MAIN_BINDINGS
-from tui.lanes import SYNC_SCAN, LaneFilter, LaneIndex
+from core.model import Severity, Snapshot
+from tui.keys import ACTION_BINDINGS, MAIN_BINDINGS, MARK_BINDINGS, TRIAGE_KEYS
+from tui.lanes import ATTENTION, SYNC_SCAN, LaneFilter, LaneIndex
+from tui.marks import Marks
 from tui.screens.prompt import PromptScreen
 from tui.widgets.detail_pane import DetailPane
 from tui.widgets.header_bar import HeaderBar
 from tui.widgets.lane_list import LaneList
-from tui.widgets.lane_tabs import LaneTabs
+from tui.widgets.lane_tabs import LaneTabs, Tab
 from tui.widgets.row_list import RowList
 from tui.widgets.trace_pane import TracePane
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 LANE_KEYS = [Binding(str((i + 1) % 10), f"lane({i})", f"Lane {i + 1}", show=False,
                      id=f"main.lane{i + 1}") for i in range(10)]
-JUMP_WORDS = ("findings", "agents", "help", "quit")
+JUMP_WORDS = ("attention", "findings", "agents", "help", "quit")
 WORK_STEP_S = 0.012  # one idle step of ordering / matching (under a frame at 60 Hz)
 
 
@@ -45,7 +46,8 @@ def void(_: object) -> None:
 
 class MainScreen(Screen[None]):
     ESCAPE_TO_MINIMIZE = False  # our esc (action_back) minimizes and returns to the list
-    BINDINGS: ClassVar[list[BindingType]] = [*MAIN_BINDINGS, *LANE_KEYS, *ACTION_BINDINGS]
+    BINDINGS: ClassVar[list[BindingType]] = [*MAIN_BINDINGS, *LANE_KEYS, *TRIAGE_KEYS,
+                                             *ACTION_BINDINGS, *MARK_BINDINGS]
 
     def __init__(self, root_label: str, read_only: bool) -> None:
         super().__init__()
@@ -54,6 +56,8 @@ class MainScreen(Screen[None]):
         self.lane: str | None = None
         self.filters: dict[str, LaneFilter] = {}
         self.cursor_memory: dict[str, str] = {}  # lane -> task id under the cursor
+        self.marks = Marks(self.index)
+        self._range_from: str | None = None  # the row a first ``v`` was pressed on
         self.root_label = root_label
         self.read_only = read_only
         self._detail_timer: Timer | None = None
@@ -61,6 +65,11 @@ class MainScreen(Screen[None]):
         self._work_timer: Timer | None = None
         self._work_queued = False  # a first step waits for the next paint
         self._grew_at = 0.0
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.qapp.closing:  # quitting: a key after q opens nothing (see QwardenApp)
+            return False
+        return super().check_action(action, parameters)
 
     @property
     def qapp(self) -> QwardenApp:
@@ -74,9 +83,10 @@ class MainScreen(Screen[None]):
             with Vertical(id="side"):
                 yield DetailPane(id="detail")
                 yield TracePane(id="trace")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.lane_list.marked = self.marks  # type: ignore[assignment]
         self.lane_list.focus()
         self._update_title()
 
@@ -109,9 +119,8 @@ class MainScreen(Screen[None]):
         self.snapshot = snap
         lst = self.lane_list
         lst.snapshot = snap
-        if self.lane is None or self.lane not in self.index.lanes:
-            self.lane = next((ln for ln in self.index.lanes if self.index.count(ln)),
-                             self.index.lanes[0] if self.index.lanes else None)
+        if self.lane is None or self.lane not in self.views:
+            self.lane = self.worst_lane()
         if first or self.lane in touched:
             self._refresh_rows()
         else:
@@ -121,6 +130,21 @@ class MainScreen(Screen[None]):
         current = lst.current_key
         if first or changed is None or (current is not None and current in changed):
             self._show_detail(trace=True)
+
+    @property
+    def views(self) -> list[str]:
+        """What the tabs show: the attention view, then the lanes."""
+        return [ATTENTION, *self.index.lanes]
+
+    def worst_lane(self) -> str | None:
+        """Where an operator should look first: the lane with the most tasks whose worst
+        finding is critical, else warning, else the first lane with tasks."""
+        ix = self.index
+        for group in (0, 1):
+            best = max(ix.lanes, key=lambda ln: ix.worst.get(ln, (0, 0))[group], default=None)
+            if best is not None and ix.worst.get(best, (0, 0))[group]:
+                return best
+        return next((ln for ln in ix.lanes if ix.count(ln)), ix.lanes[0] if ix.lanes else None)
 
     def _refresh_rows(self, keep: str | None = None) -> None:
         lst = self.lane_list
@@ -188,14 +212,25 @@ class MainScreen(Screen[None]):
         if flt is not None:
             total = self.index.count(lane)
             title = Content.assemble(title, f" </{flt.text}> of {total}")
+        if self.marks:
+            title = Content.assemble(title, f" · {self.marks.count()} marked")
         lst.border_title = title
 
     def _update_chrome(self) -> None:
         counts = [(ln, self.index.count(ln)) for ln in self.index.lanes]
         self.header.show(self.snapshot, counts)
-        cur = self.index.lanes.index(self.lane) if self.lane in self.index.lanes else 0
-        self.query_one(LaneTabs).show(
-            [(ln, n, ln in self.filters) for ln, n in counts], cur)
+        views = self.views
+        cur = views.index(self.lane) if self.lane in views else 0
+        crit = sum(c for c, _ in self.index.worst.values())
+        warn = sum(w for _, w in self.index.worst.values())
+        tabs = [Tab(ATTENTION, crit + warn, ATTENTION in self.filters,
+                    Severity.CRITICAL if crit else (Severity.WARNING if warn else None),
+                    crit or warn, key="!")]
+        for i, (ln, n) in enumerate(counts):
+            worst, n_worst = self.index.worst_of(ln)
+            tabs.append(Tab(ln, n, ln in self.filters, worst, n_worst,
+                            key=str(i + 1) if i < 9 else ("0" if i == 9 else " ")))
+        self.query_one(LaneTabs).show(tabs, cur)
         self._update_title()
 
     # ------------------------------------------------------------------ detail + trace
@@ -231,14 +266,15 @@ class MainScreen(Screen[None]):
         self.query_one(TracePane).refresh_log(self.snapshot, self.qapp.engine.log_tail)
 
     def on_row_list_selected(self, event: RowList.Selected) -> None:
-        detail = self.query_one(DetailPane)
-        detail.focus()
-        if self.size.width < 110:  # too narrow for side by side: the detail takes the screen
-            self.maximize(detail)
+        """enter: the task on the whole screen (findings and evidence first)."""
+        from tui.screens.task import TaskScreen
+
+        if self.snapshot is not None and event.key in self.snapshot.tasks:
+            self.app.push_screen(TaskScreen(self.snapshot, event.key))
 
     # ------------------------------------------------------------------ lanes
     def switch_lane(self, lane: str) -> None:
-        if lane == self.lane or lane not in self.index.lanes:
+        if lane == self.lane or lane not in self.views:
             return
         if self.lane is not None and self.lane_list.current_key is not None:
             self.cursor_memory[self.lane] = self.lane_list.current_key
@@ -248,12 +284,63 @@ class MainScreen(Screen[None]):
         self._update_chrome()
         self._show_detail(trace=True)
 
+    def on_lane_tabs_clicked(self, event: LaneTabs.Clicked) -> None:
+        views = self.views
+        if 0 <= event.lane < len(views):
+            self.switch_lane(views[event.lane])
+        self.lane_list.focus()
+
+    def action_attention(self) -> None:
+        self.switch_lane(ATTENTION)
+
+    def _criticals(self, lane: str) -> int:
+        """How many rows at the top of ``lane`` are critical (they come first)."""
+        if lane == ATTENTION:
+            return sum(c for c, _ in self.index.worst.values())
+        return self.index.worst.get(lane, (0, 0))[0]
+
+    def _jump_critical(self, step: int) -> None:
+        """The next (previous) critical row: on down the current view, then across the
+        lanes in order, round to the start."""
+        lst = self.lane_list
+        here = self.lane
+        filtered = here in self.filters
+        if here is not None and not filtered:
+            n = self._criticals(here)
+            i = lst.cursor + step
+            if 0 <= i < n:
+                lst.move_to(i)
+                return
+        lanes = self.index.lanes
+        if not any(self._criticals(ln) for ln in lanes):
+            self.app.notify("no critical findings", markup=False)
+            return
+        start = lanes.index(here) if here in lanes else (-1 if step > 0 else 0)
+        for k in range(1, len(lanes) + 1):
+            lane = lanes[(start + k * step) % len(lanes)]
+            n = self._criticals(lane)
+            if n:
+                self.filters.pop(lane, None)  # (a filter could hide its criticals)
+                if lane != here:
+                    self.switch_lane(lane)
+                else:
+                    self._refresh_rows()
+                self.lane_list.move_to(0 if step > 0 else n - 1)
+                self._update_chrome()
+                return
+
+    def action_next_critical(self) -> None:
+        self._jump_critical(1)
+
+    def action_prev_critical(self) -> None:
+        self._jump_critical(-1)
+
     def action_lane(self, n: int) -> None:
         if 0 <= n < len(self.index.lanes):
             self.switch_lane(self.index.lanes[n])
 
     def _step_lane(self, step: int) -> None:
-        lanes = self.index.lanes
+        lanes = self.views
         if not lanes:
             return
         cur = lanes.index(self.lane) if self.lane in lanes else 0
@@ -291,6 +378,8 @@ class MainScreen(Screen[None]):
             self.lane_list.focus()
         elif self.focused is not self.lane_list:
             self.lane_list.focus()
+        elif self.marks or self._range_from is not None:
+            self.clear_marks()
         elif self.lane is not None and self.lane in self.filters:
             self.set_filter(self.lane, "")
 
@@ -331,7 +420,8 @@ class MainScreen(Screen[None]):
         t = text.strip()
         low = t.lower()
         actions: dict[str, Callable[[], object]] = {
-            "findings": self.qapp.action_findings, "agents": self.qapp.action_agents,
+            "attention": self.action_attention, "findings": self.qapp.action_findings,
+            "agents": self.qapp.action_agents,
             "help": self.qapp.action_help, "q": self.qapp.exit, "quit": self.qapp.exit,
         }
         if low in actions:
@@ -372,10 +462,88 @@ class MainScreen(Screen[None]):
         return True
 
     def action_intervene(self, action: str) -> None:
-        from tui.intervene import Intervention
+        from tui.intervene import ACTIONS, GroupIntervention, GroupItem, Intervention
 
+        if self.marks:
+            kind = ACTIONS[action][0]
+            items: list[GroupItem] = [(tid, kind, None) for tid in self.marks.resolve()]
+            GroupIntervention(self.qapp, items, kind, on_done=self.clear_marks).start()
+            return
         key = self.lane_list.current_key
         if key is None:
             self.app.notify("no task selected")
             return
         Intervention(self.qapp, action, key).start()
+
+    def action_do_recommended(self) -> None:
+        """``d``: each task's own recommended action (one task, or every marked one)."""
+        from tui.intervene import GroupIntervention, GroupItem, Intervention, recommended_item
+
+        snap = self.snapshot
+        if snap is None:
+            return
+        if self.marks:
+            items: list[GroupItem] = []
+            none: list[str] = []
+            for tid in self.marks.resolve():
+                item = recommended_item(snap, tid)
+                if item is not None:
+                    items.append(item)
+                else:
+                    none.append(tid)
+            group = GroupIntervention(self.qapp, items, "recommended actions",
+                                      on_done=self.clear_marks)
+            group.refused_up_front = [(t, "no action to run (look at it)") for t in none]
+            group.start()
+            return
+        key = self.lane_list.current_key
+        item = recommended_item(snap, key) if key is not None else None
+        if key is None or item is None:
+            self.app.notify("nothing to do for this task: its recommended action is to "
+                            "look (review) or none", markup=False)
+            return
+        one = Intervention(self.qapp, item[1], key)
+        one.direction = item[2]
+        one.start()
+
+    # ------------------------------------------------------------------ marks
+    def clear_marks(self) -> None:
+        self.marks.clear()
+        self._range_from = None
+        self.lane_list.refresh_rows()
+        self._update_title()
+
+    def action_toggle_mark(self) -> None:
+        key = self.lane_list.current_key
+        if key is None:
+            return
+        self.marks.toggle(key)
+        self.lane_list.action_cursor_down()
+        self.lane_list.refresh_rows()
+        self._update_title()
+
+    def action_mark_range(self) -> None:
+        lst = self.lane_list
+        key = lst.current_key
+        if key is None:
+            return
+        if self._range_from is None:
+            self._range_from = key
+            self.app.notify("range: move to the other end and press v again", markup=False)
+            return
+        try:
+            start = lst.rows.index(self._range_from)
+        except ValueError:  # that row left the lane meanwhile
+            start = lst.cursor
+        lo, hi = sorted((start, lst.cursor))
+        self.marks.mark([lst.rows[i] for i in range(lo, hi + 1)])
+        self._range_from = None
+        lst.refresh_rows()
+        self._update_title()
+
+    def action_mark_all(self) -> None:
+        if self.lane is None:
+            return
+        self.marks.mark_all(self.lane, self.filters.get(self.lane))
+        self.lane_list.refresh_rows()
+        self._update_title()

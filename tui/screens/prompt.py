@@ -11,6 +11,7 @@ from textual.widgets import Input, Label
 
 
 class PromptScreen(ModalScreen[str | None]):
+    AUTO_FOCUS = "#prompt-input"  # (no query in on_mount: nothing to miss while quitting)
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
 
     def __init__(self, prefix: str, value: str = "", placeholder: str = "",
@@ -29,9 +30,6 @@ class PromptScreen(ModalScreen[str | None]):
             yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input",
                         suggester=SuggestFromList(self.suggestions, case_sensitive=False)
                         if self.suggestions else None)
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)

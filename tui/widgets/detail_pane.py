@@ -15,6 +15,8 @@ from textual.widgets import Static
 from core.model import Evidence, Snapshot
 from core.textsafe import clean_line
 from core.timefmt import age_text
+from tui.glossary import GLOSSARY, action_key
+from tui.keys import SCROLL_BINDINGS
 from tui.lanes import task_priority
 
 SEV_STYLE = {"critical": "critical", "warning": "warning", "info": "info"}
@@ -28,15 +30,19 @@ def _t(value: object, limit: int = 200) -> Text:
 
 class DetailPane(VerticalScroll, can_focus=True):
     ALLOW_MAXIMIZE = True
+    BINDINGS = [*SCROLL_BINDINGS]  # j/k/g/G as in the lists
     COMPONENT_CLASSES = {
         "detail-pane--heading", "detail-pane--label", "detail-pane--muted",
         "detail-pane--critical", "detail-pane--warning", "detail-pane--info",
         "detail-pane--ok", "detail-pane--mismatch",
     }
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None, findings_first: bool = False) -> None:
         super().__init__(id=id)
         self.task_id: str | None = None
+        # the full task view: findings and their evidence first, each recommended action
+        # with the key that runs it, then liveness, then both sides
+        self.findings_first = findings_first
         self._body = Static(id="detail-body")
 
     def compose(self):  # type: ignore[no-untyped-def]
@@ -71,10 +77,21 @@ class DetailPane(VerticalScroll, can_focus=True):
         return line
 
     def build(self, snap: Snapshot, tid: str) -> RenderableType:
+        head = self._head(snap, tid)
+        sides: list[RenderableType] = [Text(""), self._sides(snap, tid)]
+        live = self._liveness(snap, tid)
+        findings = self._findings(snap, tid)
+        if self.findings_first:
+            parts = [*head, *findings, *live, *sides]
+        else:
+            parts = [*head, *sides, *live, *findings]
+        if task_priority(snap.tasks[tid]) is None:
+            parts.append(Text("no priority recorded", style=self._st("muted")))
+        return Group(*parts)
+
+    def _head(self, snap: Snapshot, tid: str) -> list[RenderableType]:
         task = snap.tasks[tid]
         v = snap.verdicts.get(tid)
-        rec = task.record
-        pf = task.primary_file
         parts: list[RenderableType] = []
         head = Text()
         head.append(f"TASK-{tid}", self._st("heading"))
@@ -92,8 +109,13 @@ class DetailPane(VerticalScroll, can_focus=True):
             state.append("  action ", self._st("label"))
             state.append(v.recommended_action.value)
             parts.append(state)
+        return parts
 
-        # DB side and file side, side by side
+    def _sides(self, snap: Snapshot, tid: str) -> Table:
+        """DB side and file side, side by side."""
+        task = snap.tasks[tid]
+        rec = task.record
+        pf = task.primary_file
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False,
                       header_style=self._st("label"))
         table.add_column("", style=self._st("label"), no_wrap=True, min_width=10)
@@ -143,22 +165,26 @@ class DetailPane(VerticalScroll, can_focus=True):
                 dbt.stylize(self._st("mismatch"))
                 flt.stylize(self._st("mismatch"))
             table.add_row(Text(label), dbt, flt)
-        parts.append(Text(""))
-        parts.append(table)
+        return table
 
-        if v is not None:
-            parts.append(Text(""))
-            live = Text()
-            live.append("liveness: ", self._st("label"))
-            live.append(clean_line(v.reason, 400))
-            if v.claimed_by:
-                live.append(f"  (claimed by {clean_line(v.claimed_by, 80)})", self._st("muted"))
-            parts.append(live)
-            for fact in v.evidence:
-                parts.append(self._evidence(snap, fact))
+    def _liveness(self, snap: Snapshot, tid: str) -> list[RenderableType]:
+        v = snap.verdicts.get(tid)
+        if v is None:
+            return []
+        parts: list[RenderableType] = [Text("")]
+        live = Text()
+        live.append("liveness: ", self._st("label"))
+        live.append(clean_line(v.reason, 400))
+        if v.claimed_by:
+            live.append(f"  (claimed by {clean_line(v.claimed_by, 80)})", self._st("muted"))
+        parts.append(live)
+        for fact in v.evidence:
+            parts.append(self._evidence(snap, fact))
+        return parts
 
+    def _findings(self, snap: Snapshot, tid: str) -> list[RenderableType]:
         findings = snap.findings_for(tid)
-        parts.append(Text(""))
+        parts: list[RenderableType] = [Text("")]
         if not findings:
             parts.append(Text("no findings", style=self._st("ok")))
         for f in sorted(findings, key=lambda f: -f.severity.rank):
@@ -174,13 +200,15 @@ class DetailPane(VerticalScroll, can_focus=True):
                 parts.append(self._evidence(snap, fact))
             rec_line = Text("  → ")
             rec_line.append(f.recommended_action.value, self._st("heading"))
+            key = action_key(f)
+            if key is not None:
+                rec_line.append(f"  (press {key})", self._st("label"))
             if f.newer_side is not None:
                 rec_line.append(f"  (newer side: {f.newer_side.value})", self._st("muted"))
             parts.append(rec_line)
-        prio = task_priority(task)
-        if prio is None:
-            parts.append(Text("no priority recorded", style=self._st("muted")))
-        return Group(*parts)
+            if self.findings_first and f.kind in GLOSSARY:
+                parts.append(Text(f"  {GLOSSARY[f.kind][1]}", style=self._st("muted")))
+        return parts
 
 
 def _liveness_style(value: str) -> str:

@@ -88,6 +88,11 @@ class HeaderBar(Widget):
         if self.engine.paused:
             flags.append(" PAUSED ", self._st("flag"))
             flags.append(" ")
+        if not self.engine.live:
+            # --as-of: what is shown is the past; an action is planned and checked against the
+            # queue as it is now (tui/intervene.py), never from these verdicts
+            flags.append(" HISTORICAL: actions checked live ", self._st("flag"))
+            flags.append(" ")
         if self.read_only:
             flags.append(" READ-ONLY ", self._st("flag"))
             flags.append(" ")
@@ -111,11 +116,12 @@ class HeaderBar(Widget):
             if progress:
                 line2.append(f" {progress}", self._st("muted"))
         else:
-            for i, (lane, n) in enumerate(self.lane_counts):
+            # the lanes with tasks (the tabs below list every lane)
+            for i, (lane, n) in enumerate((ln, n) for ln, n in self.lane_counts if n):
                 if i:
                     line2.append("  ")
-                line2.append(lane, self._st("muted") if n == 0 else None)
-                line2.append(f" {n}", self._st("muted") if n == 0 else self._st("title"))
+                line2.append(lane)
+                line2.append(f" {n}", self._st("title"))
         # line 3: findings by severity, poll clock, error
         line3 = Text(no_wrap=True, overflow="ellipsis")
         if snap is not None:

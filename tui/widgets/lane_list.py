@@ -27,6 +27,7 @@ class LaneList(RowList):
         super().__init__(id=id)
         self.snapshot: Snapshot | None = None
         self.empty_text = "scanning…"  # until the first snapshot sets the lane's own text
+        self.marked: set[str] = set()  # task ids marked for a group action (the screen's)
 
     def render_row(self, key: str, width: int) -> Text:
         snap = self.snapshot
@@ -39,7 +40,7 @@ class LaneList(RowList):
         text = Text(no_wrap=True)
         glyph, sev = SEVERITY_GLYPH.get(worst, ("  ", ""))
         text.append(glyph, self.row_style(sev) if sev else None)
-        text.append(" ")
+        text.append("*" if key in self.marked else " ", self.row_style("heading"))
         text.append(key[:10].ljust(8), self.row_style(sev) if sev else None)
         text.append(" ")
         text.append((task_priority(task) or "--")[:2].ljust(2))
@@ -52,8 +53,8 @@ class LaneList(RowList):
         mtime = task_mtime(task)
         age = age_text(snap.as_of.timestamp() - mtime) if mtime else "-"
         text.append(f" {age:>6} ", self.row_style("muted"))
-        text.append(clean_line(task.title, 200) or "(no title)")
-        if findings:
+        if findings:  # before the title: at 80 columns the title is what gets cut
             kinds = ",".join(sorted({f.kind for f in findings}))
-            text.append(f"  {kinds}", self.row_style(sev) if sev else None)
+            text.append(f"{kinds} ", self.row_style(sev) if sev else None)
+        text.append(clean_line(task.title, 200) or "(no title)")
         return text

@@ -152,7 +152,10 @@ class RowList(ScrollView, can_focus=True):
         text.end = ""
         text.truncate(width, overflow="ellipsis", pad=True)
         if idx == self.cursor:
-            text.stylize(self.row_style("cursor"))
+            # one colour pair for the whole row (the theme's cursor, >= 4.5:1): the row's own
+            # colours on the highlight were 1.0-2.4:1 (issue 12); the glyphs keep the severity
+            text = Text(text.plain, no_wrap=True, end="")
+            text.stylize(self.row_style("cursor"))  # (a span: ``render`` skips a base style)
         segments = list(Segment.apply_style(text.render(self.app.console), base))
         strip = Strip(segments).crop_extend(0, width, base)
         return strip.apply_offsets(scroll_x, idx)
@@ -216,7 +219,12 @@ class RowList(ScrollView, can_focus=True):
             self.post_message(self.Selected(self, key))
 
     def on_click(self, event: events.Click) -> None:
-        idx = int(self.scroll_offset.y) + event.y
+        # relative to the content, not the widget: its border's top line is y 0 (a click
+        # selected the row below the one clicked)
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        idx = int(self.scroll_offset.y) + offset.y
         if 0 <= idx < len(self.rows):
             if idx == self.cursor and event.chain >= 2:
                 self.action_select()

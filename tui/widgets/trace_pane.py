@@ -14,6 +14,7 @@ from textual.widgets import Static
 from core.model import Snapshot, TrailEvent
 from core.textsafe import clean_ansi_log, clean_line
 from core.timefmt import age_text
+from tui.keys import SCROLL_BINDINGS
 
 LOG_LINES = 40
 VERIFY_LINES = 200  # kept per run; the pane shows the last LOG_LINES
@@ -32,6 +33,7 @@ class VerifyRun:
 
 class TracePane(VerticalScroll, can_focus=True):
     ALLOW_MAXIMIZE = True
+    BINDINGS = [*SCROLL_BINDINGS]  # j/k/g/G as in the lists
     COMPONENT_CLASSES = {
         "trace-pane--heading", "trace-pane--muted", "trace-pane--db", "trace-pane--file",
         "trace-pane--agent", "trace-pane--notes", "trace-pane--bad",
@@ -68,7 +70,15 @@ class TracePane(VerticalScroll, can_focus=True):
         self.log_text = log_tail(self.agent) if self.agent else ""
         self._body.update(self.build(snap))
         if new_task:
-            self.scroll_end(animate=False, immediate=False)
+            self._to_end()
+
+    def _to_end(self) -> None:
+        """The newest events in view, whenever the new content is laid out: anchored to the
+        bottom until the user scrolls (scrolling at once used the old height: a first task's
+        trace stayed at its top, or not, by timing)."""
+        if self.is_anchored:
+            self._anchor_released = False  # (back to following the end)
+        self.anchor()
 
     def refresh_log(self, snap: Snapshot | None, log_tail: Callable[[str], str]) -> None:
         """Re-read the log tail only (a timer calls this while a claimed task is selected)."""
@@ -80,7 +90,7 @@ class TracePane(VerticalScroll, can_focus=True):
             self.log_text = text
             self._body.update(self.build(snap))
             if at_end:
-                self.scroll_end(animate=False, immediate=False)
+                self._to_end()
 
     # -- the verify command's output, streamed in while it runs (called on the UI thread)
     def verify_started(self, task_id: str, command: str) -> None:
@@ -107,7 +117,7 @@ class TracePane(VerticalScroll, can_focus=True):
         at_end = self.scroll_y >= self.max_scroll_y - 1
         self._body.update(self.build(self._snap))
         if at_end:
-            self.scroll_end(animate=False, immediate=False)
+            self._to_end()
 
     def build(self, snap: Snapshot) -> RenderableType:
         parts: list[RenderableType] = [Text("timeline", style=self._st("heading"))]
