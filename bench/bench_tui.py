@@ -146,16 +146,19 @@ async def _measure(root: Path, as_of: datetime) -> dict[str, float]:
     return out
 
 
-async def _file_move_latency(root: Path, runs: int = 5) -> list[float]:
+async def _file_move_latency(root: Path, runs: int = 5) -> tuple[list[float], list[float]]:
     """Live engine: move an incoming task file to provisional/ (no DB write: the row stays in
-    the incoming lane, flagged), time until the screen's snapshot has the file there."""
+    the incoming lane, flagged), time until the screen's snapshot has the file there; then
+    move it back. The first move brings a new scored finding, so it waits for its second look
+    (``confirm_after_s``); the move back only clears one, and shows at once."""
     from core.config import Config, LiveOptions
     from core.engine import Engine
     from tui.app import QwardenApp
 
     cfg = Config(live=LiveOptions(debounce_ms=20))
     app = QwardenApp(Engine(root, cfg), cfg, root_label="bench")
-    lat: list[float] = []
+    there: list[float] = []
+    back: list[float] = []
     async with app.run_test(size=SIZE) as pilot:
         main = app.main_screen
         while main.snapshot is None or not app.engine.caught_up.is_set():
@@ -167,16 +170,18 @@ async def _file_move_latency(root: Path, runs: int = 5) -> list[float]:
             tid = main.lane_list.rows[-1 - i]
             src = q / "incoming" / f"TASK-{tid}.md"
             dst = q / "provisional" / src.name
-            t = time.perf_counter()
-            os.replace(src, dst)
-            while (main.snapshot is None
-                   or main.snapshot.tasks[tid].file_queue != "provisional"):
-                await asyncio.sleep(0.002)
-                if time.perf_counter() - t > 10:
-                    raise SystemExit("file move never reached the screen")
-            lat.append(time.perf_counter() - t)
-            await asyncio.sleep(0.2)
-    return lat
+            for a, b, into, lat in ((src, dst, "provisional", there),
+                                    (dst, src, "incoming", back)):
+                t = time.perf_counter()
+                os.replace(a, b)
+                while (main.snapshot is None
+                       or main.snapshot.tasks[tid].file_queue != into):
+                    await asyncio.sleep(0.002)
+                    if time.perf_counter() - t > 10:
+                        raise SystemExit("file move never reached the screen")
+                lat.append(time.perf_counter() - t)
+                await asyncio.sleep(0.2)
+    return there, back
 
 
 def main(sizes: tuple[int, ...] = (1000, 10_000, 100_000), keep: Path | None = None) -> None:
@@ -227,10 +232,12 @@ def main(sizes: tuple[int, ...] = (1000, 10_000, 100_000), keep: Path | None = N
               f"filter {ratio('filter')} (exact count {ratio('filter_exact')}), "
               f"mark all {ratio('mark_all')}, attention {ratio('attention')}  (target <= 1.5)")
     if one_k is not None:
-        lat = asyncio.run(_file_move_latency(one_k / ".orchestrator"))
-        print(f"file move -> row updated on screen ({min(sizes)} tasks, live watcher): "
-              f"median {statistics.median(lat) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms "
-              f"(target <= 300 ms)")
+        there, back = asyncio.run(_file_move_latency(one_k / ".orchestrator"))
+        for what, lat in (("a move that clears a finding", back),
+                          ("a move that brings one (after its second look)", there)):
+            print(f"file move -> row updated on screen ({min(sizes)} tasks, live watcher), "
+                  f"{what}: median {statistics.median(lat) * 1000:.0f} ms, "
+                  f"max {max(lat) * 1000:.0f} ms")
     for p in tmp:
         shutil.rmtree(p, ignore_errors=True)
 
