@@ -147,3 +147,11 @@ def test_views(snap_compare, state, view: str, size: tuple[int, int]) -> None:  
     before = {"findings": _findings, "agents": _agents, "help": _help}[view]
     assert snap_compare(make_app(state, "qwarden-dark"), terminal_size=size,
                         run_before=before)
+
+
+@pytest.mark.parametrize("theme", ["qwarden-light", "qwarden-contrast"])
+@pytest.mark.parametrize("view", ["task", "group", "agents"])
+def test_new_views_in_every_theme(snap_compare, state, view: str, theme: str) -> None:  # type: ignore[no-untyped-def]
+    # (the dark theme's shots of these views are above, at both sizes)
+    before = {"task": _task_view, "group": _group_plan, "agents": _agents}[view]
+    assert snap_compare(make_app(state, theme), terminal_size=(80, 24), run_before=before)
