@@ -82,19 +82,25 @@ def test_transient_failures_retried_in_aggressive_only(tmp_path: Path) -> None:
     assert row(root, IDS["failed"])["queue"] == "incoming"  # type: ignore[index]
 
 
-def test_once_per_window_then_escalate(tmp_path: Path) -> None:
-    root, _ = build_state(tmp_path)
-    fixer = AutoFixer(root, mode="safe")
-    fixer.tick(_snap(root))
-    # the system undoes the sync: the DB goes back to incoming for the file in failed/
+def _undo_the_sync(root: Path) -> None:
+    """The system undoes the fixer's sync: the DB goes back to incoming for the file in
+    failed/, both settled an hour ago."""
+    import os
+
     conn = sqlite3.connect(root / "state.db")
     conn.execute("UPDATE tasks SET queue='incoming', updated_at=? WHERE id=?",
                  ((datetime.now() - timedelta(hours=1)).isoformat(), IDS["mismatch_db"]))
     conn.commit()
     conn.close()
     old = datetime.now().timestamp() - 3600
-    import os
     os.utime(root / "shared/queue/failed" / f"TASK-{IDS['mismatch_db']}.md", (old, old))
+
+
+def test_once_per_window_then_escalate(tmp_path: Path) -> None:
+    root, _ = build_state(tmp_path)
+    fixer = AutoFixer(root, mode="safe")
+    fixer.tick(_snap(root))
+    _undo_the_sync(root)
     rep = fixer.tick(_snap(root))
     assert [i["task_id"] for i in rep.escalated] == [IDS["mismatch_db"]]
     assert rep.fixed == []
@@ -176,14 +182,7 @@ def test_escalation_names_the_fix_that_was_undone(tmp_path: Path) -> None:
     root, _ = build_state(tmp_path)
     fixer = AutoFixer(root, mode="safe")
     first = {i["task_id"]: i for i in fixer.tick(_snap(root)).fixed}[IDS["mismatch_db"]]
-    conn = sqlite3.connect(root / "state.db")
-    conn.execute("UPDATE tasks SET queue='incoming', updated_at=? WHERE id=?",
-                 ((datetime.now() - timedelta(hours=1)).isoformat(), IDS["mismatch_db"]))
-    conn.commit()
-    conn.close()
-    import os
-    old = datetime.now().timestamp() - 3600
-    os.utime(root / "shared/queue/failed" / f"TASK-{IDS['mismatch_db']}.md", (old, old))
+    _undo_the_sync(root)
     fixer.tick(_snap(root))
     (msg,) = list((root / "messages").iterdir())
     assert f"with sync (action {first['action_id']}," in msg.read_text()
