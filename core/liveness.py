@@ -228,6 +228,20 @@ def _liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
     return (Liveness.IDLE, False, _idle_reason(sj.state), (), None), None
 
 
+def _fresh_signal(agent: Agent, task_id: str, as_of: datetime, zombie_after_s: float,
+                  live: bool) -> tuple[Signal | None, float] | None:
+    """Whether an agent that names the task may be at work on it: its process not known to be
+    gone and its newest signal younger than the zombie threshold. Returns that signal and its
+    age ((None, 0) when it shows none yet), or None when it is not at work."""
+    if agent.running is False or (live and agent.pid_alive is False):
+        return None  # a dead agent's leftover record of a claim
+    sig = agent.newest_signal(task_id)
+    if sig is None:
+        return None, 0.0
+    age = (as_of - sig.at).total_seconds()
+    return (sig, age) if age <= zombie_after_s else None
+
+
 def _agents_at_work(task: Task, ctx: JudgeContext, exclude: str | None = None
                     ) -> Iterator[tuple[str, Agent, Signal, float]]:
     """Agents (but ``exclude``) that say they work on the task, are running (their pid alive,
@@ -236,36 +250,31 @@ def _agents_at_work(task: Task, ctx: JudgeContext, exclude: str | None = None
         if name == exclude:
             continue
         agent = ctx.agents[name]
-        if agent.running is False or (ctx.live and agent.pid_alive is False):
-            continue  # a dead agent's leftover record of a claim: no finding
-        sig = agent.newest_signal(task.task_id)
-        if sig is None:
-            continue
-        age = (ctx.as_of - sig.at).total_seconds()
-        if age <= ctx.thresholds.zombie_after_s:
-            yield name, agent, sig, age
+        fresh = _fresh_signal(agent, task.task_id, ctx.as_of, ctx.thresholds.zombie_after_s,
+                              ctx.live)
+        if fresh is not None and fresh[0] is not None:
+            yield name, agent, fresh[0], fresh[1]
 
 
 def agents_at_work_on(task_id: str, agents: Mapping[str, Agent], as_of: datetime,
                       thresholds: Thresholds, live: bool) -> list[str]:
-    """Agents that may still be working on the task, each with why: it names the task, its
-    process is not known to be gone, and its newest sign of life is younger than the zombie
-    threshold (or it says it is running and has shown none yet). The guard of every write."""
+    """Agents that may still be working on the task, each with why: as ``_agents_at_work``,
+    and also one that says it is running but has shown no signal yet. The guard of every
+    write."""
     out = []
     for name, agent in agents.items():
-        if agent.current_task_id != task_id or agent.running is False:
+        if agent.current_task_id != task_id:
             continue
-        if live and agent.pid_alive is False:
+        fresh = _fresh_signal(agent, task_id, as_of, thresholds.zombie_after_s, live)
+        if fresh is None:
             continue
-        sig = agent.newest_signal(task_id)
+        sig, age = fresh
         if sig is None:
             if agent.running:
                 out.append(f"{name} says it is running on it (no signal yet)")
             continue
-        age = (as_of - sig.at).total_seconds()
-        if age <= thresholds.zombie_after_s:
-            out.append(f"{name} names it in {agent.current_task_source or 'its state'}, "
-                       f"{sig.name} {age_text(age)} ago")
+        out.append(f"{name} names it in {agent.current_task_source or 'its state'}, "
+                   f"{sig.name} {age_text(age)} ago")
     return out
 
 
