@@ -331,6 +331,7 @@ class TaskFile:
     # continuation marker and the DB agrees where it is, so no rule needs its trail. The
     # engine re-reads it fully when that changes or a view asks (Engine.full_task).
     trail_complete: bool = True
+    path: str = ""  # relative to the root; "" for the one layout kept implicit (see relpath)
 
     @property
     def last_event(self) -> TrailEvent | None:
@@ -338,9 +339,10 @@ class TaskFile:
 
     @property
     def relpath(self) -> str:
-        """Relative to the queue root, forward slashes. Made when asked, not stored: a file
-        is always its queue dir's ``TASK-<id>.md`` (100,000 stored copies were ~8 MB)."""
-        return f"shared/queue/{self.queue}/TASK-{self.task_id}.md"
+        """Relative to the queue root, forward slashes. A format whose file is always its
+        lane dir's ``TASK-<id>.md`` (Octopoid) leaves ``path`` empty and this makes it when
+        asked: 100,000 stored copies were ~8 MB."""
+        return self.path or f"shared/queue/{self.queue}/TASK-{self.task_id}.md"
 
 
 @fast_init
@@ -573,6 +575,20 @@ class ReadProblem:
     message: str
 
 
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """Something a queue states about itself rather than about one task (RALF's
+    ``metadata.last_completed``), or what the source derived to check it against; subject
+    rules compare them. ``where`` is the evidence's place (``file:line``)."""
+
+    subject: str  # "queue", "agent:NAME", ...
+    name: str
+    value: str
+    where: str = ""
+    at: datetime | None = None
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything known at one instant. Immutable: the engine publishes a new one per change."""
@@ -595,6 +611,9 @@ class Snapshot:
     state_counts: Mapping[str, int] | None = None
     severity_counts: Mapping[Severity, int] | None = None
     tasks_by_severity: Mapping[Severity, AbstractSet[str]] | None = None
+    facts: tuple[Fact, ...] = ()  # what the queue says about itself (subject rules read them)
+    read_only_reason: str = ""  # set when the format has no way to write: the console says it
+    stale_reason: str = ""  # set when the source cannot be read now (the last good snapshot)
 
     def findings_for(self, task_id: str) -> tuple[Finding, ...]:
         """The task's findings, most severe first."""

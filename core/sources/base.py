@@ -1,0 +1,115 @@
+"""What a queue format implements to be supervised: the source interface.
+
+The engine holds one ``Source`` and knows nothing else about the format: no DB connection, no
+paths, no lane names. A source reads its queue (files, a database, both) into the neutral model
+(``core.model``) and says what its states and events mean (``core.semantics.Semantics``);
+liveness, the judge, the rules and the console read only those.
+
+The life of a source inside a following engine::
+
+    scan()                      cold: everything read once
+    all_tasks() / agents() / problems() / facts()
+    on_paths(paths) -> Delta    the watcher saw these paths change
+    on_marker() -> Delta        the change marker moved (a DB was written)
+    look_again(ids) -> Delta    re-read these tasks' every side now (the second look)
+    rescan() -> Delta           the five-minute reconciliation: everything checked, only
+                                what changed re-read
+    task(tid)                   the task as the source holds it now (after any of the above)
+
+Every method reads; none writes anything anywhere (a source opens its database read-only and
+leaves no side file). A source that cannot read raises ``SourceError``; anything smaller is a
+``ReadProblem`` in ``problems()``, never an exception.
+
+Interventions are a separate interface (``Interventions``): a read-only source may have none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from core.model import Agent, Fact, ReadProblem, Task, TrailEvent
+from core.semantics import Semantics
+
+if TYPE_CHECKING:
+    from core.config import Config
+
+
+@dataclass
+class Delta:
+    """What an incremental read found changed."""
+
+    tasks: set[str] = field(default_factory=set)  # task ids whose Task may differ now
+    agents: set[str] = field(default_factory=set)  # agent names whose Agent may differ now
+    facts: bool = False  # the queue's own facts (``facts()``) changed
+
+    def __or__(self, other: Delta) -> Delta:
+        return Delta(self.tasks | other.tasks, self.agents | other.agents,
+                     self.facts or other.facts)
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks or self.agents or self.facts)
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """How to notice changes cheaply. ``paths`` are watched recursively (watchfiles) and a
+    change is passed to ``on_paths``; ``marker`` is awaited every ``marker_interval_s`` and a
+    new value (``PRAGMA data_version`` and the DB file's stat, say) means ``on_marker``."""
+
+    paths: tuple[Path, ...] = ()
+    marker: Callable[[], Awaitable[Hashable]] | None = None
+    marker_interval_s: float = 1.0
+    close: Callable[[], Awaitable[None]] | None = None  # release what the marker holds
+
+
+@runtime_checkable
+class Source(Protocol):
+    format: str  # the name ``--format`` takes
+    semantics: Semantics
+    root: Path  # what the operator pointed at, resolved (a directory, a DB file)
+    label: str  # the root as the header and report show it (a DSN without its password)
+    has_record_side: bool  # False when only one copy of the truth exists (no record to match)
+
+    def scan(self) -> None: ...
+    def all_tasks(self) -> dict[str, Task]: ...  # a new dict, the engine's to keep
+    def agents(self) -> dict[str, Agent]: ...
+    def problems(self) -> tuple[ReadProblem, ...]: ...
+    def facts(self) -> tuple[Fact, ...]: ...
+    def task(self, task_id: str) -> Task | None: ...
+    def on_paths(self, paths: set[str]) -> Delta: ...
+    def on_marker(self) -> Delta: ...
+    def look_again(self, ids: Iterable[str]) -> Delta: ...
+    def rescan(self) -> Delta: ...
+    def watch_spec(self) -> WatchSpec: ...
+    def scan_progress(self) -> str: ...
+    # details on demand (the task view): never kept
+    def full_task(self, task: Task) -> Task: ...  # every file parsed fully
+    def history(self, task_id: str) -> tuple[TrailEvent, ...]: ...  # beyond the task's trail
+    def raw_record(self, task_id: str) -> Mapping[str, Any]: ...
+    def log_tail(self, agent_name: str, max_bytes: int = 16384) -> str: ...
+    def close(self) -> None: ...
+
+
+class Interventions(Protocol):
+    """A format's way of changing its queue: plans first (each checked against the current
+    snapshot by the one guard in ``core.actions.guard``), then an applier that journals every
+    write and can undo it. A format without one is read-only and the console says so."""
+
+    def actions(self) -> tuple[str, ...]: ...  # the action names this format can plan
+    def plan(self, action: str, task_id: str, **options: Any) -> Any: ...
+
+
+SourceFactory = Callable[..., Source]
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """One format as the registry (``core.formats``) knows it."""
+
+    name: str
+    detect: Callable[[Path | str], bool]  # does this root look like the format?
+    open: Callable[[Path | str, Config, bool, bool], Source]  # (root, config, live, follow)
+    describe: str = ""
