@@ -185,7 +185,7 @@ async def _file_move_latency(root: Path, runs: int = 5) -> tuple[list[float], li
 
 
 def main(sizes: tuple[int, ...] = (1000, 10_000, 100_000), keep: Path | None = None) -> None:
-    from core.demo.generate import generate
+    from core.formats.octopoid.generate import generate
     from core.timefmt import parse_as_of
 
     print("console (headless 120x40, --as-of; seconds)")

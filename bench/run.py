@@ -1,6 +1,6 @@
 """qwarden benchmarks (`make bench`): printed figures, never timed tests.
 
-Core, on generated 10k and 100k-task states (``core.demo.generate``):
+Core, on generated 10k and 100k-task states (``core.formats.octopoid.generate``):
 - cold report: a fresh ``qwarden report --json`` process, beside the raw read floor of the same
   files (``find … | xargs cat``), both with the page cache warm, as a ratio;
 - warm rescan with nothing changed (in-process, second ``Engine.scan``);
@@ -178,7 +178,7 @@ def _watch_latency(root: Path) -> float:
 
 
 def bench_core(sizes: list[int], keep: Path | None) -> None:
-    from core.demo.generate import generate
+    from core.formats.octopoid.generate import generate
 
     print("core (warm page cache; median of 3)")
     print(f"{'tasks':>8} {'gen s':>7} {'floor s':>8} {'report s':>9} {'ratio':>6} "

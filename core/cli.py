@@ -34,7 +34,7 @@ from core.clihelp import (
 )
 from core.config import Config, ConfigError, load_config
 from core.report import EXIT_UNREADABLE, exit_code, render_json, render_text, write_json
-from core.sources.octopoid import SourceError, resolve_root
+from core.formats.octopoid.reader import SourceError, resolve_root
 from core.textsafe import clean_line, diagnostic
 from core.timefmt import parse_as_of
 
@@ -466,7 +466,7 @@ def _run_until_interrupted(coro) -> int:  # type: ignore[no-untyped-def]
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.generate is not None:
-        from core.demo.generate import generate
+        from core.formats.octopoid.generate import generate
 
         if args.out is None:
             raise UsageError("--generate needs --out DIR")
@@ -477,7 +477,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"(truth.json: as_of {truth['as_of']})")
         return 0
 
-    from core.demo.simulate import Simulation, create_demo_root
+    from core.formats.octopoid.simulate import Simulation, create_demo_root
 
     with scratch_dir("qwarden-demo-", keep=args.dir) as base:
         root = create_demo_root(base, seed=args.seed)

@@ -41,7 +41,7 @@ from core.model import (
     TaskRecord,
     TrailEvent,
 )
-from core.sources.octopoid import (
+from core.formats.octopoid.reader import (
     EXPECTED_DIRS,
     FORMAT,
     QUEUES,

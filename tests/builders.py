@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from core.demo.octowriter import SCHEMA_V12
+from core.formats.octopoid.writer import SCHEMA_V12
 
 # Octopoid's own schema, so rule tests see the real column set.
 SCHEMA = SCHEMA_V12
@@ -162,7 +162,7 @@ def generated_utc_state(tmp_path_factory: pytest.TempPathFactory, name: str, n: 
     ``yield from``: yields its root and ``as_of``, and restores the time zone after."""
     import time
 
-    from core.demo.generate import generate
+    from core.formats.octopoid.generate import generate
     from core.timefmt import parse_as_of, reset_local_zone_cache
 
     with pytest.MonkeyPatch.context() as mp:

@@ -12,7 +12,7 @@ import pytest
 
 from core.actions.apply import apply, marker, recover, undo
 from core.actions.journal import Journal
-from core.actions.octopoid_actions import (
+from core.formats.octopoid.actions import (
     HISTORY_END,
     archive_errors,
     judge_task,
@@ -22,7 +22,7 @@ from core.actions.octopoid_actions import (
 )
 from core.actions.plan import Plan, Refused, StalePlan
 from core.engine import Engine
-from core.sources.taskfile import parse_task_bytes
+from core.formats.octopoid.taskfile import parse_task_bytes
 from tests.test_actions_support import ERROR, IDS, build_state, history, row, snapshot
 
 ACTOR = "qwarden:test"
@@ -478,7 +478,7 @@ def test_read_state_does_not_trust_file_path(state: tuple[Path, datetime]) -> No
 # ------------------------------------------------------------------ split
 
 def test_split_creates_children_and_repoints_blockers(state: tuple[Path, datetime]) -> None:
-    from core.actions.octopoid_actions import Subtask
+    from core.formats.octopoid.actions import Subtask
 
     root, now = state
     parent, t = IDS["failed"], _at(now)

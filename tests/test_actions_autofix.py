@@ -14,7 +14,7 @@ import pytest
 from core.actions.autofix import AutoFixer, TickReport, notes_text
 from core.actions.journal import Journal
 from core.config import Config
-from core.demo.generate import generate
+from core.formats.octopoid.generate import generate
 from core.engine import Engine
 from core.model import Liveness
 from core.timefmt import parse_as_of

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from core.actions.apply import apply, marker
 from core.actions.journal import Journal
-from core.actions.octopoid_actions import make_plan, read_state
+from core.formats.octopoid.actions import make_plan, read_state
 from core.actions.plan import Refused, StalePlan
-from core.demo.simulate import Simulation, create_demo_root
+from core.formats.octopoid.simulate import Simulation, create_demo_root
 
 KINDS = {"failed": ["retry", "cancel"], "provisional": ["accept", "cancel"],
          "claimed": ["release", "retry"], "incoming": ["cancel", "escalate"],

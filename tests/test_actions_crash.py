@@ -19,7 +19,7 @@ import pytest
 
 from core.actions.apply import CRASH_ENV, apply, recover, undo
 from core.actions.journal import Journal
-from core.actions.octopoid_actions import make_plan
+from core.formats.octopoid.actions import make_plan
 from tests.test_actions_support import IDS, build_state, snapshot
 
 REPO = Path(__file__).resolve().parents[1]

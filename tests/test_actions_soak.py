@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.actions.apply import apply
-from core.actions.octopoid_actions import make_plan
+from core.formats.octopoid.actions import make_plan
 from core.actions.soak import main, outcome_state, soak
 from tests.test_actions_support import IDS, build_state
 

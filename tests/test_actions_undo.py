@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from core.actions.apply import apply, undo
 from core.actions.journal import Journal
-from core.actions.octopoid_actions import make_plan
+from core.formats.octopoid.actions import make_plan
 from tests.test_actions_support import IDS, build_state, snapshot
 
 NOW = datetime(2026, 11, 22, 22, 30, 0)

@@ -13,7 +13,7 @@ import pytest
 
 from core.cli import main
 from core.engine import Engine
-from core.sources.octopoid import resolve_root
+from core.formats.octopoid.reader import resolve_root
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 from tests.conftest import snapshot_bytes

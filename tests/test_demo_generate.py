@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.demo.generate import generate
+from core.formats.octopoid.generate import generate
 from core.engine import Engine
 from core.rules.base import SCORED_KINDS
 from core.timefmt import parse_as_of

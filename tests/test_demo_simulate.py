@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from core.config import load_config
-from core.demo import octowriter as ow
-from core.demo.simulate import Simulation, create_demo_root
+from core.formats.octopoid import writer as ow
+from core.formats.octopoid.simulate import Simulation, create_demo_root
 from core.engine import Engine
 from core.rules.base import SCORED_KINDS
 

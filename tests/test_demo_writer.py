@@ -1,4 +1,4 @@
-"""octowriter: each Octopoid step leaves files and DB as octopoid-v1.md's table says."""
+"""The Octopoid writer: each Octopoid step leaves files and DB as octopoid-v1.md's table says."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.demo import octowriter as ow
-from core.sources.taskfile import parse_task_bytes
+from core.formats.octopoid import writer as ow
+from core.formats.octopoid.taskfile import parse_task_bytes
 
 T0 = datetime(2026, 11, 22, 21, 0, 0, 123456)  # naive local, like Octopoid's stamps
 

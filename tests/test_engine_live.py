@@ -157,7 +157,7 @@ def test_incremental_judgement_equals_a_fresh_one_through_a_simulated_run(
     a WAL-mode state.db through short connections (its -wal comes and goes). After every tick
     the warm engine's rescan must judge exactly as a fresh engine does: same findings, no
     leftovers, no duplicates, same verdicts."""
-    from core.demo.simulate import Simulation, create_demo_root
+    from core.formats.octopoid.simulate import Simulation, create_demo_root
 
     root = create_demo_root(tmp_path, seed=3)
     as_of = parse_as_of((datetime.now() + timedelta(minutes=10)).isoformat())  # one instant
@@ -225,7 +225,7 @@ async def test_a_two_step_write_is_no_finding_but_a_real_one_shows_after_its_sec
     # Octopoid's create_task writes the file, then the row: between the two the task is an
     # orphan file for a moment. That moment is never published; a file that stays without a
     # row is, once its second look has seen it again (confirm_after_s later).
-    from core.demo import octowriter as ow
+    from core.formats.octopoid import writer as ow
 
     b = live_state
     cfg = Config(live=LiveOptions(db_check_interval_s=0.2, rejudge_interval_s=0.5))

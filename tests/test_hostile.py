@@ -354,7 +354,7 @@ def test_writer_closing_while_the_crashed_wal_is_copied(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The soak found it: a writer's last close checkpoints and deletes the -wal while the
     reader copies it; the reader then reads the DB as it now is, never an exception."""
-    import core.sources.octopoid as octopoid
+    import core.formats.octopoid.reader as octopoid
 
     root = small(tmp_path)
     crashed_wal(root)

@@ -1,6 +1,6 @@
 """qwarden beside a live simulated fleet: never wrong on screen, and every fault found in time.
 
-Agents and a scheduler in threads run Octopoid's own lifecycle steps (``core.demo.octowriter``)
+Agents and a scheduler in threads run Octopoid's own lifecycle steps (``core.formats.octopoid.writer``)
 with their two-step writes in the real order — the file then the row to create, submit, fail and
 accept; the row then the trail to claim — and a pause between the two halves wider than
 Octopoid's own (0–80 ms), so one-sided states are common. Faults are injected now and again:
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Config, LiveOptions, Thresholds
-from core.demo import octowriter as ow
+from core.formats.octopoid import writer as ow
 from core.engine import Engine
 from core.model import Snapshot
 

@@ -257,7 +257,7 @@ def test_a_dead_pid_dates_the_death_from_the_newest_signal(b: StateBuilder, monk
     # Killed while the scheduler was down: the later reap stamped last_finished a minute ago
     # and left exit code 1. The pid is dead and the agent's own last sign of life is 30 min
     # old: a zombie now, not 5 minutes after the reap's stamp.
-    import core.sources.octopoid as octo
+    import core.formats.octopoid.reader as octo
 
     b.task("t1", db_queue="claimed", trail=claim(3600), db={"claimed_by": "a1",
                                                             "claimed_at": 3600})
@@ -376,7 +376,7 @@ def test_file_only_mode_without_db(tmp_path: Path) -> None:
 
 def test_unread_terminal_until_a_supervisor_marks_it_read(b: StateBuilder) -> None:
     from core.actions.apply import apply
-    from core.actions.octopoid_actions import make_plan
+    from core.formats.octopoid.actions import make_plan
 
     b.task("d1", db_queue="done", file_queues=("done",),
            trail=[*claim(3000), ("SUBMITTED_AT", 2000), ("COMMITS_COUNT", 2),

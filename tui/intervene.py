@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from core.actions.apply import apply
 from core.actions.guard import live_work_refusal
-from core.actions.octopoid_actions import Subtask, make_plan
+from core.formats.octopoid.actions import Subtask, make_plan
 from core.actions.plan import Plan, Refused, StalePlan
 from core.model import Snapshot
-from core.sources.octopoid import SourceError
+from core.formats.octopoid.reader import SourceError
 from tui.glossary import planner_for
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen

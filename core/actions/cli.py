@@ -20,7 +20,7 @@ from typing import Any
 from core.actions.apply import Result, apply, inverse_plan, recover, stale_message
 from core.actions.guard import TALKS_ONLY
 from core.actions.journal import Journal
-from core.actions.octopoid_actions import (
+from core.formats.octopoid.actions import (
     PLANNERS,
     Subtask,
     judge_task,
@@ -29,7 +29,7 @@ from core.actions.octopoid_actions import (
 from core.actions.plan import Plan, Refused, StalePlan
 from core.clihelp import ACTION_EXITS, PLAIN_EXITS, add_command
 from core.config import Config, ConfigError, load_config
-from core.sources.octopoid import SourceError, resolve_root
+from core.formats.octopoid.reader import SourceError, resolve_root
 from core.textsafe import clean_line, diagnostic
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE = 0, 1, 3

@@ -26,7 +26,7 @@ from typing import Any
 
 from core.actions.apply import CRASH_ENV, _history_rows, apply, read_row, recover
 from core.actions.journal import Journal
-from core.actions.octopoid_actions import make_plan
+from core.formats.octopoid.actions import make_plan
 from core.actions.plan import Plan, Refused, StalePlan, sha256
 from core.clihelp import scratch_dir
 
@@ -123,7 +123,7 @@ def soak(n: int = 1000, seed: int = 0, kill_rate: float = 0.1, base: Path | None
 
 
 def _soak(n: int, seed: int, kill_rate: float, base: Path, echo: Any) -> dict[str, Any]:
-    from core.demo.simulate import Simulation, create_demo_root
+    from core.formats.octopoid.simulate import Simulation, create_demo_root
 
     root = create_demo_root(base / "demo", seed=seed)
     sim = Simulation(root, seed=seed, faults=True)

@@ -2,7 +2,7 @@
 
 Simulated agents claim, heartbeat, report status, log, work, submit, fail, run out of turns and
 get resumed; a simulated scheduler accepts verified work, review-rejects some, retries failures
-and trickles in new tasks. Every step goes through ``octowriter``, so files and DB drift exactly
+and trickles in new tasks. Every step goes through the Octopoid writer (``writer.py``), so files and DB drift exactly
 the way Octopoid's own steps make them drift (a DB-mode claim leaves the file in incoming/,
 fail-then-retry leaves the DB at failed, needs_continuation writes no DB row).
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from core.demo import octowriter as ow
+from core.formats.octopoid import writer as ow
 
 DEMO_CONFIG = """# qwarden demo: short thresholds so the simulated queue changes while you watch
 [thresholds]

@@ -25,7 +25,7 @@ from core.actions.plan import ACTION_FILE_MAX_BYTES, FileOp, Plan, Refused, RowO
 from core.config import Thresholds
 from core.model import Snapshot, TaskFile
 from core.rules.completion import passing_checks
-from core.sources.octopoid import (
+from core.formats.octopoid.reader import (
     COUNT_MAX,
     DB_ERRORS,
     QUEUES,
@@ -33,7 +33,7 @@ from core.sources.octopoid import (
     SourceError,
     bounded_int,
 )
-from core.sources.taskfile import (
+from core.formats.octopoid.taskfile import (
     HISTORY_END,
     HISTORY_HEADING,
     history_spans,

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from core import safeio
 from core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
 from core.sources.errors import SourceError
-from core.sources.queue_files import (
+from core.formats.octopoid.queue_files import (
     ColdStart,
     FileScan,
     NeedsTrail,
@@ -35,7 +35,7 @@ from core.sources.queue_files import (
     SameId,
     relpath_under,
 )
-from core.sources.taskfile import TASK_FILE_RE
+from core.formats.octopoid.taskfile import TASK_FILE_RE
 from core.timefmt import from_epoch, parse_any, parse_db_time, parse_local_iso
 
 FORMAT = "octopoid-v1"

@@ -1,0 +1,1 @@
+"""Queue formats, one package each, and the registry that finds them."""
