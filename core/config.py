@@ -61,10 +61,29 @@ class AlertOptions(BaseModel):
                                   "group) after this long")
 
 
+class CoordinationOptions(BaseModel):
+    """The ``coordination`` format (task-queue.json + worker-status.json): its own clock.
+    The design heartbeats every 30-60 s and calls a worker dead after 120 s."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dead_after_s: float = Field(120, gt=0, description="newest heartbeat older than this: "
+                                "the worker is dead and its claim a zombie")
+    stale_after_s: float = Field(60, gt=0, description="newest heartbeat older than this: "
+                                 "the worker is at risk")
+    lock_timeout_s: float = Field(10, gt=0, description="wait at most this long for the "
+                                  "queue's lock (task-queue.json.lock) before refusing")
+    max_queue_bytes: int = Field(512 * 1024 * 1024, ge=4096,
+                                 description="task-queue.json larger than this is refused")
+    comms_tail_bytes: int = Field(8 * 1024 * 1024, ge=4096,
+                                  description="read at most this tail of agent-comms.jsonl")
+    comms_per_task: int = Field(20, ge=0, description="comms-log lines kept per task trace")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     thresholds: Thresholds = Thresholds()
+    coordination: CoordinationOptions = CoordinationOptions()
     limits: Limits = Limits()
     live: LiveOptions = LiveOptions()
     alerts: AlertOptions = AlertOptions()

@@ -1,0 +1,33 @@
+"""The coordination files (task-queue.json + worker-status.json + agent-comms.jsonl +
+progress.json + tasks/task-<id>-instructions.md): agents that coordinate through shared JSON.
+
+``FORMAT_INFO`` is what the registry (``core.formats``) lists. The package: ``layout`` (the
+names, detection, the lock file's name), ``parse`` (readers: bytes -> plain data, never a
+traceback), ``source`` (the ``Source``), ``semantics``, ``rules`` (every kind), ``judge`` (the
+engine-free path), ``lock`` (the advisory lock and atomic replace every writer uses),
+``actions`` (planned, journaled, undoable interventions), ``generate`` and ``simulate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.formats.coordination.layout import detect
+from core.sources.base import FormatInfo
+
+if TYPE_CHECKING:
+    from core.config import Config
+
+
+def open_source(root: Path | str, config: Config | None = None, live: bool = False,
+                follow: bool = False) -> Any:
+    from core.formats.coordination.source import CoordSource
+
+    return CoordSource(root, config, live, follow)
+
+
+FORMAT_INFO = FormatInfo(
+    name="coordination", detect=detect, open=open_source,
+    describe="shared JSON coordination files (task-queue.json, worker-status.json, "
+             "agent-comms.jsonl, tasks/)")
