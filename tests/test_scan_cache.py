@@ -16,8 +16,8 @@ import pytest
 from core.config import Config
 from core.engine import Engine
 from core.formats import open_engine
-from core.model import Snapshot
 from core.formats.octopoid import queue_files
+from core.model import Snapshot
 from core.sources.forkmap import fork_map
 from tests.builders import StateBuilder
 

@@ -25,8 +25,8 @@ Interventions are a separate interface (``Interventions``): a read-only source m
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
