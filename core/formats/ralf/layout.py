@@ -162,6 +162,7 @@ def walk_place(layout: Layout, troot: Path, place: str) -> Iterator[Found]:
                 elif is_link:
                     yield Found(place, p, tid, "a broken symlink")
                 else:
-                    yield Found(place, p, tid, "not a regular file")
+                    what = safeio.kind_of(os.lstat(p).st_mode)
+                    yield Found(place, p, tid, f"{what}, not a regular file")
             except OSError as exc:
                 yield Found(place, p, tid, exc.strerror or str(exc))

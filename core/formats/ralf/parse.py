@@ -250,7 +250,7 @@ def parse_events(text: str) -> EventsFile:
             if seq is None:
                 return EventsFile()
             if isinstance(seq, list):
-                evs = []
+                evs: list[Event] = []
                 for i, d in enumerate(seq):
                     if isinstance(d, dict):
                         e = _event(d, _item_line(seq, i) or 0, len(evs))

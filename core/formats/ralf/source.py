@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import safeio
 from core.formats.ralf import layout as lay
+from core.formats.ralf.kinds import DONE_STATUSES, FORMAT
 from core.formats.ralf.parse import (
     Event,
     EventsFile,
@@ -41,7 +42,6 @@ from core.formats.ralf.parse import (
     parse_queue,
     parse_task_header,
 )
-from core.formats.ralf.kinds import DONE_STATUSES, FORMAT
 from core.formats.ralf.semantics import SEMANTICS
 from core.model import (
     Agent,
