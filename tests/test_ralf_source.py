@@ -208,3 +208,23 @@ def test_latest_completion_is_by_run_number_either_order(evs: list[tuple[str, in
     else:
         best_run = max(r for r, _ in done)
         assert got is not None and got.run_number == best_run
+
+
+def test_is_a_source_and_rescan_reports_what_changed(tmp_path: Path) -> None:
+    from core.formats.ralf import FORMAT_INFO
+    from core.sources.base import Source
+
+    root = _later_layout(tmp_path / "p")
+    assert FORMAT_INFO.name == "ralf" and FORMAT_INFO.detect(root)
+    src = FORMAT_INFO.open(root, None, False, False)  # type: ignore[arg-type]
+    assert isinstance(src, Source)
+    src.scan()
+    assert not src.rescan()  # nothing moved
+    d = root / "tasks" / "active" / "TASK-13-new"
+    d.rename(root / "tasks" / "completed" / "TASK-13-new")
+    delta = src.rescan()
+    assert delta.tasks == {"TASK-13"}
+    assert src.task("TASK-13").primary_file.queue == "completed"  # type: ignore[union-attr]
+    hb = root / ".autonomous" / "agents" / "communications" / "heartbeat.yaml"
+    hb.write_text(HB.replace("13:19:30", "13:19:45"))
+    assert src.rescan().agents == {"planner"}

@@ -176,3 +176,51 @@ def test_read_only_refuses(tmp_path: Path) -> None:
     assert os.listdir(root / ".autonomous" / "communications") == ["queue.yaml", "events.yaml"] \
         or sorted(os.listdir(root / ".autonomous" / "communications")) == [
             "events.yaml", "queue.yaml"]
+
+
+@needs_sample
+def test_interrupted_sync_is_rolled_back_from_the_journal(tmp_path: Path) -> None:
+    """A qwarden killed between writing queue.yaml and marking the action done: the next
+    writer restores the journaled bytes and removes the backup it made."""
+    import core.formats.ralf.sync as sync_mod
+
+    root = copy_sample(tmp_path / "s")
+    before = tree_bytes(root)
+    plan = plan_sync(root, AS_OF)
+    real_set_state = Journal.set_state
+
+    def killed(self: Journal, aid: int, state: str, error: str | None = None) -> None:
+        if state == "done":
+            raise KeyboardInterrupt  # stands in for the SIGKILL after the writes
+        real_set_state(self, aid, state, error)
+
+    Journal.set_state = killed  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sync_mod.apply_sync(plan)
+    finally:
+        Journal.set_state = real_set_state  # type: ignore[method-assign]
+    assert (root / QUEUE).read_bytes() == plan.after  # the writes happened
+    with Journal(root / ".autonomous") as j:
+        assert [r.state for r in j.unfinished()] == ["applying"]
+        assert sync_mod._recover(root / ".autonomous", j) == [1]
+        assert j.get(1).state == "rolled_back"  # type: ignore[union-attr]
+    assert tree_bytes(root) == before
+
+
+def test_module_cli_dry_run_shows_diff_and_writes_nothing(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    from core.formats.ralf.sync import main
+
+    root = _state(tmp_path / "s", "queue: []\n",
+                  active={"TASK-9.md": HDR.format(tid="TASK-9", title="Nine")})
+    before = tree_bytes(root)
+    assert main(["--root", str(root), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "+  - id: TASK-9" in out and "--- a/communications/queue.yaml" in out
+    assert tree_bytes(root) == before
+    assert main(["--root", str(root), "--yes"]) == 0
+    assert "TASK-9" in (root / QUEUE).read_text()
+    assert main(["--root", str(root), "--undo"]) == 0
+    assert tree_bytes(root) == before

@@ -326,10 +326,10 @@ class Simulation:
         if self.current is not None:
             tid = self.current
             self.events.append(Ev(now, tid, "completed", self.run))
-            name = self.active.pop(tid, None)
-            if name is not None:
-                os.replace(self.auto / "tasks" / "active" / name,
-                           self.auto / "tasks" / "completed" / name)
+            if tid in self.active:
+                fname = self.active.pop(tid)
+                os.replace(self.auto / "tasks" / "active" / fname,
+                           self.auto / "tasks" / "completed" / fname)
             self.last_completed = tid
             self.current = None
             did.append(f"executor completed {tid} (run {self.run})")

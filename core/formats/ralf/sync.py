@@ -25,6 +25,7 @@ import difflib
 import io
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -431,6 +432,7 @@ def apply_sync(plan: SyncPlan, note: str = "", read_only: bool = False) -> Appli
     p = plan.to_plan(note)
     qpath, bpath = auto / plan.queue_rel, auto / plan.backup_rel
     with Journal(auto) as j, j.lock():
+        _recover(auto, j)
         if _read_sha(qpath) != sha256(plan.before):
             raise StalePlan(f"{plan.queue_rel} changed since the plan was made: plan again")
         if os.path.lexists(bpath):
@@ -454,6 +456,37 @@ def apply_sync(plan: SyncPlan, note: str = "", read_only: bool = False) -> Appli
     return Applied(aid, plan.backup_rel)
 
 
+def _recover(auto: Path, j: Journal) -> list[int]:
+    """Sync steps a killed qwarden left unfinished are rolled back from the journal: the
+    queue gets its journaled bytes again unless someone wrote it since (then it is left
+    alone and the row says so), a backup this step created is removed."""
+    out = []
+    for row in j.unfinished():
+        if row.kind not in (KIND, UNDO_KIND):
+            continue
+        backups = j.file_backups(row.id)
+        qop = row.plan.files[0]
+        assert qop.src is not None
+        qpath = auto / qop.src
+        old = backups.get(qop.src)
+        cur = _read_sha(qpath)
+        note = "rolled back after an interrupted run"
+        if old is not None and cur in (qop.after_sha, sha256(old)):
+            if cur != sha256(old):
+                _write(qpath, old, row.id, no_clobber=False)
+        else:
+            note = f"{qop.src} was written by someone else since: left as it is"
+        if row.kind == KIND:
+            bop = row.plan.files[1]
+            if bop.dst is not None and old is not None \
+                    and _read_sha(auto / bop.dst) == sha256(old):
+                os.unlink(auto / bop.dst)
+        j.set_state(row.id, "rolled_back", note)
+        j.audit("recovered", row.id, note=note)
+        out.append(row.id)
+    return out
+
+
 def _rollback(qpath: Path, bpath: Path, before: bytes, aid: int) -> None:
     cur = _read_sha(qpath)
     if cur is not None and cur != sha256(before):
@@ -469,6 +502,7 @@ def undo_sync(root: Path | str, action_id: int | None = None, note: str = "") ->
         raise Refused(f"{root}: not a RALF state")
     auto = layout.autonomous
     with Journal(auto) as j, j.lock():
+        _recover(auto, j)
         if action_id is None:
             rows = [r for r in j.recent(200) if r.kind == KIND and r.state == "done"]
             if not rows:
@@ -517,3 +551,45 @@ def render_plan(plan: SyncPlan, diff: bool = True) -> str:
         lines.append("")
         lines.extend(d.rstrip("\n") for d in plan.diff)
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.formats.ralf.sync --root DIR [--dry-run] [--yes] [--undo [ID]]``
+    (what ``qwarden sync --format ralf`` runs)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="qwarden sync --format ralf",
+                                 description="rewrite queue.yaml the way the planner would")
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--dry-run", action="store_true", help="show the plan and diff only")
+    ap.add_argument("--yes", action="store_true", help="apply without asking")
+    ap.add_argument("--note", default="")
+    ap.add_argument("--read-only", action="store_true")
+    ap.add_argument("--undo", nargs="?", const=-1, type=int, metavar="ACTION_ID")
+    a = ap.parse_args(argv)
+    try:
+        if a.undo is not None:
+            aid = undo_sync(a.root, None if a.undo == -1 else a.undo, a.note)
+            print(f"undone (action {aid})")
+            return 0
+        plan = plan_sync(a.root)
+        sys.stdout.write(render_plan(plan))
+        if not plan.changes or a.dry_run:
+            return 0
+        if not a.yes:
+            if not sys.stdin.isatty() or input("apply? [y/N] ").strip().lower() != "y":
+                print("not applied")
+                return 1
+        done = apply_sync(plan, a.note, a.read_only)
+        print(f"applied (action {done.action_id}); backup {done.backup}")
+        return 0
+    except (Refused, StalePlan) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot read: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
