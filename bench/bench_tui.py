@@ -48,11 +48,11 @@ async def _measure(root: Path, as_of: datetime) -> dict[str, float]:
     from dataclasses import replace
 
     from core.config import Config
-    from core.engine import Engine
+    from core.formats import open_engine
     from tui.app import QwardenApp
 
     cfg = Config()
-    app = QwardenApp(Engine(root, cfg, as_of=as_of), cfg, root_label="bench")
+    app = QwardenApp(open_engine(root, cfg, as_of=as_of), cfg, root_label="bench")
     out: dict[str, float] = {}
     t0 = time.perf_counter()
     async with app.run_test(size=SIZE) as pilot:
@@ -152,11 +152,11 @@ async def _file_move_latency(root: Path, runs: int = 5) -> tuple[list[float], li
     move it back. The first move brings a new scored finding, so it waits for its second look
     (``confirm_after_s``); the move back only clears one, and shows at once."""
     from core.config import Config, LiveOptions
-    from core.engine import Engine
+    from core.formats import open_engine
     from tui.app import QwardenApp
 
     cfg = Config(live=LiveOptions(debounce_ms=20))
-    app = QwardenApp(Engine(root, cfg), cfg, root_label="bench")
+    app = QwardenApp(open_engine(root, cfg), cfg, root_label="bench")
     there: list[float] = []
     back: list[float] = []
     async with app.run_test(size=SIZE) as pilot:

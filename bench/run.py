@@ -110,9 +110,9 @@ def _cold_report(root: Path, as_of: str) -> tuple[float, float, float]:
 def _following_rss(root: Path, as_of: str) -> float:
     """Peak RSS (MB) of an engine that keeps following the queue (the console's core: stat
     cache and row change keys kept), after its scan and one warm rescan."""
-    code = (_HWM + "import sys\nfrom pathlib import Path\nfrom core.engine import Engine\n"
+    code = (_HWM + "import sys\nfrom pathlib import Path\nfrom core.formats import open_engine\n"
             "from core.timefmt import parse_as_of\n"
-            "e = Engine(Path(sys.argv[1]), as_of=parse_as_of(sys.argv[2]))\n"
+            "e = open_engine(Path(sys.argv[1]), as_of=parse_as_of(sys.argv[2]))\n"
             "e.scan()\ne.scan()\nprint(_hwm())\n")
     out = subprocess.run([sys.executable, "-c", code, str(root), as_of], cwd=REPO, check=True,
                          capture_output=True, text=True).stdout
@@ -120,10 +120,10 @@ def _following_rss(root: Path, as_of: str) -> float:
 
 
 def _warm_and_change(root: Path, as_of: str) -> tuple[float, float, float]:
-    from core.engine import Engine
+    from core.formats import open_engine
     from core.timefmt import parse_as_of
 
-    eng = Engine(root, as_of=parse_as_of(as_of))
+    eng = open_engine(root, as_of=parse_as_of(as_of))
     eng.scan()
     warm = []
     for _ in range(3):
@@ -140,7 +140,7 @@ def _warm_and_change(root: Path, as_of: str) -> tuple[float, float, float]:
         os.replace(a, b)
         rels = {eng.source.relpath(a), eng.source.relpath(b)}
         t = time.perf_counter()
-        dirty = eng.apply_file_changes(rels)
+        dirty = eng.apply_paths(rels)
         snap = eng.rejudge(dirty)
         changes.append(time.perf_counter() - t)
         assert snap.tasks[src.name[5:-3]].file_queue == b.parent.name
@@ -149,10 +149,10 @@ def _warm_and_change(root: Path, as_of: str) -> tuple[float, float, float]:
 
 def _watch_latency(root: Path) -> float:
     """End to end on the live engine: os.replace -> subscriber sees the new directory (ms)."""
-    from core.engine import Engine
+    from core.formats import open_engine
 
     async def run() -> float:
-        eng = Engine(root)
+        eng = open_engine(root)
         await eng.start()
         await asyncio.wait_for(eng.caught_up.wait(), 60)  # steady state, not start-up
         q = root / "shared" / "queue"

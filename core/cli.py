@@ -33,8 +33,9 @@ from core.clihelp import (
     scratch_dir,
 )
 from core.config import Config, ConfigError, load_config
+from core.formats import FORMAT_NAMES, locate
 from core.report import EXIT_UNREADABLE, exit_code, render_json, render_text, write_json
-from core.formats.octopoid.reader import SourceError, resolve_root
+from core.sources.errors import SourceError
 from core.textsafe import clean_line, diagnostic
 from core.timefmt import parse_as_of
 
@@ -86,8 +87,11 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 def _common(p: argparse.ArgumentParser, sub: bool = True) -> None:
     # Subcommands SUPPRESS their defaults so `qwarden --root X report` keeps X.
     d = argparse.SUPPRESS if sub else None
-    p.add_argument("--root", default=d, help="the .orchestrator dir or its parent "
+    p.add_argument("--root", default=d, help="the queue: a .orchestrator dir or its parent, "
+                                             "a project holding .autonomous/, ... "
                                              "(default: $QWARDEN_ROOT, else search upwards)")
+    p.add_argument("--format", default=d, choices=FORMAT_NAMES,
+                   help="the queue's format (default: auto, found from the root's contents)")
     p.add_argument("--config", type=Path, default=d,
                    help="config TOML (default: qwarden.toml beside the root, "
                         "else ~/.config/qwarden/config.toml)")
@@ -257,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> tuple[Path, Config]:
-    root = resolve_root(args.root)
+    """The queue's root and the config; ``args.format`` becomes the format found there."""
+    info, root = locate(args.root, getattr(args, "format", None) or "auto")
+    args.format = info.name
     config, _ = load_config(root, args.config)
     return root, config
 
@@ -289,7 +295,7 @@ def text_console(width: int | None, stream: Any = None) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from core.engine import Engine
+    from core.formats import open_engine
     from core.report import Report
 
     if args.json_schema:
@@ -297,7 +303,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(json.dumps(Report.model_json_schema(by_alias=True), indent=2))
         return 0
     root, config = _load(args)
-    engine = Engine(root, config, as_of=args.as_of, follow=False)  # one scan, then exit
+    # one scan, then exit
+    engine = open_engine(root, config, as_of=args.as_of, follow=False, fmt=args.format)
     snap = engine.scan()
     for prob in snap.problems:
         _err(f"{clean_line(prob.path)}: {clean_line(prob.message)}")
@@ -327,13 +334,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
                                       ("--exec", args.exec_cmd)) if v]
         if given:
             raise UsageError(f"{', '.join(given)}: only with --headless")
-        return _run_tui(root, config, None, None, None, False)
+        return _run_tui(root, config, None, None, None, False, fmt=args.format)
     return _run_until_interrupted(_watch_headless(root, config, args))
 
 
 async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) -> int:
     from core.alerts import ExecAlerts
-    from core.engine import Engine
+    from core.formats import open_engine
     from core.watch import (
         ChangeTracker,
         change_dict,
@@ -371,7 +378,7 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
             broken_pipe = True
             stop.set()
 
-    engine = Engine(root, config)
+    engine = open_engine(root, config, fmt=args.format)
     tracker = ChangeTracker()
     alerts = ExecAlerts(args.exec_cmd, config.alerts) if args.exec_cmd else None
     shown_error: str | None = None
@@ -495,11 +502,11 @@ def _demo_headless(root: Path, config: Config, sim, steps: int | None) -> int:  
     from rich.console import Console
     from rich.live import Live
 
-    from core.engine import Engine
+    from core.formats import open_engine
     from core.report import render_group
 
     async def main() -> int:
-        engine = Engine(root, config)
+        engine = open_engine(root, config, fmt="octopoid")
         stop = asyncio.Event()
         console = Console()
         await engine.start()
@@ -524,7 +531,7 @@ def _demo_headless(root: Path, config: Config, sim, steps: int | None) -> int:  
 
 def _run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
              simulation, read_only: bool,  # type: ignore[no-untyped-def]
-             fix: str | None = None, bell: bool = False) -> int:
+             fix: str | None = None, bell: bool = False, fmt: str = "auto") -> int:
     try:
         from tui.app import run_tui
     except ImportError as exc:
@@ -532,7 +539,7 @@ def _run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | No
         return EXIT_UNREADABLE
     if read_only:
         config = config.model_copy(update={"read_only": True})
-    return run_tui(root, config, as_of, theme, simulation, fix, bell=bell)
+    return run_tui(root, config, as_of, theme, simulation, fix, bell=bell, fmt=fmt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -554,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         root, config = _load(args)
         config = _with_interval(config, args.interval)
         return _run_tui(root, config, args.as_of, args.theme, None, args.read_only, args.fix,
-                        bell=args.bell)
+                        bell=args.bell, fmt=args.format)
     except UsageError as exc:
         _err(f"error: {exc}")
         return EXIT_USAGE

@@ -1,15 +1,17 @@
-"""The engine: one full scan, then incremental updates from file and DB changes, plus the poll.
+"""The engine: one full scan of a source, then incremental updates, plus the poll.
 
-- Files: ``watchfiles`` on the queue, agents and notes dirs; a changed task file is re-read alone.
-- DB: ``PRAGMA data_version`` checked (aiosqlite) at most every second; when it moves, a light
-  per-row fingerprint finds the changed rows and only those are re-read.
+It holds one ``Source`` (``core.sources.base``) and knows no format: no DB connection, no
+paths, no lane names.
+- Changes: the source's watch spec names paths to watch (``watchfiles``) and a cheap change
+  marker polled every second (a DB's ``PRAGMA data_version``); either makes the source re-read
+  only what changed and say which tasks and agents that touched.
 - Time: claims age even when nothing is written, so time-sensitive tasks are re-judged often.
 - A full reconciliation runs every poll interval (300 s), never overlapping itself.
 - A scored finding born of a change waits for a second look (``_hold_born_findings``): queues
   write in two steps (Octopoid: the file then the row to create, the row then the trail to
   claim), and between them the state is one-sided. Until the look, the task is published as it
-  was; the look ``confirm_after_s`` later re-reads both sides of the task directly (no event
-  needed) and the finding is published only if it is still there.
+  was; the look ``confirm_after_s`` later has the source re-read every side of the task (no
+  event needed) and the finding is published only if it is still there.
 Subscribers get each new immutable Snapshot on the event loop. Reading never writes anything.
 """
 
@@ -17,86 +19,53 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
-import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import MappingProxyType
 
-from core import safeio
 from core.config import Config
-from core.judge import Judge, assemble_tasks
-from core.model import (
-    Agent,
-    Publisher,
-    ReadProblem,
-    Severity,
-    Snapshot,
-    Task,
-    TaskRecord,
-    TrailEvent,
-)
-from core.formats.octopoid.reader import (
-    EXPECTED_DIRS,
-    FORMAT,
-    QUEUES,
-    FileScan,
-    OctopoidSource,
-    SourceError,
-)
-from core.timefmt import UTC
+from core.judge import Judge
+from core.model import Agent, Publisher, Severity, Side, Snapshot, Task, TrailEvent
+from core.reviews import journal_path, read_reviews
+from core.sources.base import Delta, Source
+from core.sources.errors import SourceError
+from core.timefmt import UTC, parse_any
 
 log = logging.getLogger("qwarden.engine")
 
 Subscriber = Callable[[Snapshot], None]
+_CANNOT_WATCH = " (cannot watch for changes; retrying)"
 MAX_LOOKS = 3  # a held finding is published after this many looks, whatever it showed
 
 
-def task_id_of(rel: str) -> str:
-    """``shared/queue/<queue>/TASK-<id>.md`` -> ``<id>``."""
-    return rel.rsplit("/", 1)[-1][5:-3]
-
-
 class Engine:
-    def __init__(self, root: Path, config: Config | None = None,
+    def __init__(self, source: Source, config: Config | None = None,
                  as_of: datetime | None = None, follow: bool = True) -> None:
-        """``follow=False``: one scan and done (``qwarden report``), so the per-file stat
-        cache and per-row change keys that make later rescans cheap are not kept; a later
-        scan is still correct, it just re-reads everything."""
+        """``follow=False``: one scan and done (``qwarden report``): the source keeps none of
+        the caches that make later rescans cheap, and the published dicts are handed over."""
         self.config = config or Config()
         self.as_of = as_of
         self.live = as_of is None
         self.follow = follow
-        lim = self.config.limits
-        self.source = OctopoidSource(root, lim.max_task_file_bytes, lim.db_busy_retries,
-                                     lim.db_busy_timeout_ms, keep_stats=follow)
-        self.root = self.source.root
-        self.judge = Judge(self.config, EXPECTED_DIRS)
+        self.source = source
+        self.root = source.root
+        self.judge = Judge(self.config, source.semantics)
         self.snapshot: Snapshot | None = None
         self.paused = False
         self.last_poll_at: datetime | None = None
         self.next_poll_at: datetime | None = None
         self.last_error: str | None = None
-        self._records: dict[str, TaskRecord] = {}
-        self._row_keys: dict[str, int] = {}
-        self._agent_rows: dict[str, dict[str, object]] = {}
         self._agents: dict[str, Agent] = {}
         self._tasks: dict[str, Task] = {}
-        self._problems: dict[str, ReadProblem] = {}
-        self._conn: sqlite3.Connection | None = None
-        self._conn_fp: tuple[object, ...] = ()  # the DB file's stat when _conn was opened
-        self._phase = ""  # of a cold scan in progress (scan_progress)
         self._generation = 0
         self._subscribers: list[Subscriber] = []
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks_running: list[asyncio.Task[None]] = []
-        self._pending_publish: set[str] = set()
         # Snapshots share unchanged entries: each publish copies only what changed.
         # (A one-shot engine hands its dicts over instead: each of its scans builds new ones.)
         handover = not follow
@@ -107,10 +76,7 @@ class Engine:
                               for sev in Severity}
         self._publishers = [self._pub_verdicts, self._pub_findings,
                             *self._pub_severity.values()]  # the judge's, by task id
-        self._file_only = False
-        self._naming: set[str] = set()
         self._reviews_stamp: tuple[int, int] | None = None
-        self._db_marker: tuple[object, ...] | None = None
         self._watch_ready = asyncio.Event()
         self.caught_up = asyncio.Event()  # watching, and what changed during start-up is in
         # task -> (when its next look is due, time.monotonic(); the born kinds seen so far;
@@ -118,110 +84,60 @@ class Engine:
         self._held: dict[str, tuple[float, frozenset[str], int]] = {}
         self._look_due = asyncio.Event()  # a hold was added: the look loop must (re)arm
 
+    @property
+    def format(self) -> str:
+        return self.source.format
+
     # ------------------------------------------------------------------ clock
     def clock(self) -> datetime:
         return self.as_of if self.as_of is not None else datetime.now(UTC)
 
     # ------------------------------------------------------------------ scans
-    def _db(self) -> sqlite3.Connection | None:
-        if self._file_only:
-            return None
-        if self._conn is not None:
-            uri = self.source.connected_uri or ""
-            if self.source.db_uri() != uri or (
-                    "immutable=1" in uri and self.source.db_fingerprint() != self._conn_fp):
-                # -wal appeared or vanished: reopen in the matching read-only mode. And an
-                # immutable reader never sees a write: a writer that came and went (its -wal
-                # checkpointed and removed, as Octopoid's short connections do) changed the
-                # file under it, so it must be reopened to read the new state.
-                self._conn.close()
-                self._conn = None
-        if self._conn is None:
-            if not self.source.db_exists():
-                if not self.source.database_enabled():
-                    self._file_only = True  # Octopoid's file-only mode: nothing to compare
-                    return None
-                raise SourceError(f"{self.source.db_path}: database missing")
-            self._conn_fp = self.source.db_fingerprint()
-            self._conn = self.source.connect()
-        return self._conn
-
     def scan(self) -> Snapshot:
         """Full read and judgement (synchronous). Raises SourceError if the queue is unreadable.
         Once warm, only what changed is re-read and re-judged (files by stat, rows by a light
         fingerprint), so the periodic reconciliation stays cheap at 100,000 tasks."""
         if self.snapshot is not None and self.follow:
             return self._reconcile()
-        gc_was = gc.isenabled()
-        gc.disable()  # allocation-heavy and acyclic: collections would only rescan the heap
-        # A worker starts reading the task files now, while this thread reads the DB.
-        started = self.source.start_scan()
-        try:
-            self._phase = "reading state.db"
-            conn = self._db()
-            if conn is not None:
-                self._db_marker = (self.source.data_version(conn), self.source.db_fingerprint())
-                self._row_keys = {}
-                self._records = self.source.read_records(
-                    conn, keys=self._row_keys if self.follow else None)
-                self._agent_rows = self.source.read_agent_rows(conn)
-            self.judge.has_db = conn is not None
-            agents, agent_problems = self.source.read_agents(self._agent_rows,
-                                                             check_pids=self.live)
-            self._agents = agents
-            self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
-            self._phase = "reading task files"
-            fs = self.source.scan_files(self._needs_trail, self._same_id, started)
-            self._load_reviews()
-            self._tasks = assemble_tasks(fs.files.values(), self._records)
-            if not self.follow:
-                # One scan and done: the tasks hold every record and file now, so the two
-                # 100,000-entry indexes only took memory (a later scan re-reads everything).
-                self._records = {}
-                self.source.forget_files()
-            self._pub_tasks.reset()
-            self._problems = {p.path: p for p in fs.problems + agent_problems}
-            self._phase = f"judging {len(self._tasks):,} tasks"
-            self.judge.run(self._tasks, self._agents, self.clock(), self.live)
-            self.last_poll_at = self.clock()
-            snap = self._publish(frozenset(self._tasks))
-        finally:
-            if started is not None:
-                started.close()  # (already done, unless the DB could not be read)
-            self._phase = ""
-            if gc_was:
-                gc.freeze()  # what the scan built is long-lived: keep it out of later GCs
-                gc.enable()
-        return snap
+        src = self.source
+        src.scan()
+        self._agents = src.agents()
+        self._load_reviews()
+        self._tasks = src.all_tasks()
+        self._pub_tasks.reset()
+        self.judge.has_db = src.has_record_side
+        self.judge.facts = src.facts()
+        self.judge.run(self._tasks, self._agents, self.clock(), self.live)
+        self.last_poll_at = self.clock()
+        return self._publish(frozenset(self._tasks))
 
     def _reconcile(self) -> Snapshot:
         """The warm full pass: everything is checked, only changes are re-read."""
-        dirty: set[str] = set()
-        conn = self._db()
-        if conn is not None:
-            # Skip the row fingerprint pass when no other connection wrote since last time.
-            marker = (self.source.data_version(conn), self.source.db_fingerprint())
-            if marker != self._db_marker:
-                dirty |= self.apply_db_changes()
-        agents, agent_problems = self.source.read_agents(self._agent_rows, check_pids=self.live)
-        for name in set(agents) | set(self._agents):
-            old, new = self._agents.get(name), agents.get(name)
-            if old != new:
-                for a in (old, new):
-                    if a is not None and a.current_task_id:
-                        dirty.add(a.current_task_id)
-                dirty |= self._tasks_claimed_by(name)
-        self._agents = agents
-        self._naming = {a.current_task_id for a in agents.values() if a.current_task_id}
+        delta = self.source.rescan()
+        dirty = self._take(delta)
         dirty |= self._load_reviews()
-        fs = self.source.scan_files(self._needs_trail, self._same_id)
-        dirty |= self._link_scan(fs)
-        self._problems = {p.path: p for p in fs.problems + agent_problems}
-        for tid in dirty:
-            self._rebuild_task(tid)
         snap = self.rejudge(self._hold_born_findings(dirty), aged=True)
         self.last_poll_at = self.clock()
         return snap
+
+    def _take(self, delta: Delta) -> set[str]:
+        """Bring a source's delta in: the changed tasks rebuilt from the source, the changed
+        agents copied; returns the tasks to re-judge (an agent's change re-judges what it
+        names and what it is judged to hold)."""
+        dirty = set(delta.tasks)
+        if delta.agents:
+            agents = self.source.agents()
+            for name in delta.agents:
+                for a in (self._agents.get(name), agents.get(name)):
+                    if a is not None and a.current_task_id:
+                        dirty.add(a.current_task_id)
+                dirty |= self._tasks_claimed_by(name)
+            self._agents = agents
+        if delta.facts:
+            self.judge.facts = self.source.facts()
+        for tid in dirty:
+            self._rebuild_task(tid)
+        return dirty
 
     # ------------------------------------------------------------------ second looks
     def _hold_born_findings(self, dirty: set[str], looked: AbstractSet[str] = frozenset()
@@ -270,77 +186,34 @@ class Engine:
         return ready
 
     def _look_again(self, ids: AbstractSet[str]) -> set[str]:
-        """Re-read both sides of these tasks straight from disk and DB (every queue dir's
-        copy, the row, the agents that name or claim them); returns what to re-judge."""
-        rels = {f"shared/queue/{q}/TASK-{tid}.md" for tid in ids for q in QUEUES}
-        dirty = set(ids) | self.apply_file_changes(rels)
-        conn = self._db()
-        if conn is not None:
-            rows = self.source.read_records(conn, ids)
-            for tid in ids:
-                if tid in rows:
-                    self._records[tid] = rows[tid]
-                else:
-                    self._records.pop(tid, None)
-        names = {a.name for a in self._agents.values() if a.current_task_id in ids}
-        names |= {r.claimed_by for tid in ids if (r := self._records.get(tid)) is not None
-                  and r.claimed_by}
-        if names:
-            dirty |= self.apply_agent_changes(names)
-        for tid in ids:
-            self._rebuild_task(tid)
-        return dirty
+        """Have the source re-read every side of these tasks now; returns what to re-judge."""
+        delta = self.source.look_again(ids)
+        delta.tasks |= set(ids)
+        return self._take(delta)
 
     def _load_reviews(self) -> set[str]:
         """When a supervisor last reviewed each task (qwarden's own journal, read-only);
         returns the tasks whose review time changed."""
-        path = self.root / "warden" / "journal.db"
+        root = self.source.journal_root
+        if root is None:
+            return set()
         try:
-            st = os.stat(path)
+            st = os.stat(journal_path(root))
             stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
         except OSError:
             stamp = None
         if stamp == self._reviews_stamp:
             return set()
         self._reviews_stamp = stamp
-        from core.actions.journal import read_reviews
-        from core.timefmt import parse_any
-
-        new = {tid: t for tid, at in read_reviews(self.root).items()
+        new = {tid: t for tid, at in read_reviews(root).items()
                if (t := parse_any(at)) is not None}
         old = self.judge.reviews
         self.judge.reviews = new
         return {tid for tid in set(old) | set(new) if old.get(tid) != new.get(tid)}
 
-    def _link_scan(self, fs: FileScan) -> set[str]:
-        """The tasks a scan's added, changed and removed files belong to."""
-        return {task_id_of(rel) for rel in fs.changed | fs.removed}
-
-    def _same_id(self, task_id: str) -> str:
-        rec = self._records.get(task_id)
-        return rec.task_id if rec is not None else task_id
-
-    def _needs_trail(self, task_id: str, queue: str) -> bool:
-        """Whether a file must be parsed fully even though its bytes hold no trail marker."""
-        rec = self._records.get(task_id)
-        if rec is None or rec.queue == "claimed" or task_id in self._naming:
-            return True
-        if queue not in EXPECTED_DIRS.get(rec.queue, frozenset({rec.queue})):
-            return True
-        return rec.commits_count is None and queue in ("provisional", "done")
-
     def scan_progress(self) -> str:
-        """What a cold scan is doing right now (read from another thread while it runs: a
-        console shows it instead of a blank screen for the seconds 100,000 files take)."""
-        phase = self._phase
-        if phase == "reading state.db" and (n := self.source.files_read):
-            return f"{phase}; task files: {n:,} read"  # a worker reads them meanwhile
-        if phase == "reading task files":
-            # the DB's row count is the best guess of how many files there are
-            expected = len(self._records)
-            of = f" of ~{expected:,}" if expected else ""
-            return f"{phase}: {self.source.files_read:,}{of} read"
-        return phase
+        """What a cold scan is doing right now (read from another thread while it runs)."""
+        return self.source.scan_progress()
 
     def _severity_source(self, sev: Severity) -> Callable[[], dict[str, None]]:
         return lambda: self.judge.tasks_by_severity[sev]
@@ -351,114 +224,36 @@ class Engine:
 
     def _rebuild_task(self, tid: str) -> None:
         self._one_shot_guard()
-        files = []
-        # a task's copies can only sit at TASK-<id>.md in one of the queue dirs: probing
-        # them beats keeping a task -> paths index of 100,000 entries
-        for r, f in self.source.files_of(tid):
-            if not f.trail_complete and self._needs_trail(tid, f.queue):
-                full, _ = self.source.read_one(r, full=True)
-                if full is None:
-                    continue
-                f = full
-            files.append(f)
-        rec = self._records.get(tid)
-        if rec is None and not files:
+        task = self.source.task(tid)
+        if task is None:
             self._tasks.pop(tid, None)
-            self._pub_tasks.touch(tid)
-            return
-        self._tasks[tid] = Task(task_id=tid, record=rec, files=tuple(files))
+        else:
+            self._tasks[tid] = task
         self._pub_tasks.touch(tid)
 
     def full_task(self, task_id: str) -> Task | None:
         """The task with every file parsed fully (for detail views); not kept."""
         task = self._tasks.get(task_id)
-        if task is None or all(f.trail_complete for f in task.files):
-            return task
-        files = []
-        for f in task.files:
-            if not f.trail_complete:
-                full, _ = self.source.read_one(f.relpath, full=True)
-                f = full or f
-            files.append(f)
-        return Task(task_id=task_id, record=task.record, files=tuple(files))
+        return None if task is None else self.source.full_task(task)
 
     def db_row(self, task_id: str) -> dict[str, object]:
-        """Every column of the task's DB row (for the detail view's DB side)."""
+        """Every field of the task's record as the queue holds it (the detail view's
+        record side)."""
         try:
-            conn = self._db()
+            return dict(self.source.raw_record(task_id))
         except SourceError:
             return {}
-        return self.source.read_row(conn, task_id) if conn is not None else {}
 
-    def apply_file_changes(self, rels: set[str]) -> set[str]:
-        """Re-read the given queue files (relpaths); returns the affected task ids."""
-        dirty: set[str] = set()
-        for rel in rels:
-            old = self.source.files.get(rel)
-            tid = task_id_of(rel)
-            tf, problems = self.source.read_one(rel, full=self._needs_trail(
-                tid, rel.split("/")[2]))
-            for p in problems:
-                self._problems[p.path] = p
-            if not problems:
-                self._problems.pop(rel, None)
-            for f in (old, tf):
-                if f is None:
-                    continue
-                dirty.add(f.task_id)
-        for tid in dirty:
-            self._rebuild_task(tid)
-        return dirty
+    def apply_paths(self, paths: set[str]) -> set[str]:
+        """Bring in what changed at these paths (absolute, or relative to the root), as the
+        watcher does; returns the tasks to re-judge (``rejudge`` them to publish)."""
+        self._one_shot_guard()
+        return self._take(self.source.on_paths(paths))
 
-    def _db_moved(self) -> bool:
-        conn = self._db()
-        if conn is None:
-            return False
-        return (self.source.data_version(conn), self.source.db_fingerprint()) != self._db_marker
-
-    def apply_db_changes(self) -> set[str]:
-        """Find changed rows by fingerprint and re-read only those."""
-        conn = self._db()
-        if conn is None:
-            return set()
-        self._db_marker = (self.source.data_version(conn), self.source.db_fingerprint())
-        keys = self.source.change_keys(conn)
-        changed = {k for k, v in keys.items() if self._row_keys.get(k) != v}
-        removed = set(self._row_keys) - set(keys)
-        self._row_keys = keys
-        if changed:
-            self._records.update(self.source.read_records(conn, changed))
-        for tid in removed:
-            self._records.pop(tid, None)
-        dirty = changed | removed
-        new_rows = self.source.read_agent_rows(conn)
-        if new_rows != self._agent_rows:
-            self._agent_rows = new_rows
-            dirty |= self.apply_agent_changes(set(new_rows))
-        for tid in dirty:
-            self._rebuild_task(tid)
-        return dirty
-
-    def apply_agent_changes(self, names: set[str]) -> set[str]:
-        dirty: set[str] = set()
-        for name in names:
-            old = self._agents.get(name)
-            problems: list[ReadProblem] = []
-            agent_dir = self.source.agents_dir / name
-            if not safeio.is_dir(agent_dir) and name not in self._agent_rows:
-                self._agents.pop(name, None)
-                new = None
-            else:
-                new = self.source.read_agent(name, self._agent_rows.get(name), self.live,
-                                             problems)
-                self._agents[name] = new
-            for p in problems:
-                self._problems[p.path] = p
-            for a in (old, new):
-                if a is not None and a.current_task_id:
-                    dirty.add(a.current_task_id)
-            dirty |= self._tasks_claimed_by(name)
-        return dirty
+    def apply_marker(self) -> set[str]:
+        """Bring in what the change marker's move means (a DB write), as the watch does."""
+        self._one_shot_guard()
+        return self._take(self.source.on_marker())
 
     def _tasks_claimed_by(self, name: str) -> set[str]:
         return set(self.judge.claims_by_agent.get(name, ()))
@@ -485,12 +280,12 @@ class Engine:
         j.full_pending = False
         j.touched.clear()
         snap = Snapshot(
-            root=str(self.root), source_format=FORMAT, as_of=self.clock(), live=self.live,
-            lanes=self.source.lanes, tasks=self._pub_tasks.publish(),
+            root=self.source.label, source_format=self.source.format, as_of=self.clock(),
+            live=self.live, lanes=self.source.semantics.lanes, tasks=self._pub_tasks.publish(),
             agents=MappingProxyType(dict(self._agents)),
             verdicts=self._pub_verdicts.publish(),
             findings=j.findings(),
-            problems=tuple(self._problems.values()) + self.source.cell_problem_list(),
+            problems=self.source.problems(), facts=self.judge.facts,
             generation=self._generation, changed=changed,
             by_task=self._pub_findings.publish(),
             state_counts=MappingProxyType(dict(j.state_counts)),
@@ -513,25 +308,22 @@ class Engine:
 
     # ------------------------------------------------------------------ details on demand
     def trace(self, task_id: str) -> tuple[TrailEvent, ...]:
-        """One merged timeline: DB history, the file trail, notes attempts, agent signals."""
+        """One merged timeline: the source's history (DB rows, notes), the file trail and
+        the signals of the agent judged to hold the task."""
         events: list[TrailEvent] = []
         task = self.full_task(task_id)
         try:
-            conn = self._db()
-            if conn is not None:
-                events.extend(self.source.read_history(conn, task_id))
+            events.extend(self.source.history(task_id))
         except SourceError as exc:
             self.last_error = str(exc)
         if task is not None:
             events.extend(task.trail)
-        events.extend(self.source.read_notes(task_id))
         v = self.judge.verdicts.get(task_id)
         names = {v.claimed_by} if v and v.claimed_by else set()
         for name in names:
             a = self._agents.get(name)
             if a is None:
                 continue
-            from core.model import Side
             for s in a.signals:
                 if s.task_id in (None, task_id):
                     events.append(TrailEvent(kind="SIGNAL", at=s.at, side=Side.AGENT,
@@ -540,14 +332,7 @@ class Engine:
         return tuple(sorted(events, key=lambda e: e.at or epoch))
 
     def log_tail(self, agent_name: str, max_bytes: int = 16384) -> str:
-        if "/" in agent_name or agent_name in ("", ".", ".."):
-            return ""
-        path = self.source.agents_dir / agent_name / "stdout.log"
-        try:
-            data = safeio.read_tail(path, max_bytes)  # a FIFO log must not hang the console
-        except OSError:
-            return ""
-        return data.decode("utf-8", errors="replace")
+        return self.source.log_tail(agent_name, max_bytes)
 
     # ------------------------------------------------------------------ live
     def subscribe(self, cb: Subscriber) -> Callable[[], None]:
@@ -573,7 +358,7 @@ class Engine:
         self._notify()
         if self.live:
             self.next_poll_at = self.clock() + timedelta(seconds=self.config.live.poll_interval_s)
-            loop_tasks = [self._watch_db(), self._poll_loop(), self._tick_loop(),
+            loop_tasks = [self._watch_marker(), self._poll_loop(), self._tick_loop(),
                           self._catch_up_when_watching(), self._second_look_loop()]
             self._tasks_running += [asyncio.create_task(c) for c in loop_tasks]
         return snap
@@ -585,10 +370,8 @@ class Engine:
             return
         async with self._lock:
             def work() -> None:
-                dirty = self._link_scan(self.source.scan_files(self._needs_trail, self._same_id))
+                dirty = self._take(self.source.rescan())
                 if dirty:
-                    for tid in dirty:
-                        self._rebuild_task(tid)
                     self.rejudge(self._hold_born_findings(dirty))
             try:
                 await asyncio.to_thread(work)
@@ -604,13 +387,13 @@ class Engine:
         self._stop.set()
         for t in self._tasks_running:
             t.cancel()
-        for t in self._tasks_running:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks_running = []
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        try:
+            for t in self._tasks_running:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+        finally:  # (a task that ended by Ctrl-C/SIGTERM re-raises it: close all the same)
+            self._tasks_running = []
+            self.source.close()
 
     async def poll_now(self) -> Snapshot | None:
         """Full reconciliation; a poll already running is waited for, not doubled."""
@@ -680,35 +463,33 @@ class Engine:
                     self.last_error = f"re-judge failed: {exc!r}"
             self._notify()
 
-    async def _watch_db(self) -> None:
-        """PRAGMA data_version (aiosqlite) plus the files' stat, at most every second."""
-        import aiosqlite
-
-        if not self.source.db_exists():
+    async def _watch_marker(self) -> None:
+        """The source's change marker (a DB's ``PRAGMA data_version`` and file stat, say),
+        every ``[live] db_check_interval_s``; a new value means the source re-reads."""
+        spec = self.source.watch_spec()
+        marker = spec.marker
+        if marker is None:
             return
         interval = self.config.live.db_check_interval_s
         while not self._stop.is_set():
-            uri = self.source.db_uri()
             try:
-                async with aiosqlite.connect(uri, uri=True) as db:
-                    await db.execute("PRAGMA query_only = ON")
-                    version = fp = None
-                    while not self._stop.is_set() and self.source.db_uri() == uri:
-                        cur = await db.execute("PRAGMA data_version")
-                        row = await cur.fetchone()
-                        v = row[0] if row else None
-                        new_fp = self.source.db_fingerprint()
-                        if version is not None and (v != version or new_fp != fp):
-                            await self._apply(db_changed=True)
-                        version, fp = v, new_fp
+                async with marker() as read:
+                    last: Hashable | None = None
+                    while not self._stop.is_set():
+                        value = await read()
+                        if last is not None and value != last:
+                            await self._apply(marker_moved=True)
+                        elif last is None and self.last_error \
+                                and self.last_error.endswith(_CANNOT_WATCH):
+                            self.last_error = None  # watching again
+                        last = value
                         if await self._sleep(interval):
                             return
-            except (sqlite3.Error, OSError) as exc:
-                self.last_error = f"{self.source.db_path}: cannot watch: {exc}"
+            except Exception as exc:  # a lost connection: say so, back off, open again
+                self.last_error = f"{self.source.label}: {exc}{_CANNOT_WATCH}"
                 if await self._sleep(interval * 5):
                     return
-            # the needed mode changed (-wal appeared/vanished): reopen and catch up
-            await self._apply(db_changed=True)
+                await self._apply(marker_moved=True)  # catch up what the gap hid
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopped; True when the engine is stopping."""
@@ -721,29 +502,20 @@ class Engine:
     async def _watch_files(self) -> None:
         from watchfiles import awatch
 
-        paths = self.source.watch_paths()
+        paths = self.source.watch_spec().paths
         if not paths:
+            self._watch_ready.set()
             return
-        root = str(self.root)
         async for changes in awatch(*paths, stop_event=self._stop,
                                     debounce=self.config.live.debounce_ms, step=20,
                                     recursive=True, ignore_permission_denied=True,
                                     rust_timeout=500, yield_on_timeout=True):
             self._watch_ready.set()  # the first (possibly empty) batch: watching for real
-            rels: set[str] = set()
-            agent_names: set[str] = set()
-            for _change, path in changes:
-                rel = os.path.relpath(path, root).replace(os.sep, "/")
-                parts = rel.split("/")
-                if len(parts) == 4 and parts[0] == "shared" and parts[1] == "queue":
-                    rels.add(rel)
-                elif len(parts) >= 2 and parts[0] == "agents":
-                    agent_names.add(parts[1])
-            if rels or agent_names:
-                await self._apply(rels=rels, agent_names=agent_names)
+            if changes:
+                await self._apply(paths={path for _change, path in changes})
 
-    async def _apply(self, rels: set[str] | None = None, agent_names: set[str] | None = None,
-                     db_changed: bool = False, second_look: bool = False) -> None:
+    async def _apply(self, paths: set[str] | None = None,
+                     marker_moved: bool = False, second_look: bool = False) -> None:
         async with self._lock:
             def work() -> None:
                 dirty: set[str] = set()
@@ -756,16 +528,11 @@ class Engine:
                         _, seen, looks = self._held[tid]
                         self._held[tid] = (now + delay, seen, looks + 1)
                     dirty |= self._look_again(looked)
-                if rels:
-                    dirty |= self.apply_file_changes(rels)
-                # A file or agent event often follows a DB write by milliseconds (claim, then
-                # status.json): look at the DB now rather than judge against a stale row and
-                # report a split brain that is only our own polling lag.
-                if db_changed or self._db_moved():
-                    dirty |= self.apply_db_changes()
+                if paths:
+                    dirty |= self.apply_paths(paths)
+                if marker_moved:
+                    dirty |= self.apply_marker()
                 dirty |= self._load_reviews()  # an intervention just reviewed a task
-                if agent_names:
-                    dirty |= self.apply_agent_changes(agent_names)
                 self.rejudge(self._hold_born_findings(dirty, looked))
             try:
                 await asyncio.to_thread(work)

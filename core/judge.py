@@ -9,6 +9,7 @@ tasks that depend on them.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
@@ -19,45 +20,21 @@ from core.liveness import JudgeContext, make_verdict, mismatch_settled, verdict
 from core.model import (
     Action,
     Agent,
+    Fact,
     Finding,
     Liveness,
     Severity,
     Task,
-    TaskFile,
-    TaskRecord,
     Verdict,
 )
 from core.rules.base import Judged, RuleContext, TaskRule
 from core.rules.deps import blocked_by
-from core.rules.registry import GROUP_RULES, RULE_ORDER, rules_for
+from core.rules.registry import GROUP_RULES, RULE_ORDER, rules_for, subject_rules
+from core.semantics import Semantics
 
 # Actions that would take work away from an agent that is demonstrably working.
 DISRUPTIVE = frozenset({Action.RETRY, Action.RELEASE_CLAIM, Action.CANCEL, Action.QUARANTINE,
                         Action.SYNC_DB, Action.SYNC_FILE})
-
-
-def assemble_tasks(files: Iterable[TaskFile], records: Mapping[str, TaskRecord]
-                   ) -> dict[str, Task]:
-    """Group file copies and DB rows by task id into Task objects."""
-    # one copy per task is the rule: a tuple of it at once, a sorted tuple for the few more
-    by_id: dict[str, tuple[TaskFile, ...]] = {}
-    more: set[str] = set()
-    for f in files:
-        tid = f.task_id
-        had = by_id.get(tid)
-        if had is None:
-            by_id[tid] = (f,)
-        else:
-            by_id[tid] = had + (f,)
-            more.add(tid)
-    for tid in more:
-        by_id[tid] = tuple(sorted(by_id[tid], key=lambda f: f.relpath))
-    tasks: dict[str, Task] = {}
-    for tid, rec in records.items():
-        tasks[tid] = Task(tid, rec, by_id.pop(tid, ()))
-    for tid, fs in by_id.items():
-        tasks[tid] = Task(tid, None, fs)
-    return tasks
 
 
 def agents_naming(agents: Mapping[str, Agent]) -> dict[str, tuple[str, ...]]:
@@ -68,7 +45,7 @@ def agents_naming(agents: Mapping[str, Agent]) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def choose_action(v: Verdict, findings: tuple[Finding, ...]) -> Action:
+def choose_action(v: Verdict, findings: tuple[Finding, ...], sem: Semantics) -> Action:
     """One recommended action per task: the most severe finding's, earlier rules first on ties;
     never a disruptive one for work that is demonstrably live."""
     if len(findings) == 1:
@@ -78,15 +55,21 @@ def choose_action(v: Verdict, findings: tuple[Finding, ...]) -> Action:
         action = best.recommended_action
     elif v.liveness is Liveness.LIVE:
         action = Action.CONTINUE_SUPERVISION
-    elif v.effective_state == "provisional":
+    elif v.effective_state in sem.review_states:
         action = Action.ACCEPT
-    elif v.effective_state == "failed":
+    elif v.effective_state in sem.failed_states:
         action = Action.RETRY
     else:
         action = Action.NONE
     if (v.split_brain_live or v.liveness is Liveness.LIVE) and action in DISRUPTIVE:
         action = Action.CONTINUE_SUPERVISION
     return action
+
+
+def _renamed(fs: tuple[Finding, ...], names: Mapping[str, str]) -> tuple[Finding, ...]:
+    """The findings under the format's own kind names (``Semantics.kind_names``)."""
+    return tuple(dataclasses.replace(f, kind=names[f.kind]) if f.kind in names else f
+                 for f in fs)
 
 
 def _task_order_key(f: Finding) -> tuple[int, str]:
@@ -131,9 +114,11 @@ class FindingOrder:
 class Judge:
     """Holds the last judgement so changes can be re-judged incrementally."""
 
-    def __init__(self, config: Config, expected_dirs: Mapping[str, frozenset[str]]) -> None:
+    def __init__(self, config: Config, semantics: Semantics) -> None:
         self.config = config
-        self.expected_dirs = expected_dirs
+        self.semantics = semantics
+        self.subject_findings: tuple[Finding, ...] = ()  # about the queue or an agent
+        self.facts: tuple[Fact, ...] = ()
         self.judged: dict[str, Judged] = {}
         self.task_findings: dict[str, tuple[Finding, ...]] = {}
         self.group_findings: tuple[Finding, ...] = ()
@@ -165,7 +150,7 @@ class Judge:
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
         return JudgeContext(as_of=as_of, thresholds=self.config.thresholds, live=live,
-                            expected_dirs=self.expected_dirs, agents=agents,
+                            semantics=self.semantics, agents=agents,
                             agents_naming=agents_naming(agents), has_db=self.has_db,
                             reviews=self.reviews)
 
@@ -177,6 +162,7 @@ class Judge:
         if dirty is None:
             # new containers, never cleared ones: a one-shot engine published the old ones
             self.judged = {}
+            self.subject_findings = ()
             self.task_findings = {}
             self.verdicts = {}
             self._blocked_on.clear()
@@ -221,6 +207,8 @@ class Judge:
                 self.time_sensitive.discard(tid)
         # Tasks blocked by a task whose verdict changed must see the new verdict.
         rctx = RuleContext(judge=ctx, judged=self.judged)
+        renames = self.semantics.kind_names
+        self._judge_subjects(rctx)
         rule_lists = self._rule_lists
         judged, task_findings = self.judged, self.task_findings
         for tid in ids:
@@ -228,8 +216,10 @@ class Judge:
             scope = (j.verdict.effective_state, j.claim_problem is not None)
             rules = rule_lists.get(scope)
             if rules is None:
-                rules = rule_lists[scope] = rules_for(*scope)
+                rules = rule_lists[scope] = rules_for(*scope, self.semantics)
             new = tuple([f for rule in rules for f in rule(j, rctx)])
+            if renames:
+                new = _renamed(new, renames)
             old = task_findings.get(tid, ())
             if new == old:
                 # Keep the objects the order holds: swapping in equal copies would leave the
@@ -242,7 +232,9 @@ class Judge:
             elif old:
                 del self.task_findings[tid]
         # Group rules look across failed tasks: rerun only when a failed task came or went.
-        failed_now = {t for t in ids if self.judged[t].verdict.effective_state == "failed"}
+        failed_states = self.semantics.failed_states
+        failed_now = {t for t in ids
+                      if self.judged[t].verdict.effective_state in failed_states}
         if dirty is not None and not (failed_now | (self._failed & ids)) \
                 and not self._group_dirty:
             self._failed -= ids
@@ -252,12 +244,14 @@ class Judge:
         group: list[Finding] = []
         for _, grule in GROUP_RULES:
             group.extend(grule(rctx, (self.judged[t] for t in self._failed)))
+        if renames:
+            group = list(_renamed(tuple(group), renames))
         changed_group = {f.task_id for f in group} ^ {f.task_id for f in self.group_findings}
         old_group = {f.task_id for f in self.group_findings}
         if dirty is None:
             self.group_findings = tuple(group)
             self._order.rebuild([f for fs in self.task_findings.values() for f in fs]
-                                + group)
+                                + group + list(self.subject_findings))
         elif tuple(group) != self.group_findings:
             self._order.replace(self.group_findings, tuple(group))
             self.group_findings = tuple(group)
@@ -285,7 +279,7 @@ class Judge:
             fs = self.task_findings.get(tid, ()) + tuple(by_task_group.get(tid, ()))
             self._index_findings(tid, fs)
             v = j.verdict
-            action = choose_action(v, fs)
+            action = choose_action(v, fs, self.semantics)
             old_v = self.verdicts.get(tid)
             if old_v is not None:
                 self.state_counts[old_v.effective_state] -= 1
@@ -365,6 +359,24 @@ class Judge:
             if s is not None:
                 s.discard(tid)
 
+    def _judge_subjects(self, rctx: RuleContext) -> None:
+        """Findings about the queue itself or an agent (the format's subject rules), rerun
+        at every judgement: they read the few facts and agents, not the tasks."""
+        rules = subject_rules(self.semantics)
+        if not rules and not self.subject_findings:
+            return
+        new = tuple(f for rule in rules for f in rule(rctx, self.facts))
+        old = self.subject_findings
+        if new == old:
+            return
+        self._order.replace(old, new)
+        self.subject_findings = new
+        by_subject: dict[str, list[Finding]] = {}
+        for f in new:
+            by_subject.setdefault(f.task_id, []).append(f)
+        for subject in {f.task_id for f in old} | set(by_subject):
+            self._index_findings(subject, tuple(by_subject.get(subject, ())))
+
     def scored_kinds(self, tid: str) -> frozenset[str]:
         """The scored finding kinds the task has now (as last judged)."""
         return frozenset(f.kind for f in self.by_task.get(tid, ()) if f.scored)
@@ -380,7 +392,8 @@ class Judge:
             v, sj, problem = make_verdict(task, ctx)
             j = Judged(task=task, verdict=v, state=sj, claim_problem=problem)
             out[task.task_id] = frozenset(
-                f.kind for rule in rules_for(v.effective_state, problem is not None)
+                self.semantics.kind(f.kind)
+                for rule in rules_for(v.effective_state, problem is not None, self.semantics)
                 for f in rule(j, rctx) if f.scored)
         return out
 

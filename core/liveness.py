@@ -25,27 +25,8 @@ from core.model import (
     Verdict,
     fast_init,
 )
+from core.semantics import Semantics
 from core.timefmt import age_text
-
-# The state a trail event leaves the task in, as the file side believes it.
-EVENT_STATE: dict[str, str] = {
-    "CLAIMED": "claimed",
-    "RESUMED": "claimed",
-    "SUBMITTED": "provisional",
-    "ACCEPTED": "done",
-    "COMPLETED": "done",
-    "FAILED": "failed",
-    "RETRIED": "incoming",
-    "NEEDS_CONTINUATION": "needs_continuation",
-    "REJECTED": "rejected",
-    "REVIEW_REJECTED": "incoming",
-    "ESCALATED": "escalated",
-    "CANCELLED": "rejected",  # qwarden cancel moves a task to rejected/ (see actions)
-    "RELEASED": "incoming",
-}
-CLAIM_STARTS = frozenset({"CLAIMED", "RESUMED"})
-TERMINAL_STATES = frozenset({"done", "failed", "rejected", "escalated", "recycled"})
-RUNNABLE_STATES = frozenset({"incoming", "claimed", "breakdown"})
 
 
 @fast_init
@@ -56,7 +37,7 @@ class JudgeContext:
     as_of: datetime
     thresholds: Thresholds
     live: bool  # judging the live machine: pid checks allowed
-    expected_dirs: Mapping[str, frozenset[str]]
+    semantics: Semantics  # what the format's states and events mean
     agents: Mapping[str, Agent]
     agents_naming: Mapping[str, tuple[str, ...]]  # task id -> agents that say they work on it
     has_db: bool = True  # False in Octopoid's file-only mode: no row is expected
@@ -66,11 +47,12 @@ class JudgeContext:
         return None if t is None else (self.as_of - t).total_seconds()
 
 
-def last_state_event(trail: tuple[TrailEvent, ...], since: datetime | None = None
-                     ) -> TrailEvent | None:
+def last_state_event(trail: tuple[TrailEvent, ...], sem: Semantics,
+                     since: datetime | None = None) -> TrailEvent | None:
     """The newest trail event that changes state (at or after ``since`` when given)."""
+    states = sem.event_states
     for ev in reversed(trail):
-        if ev.kind not in EVENT_STATE:
+        if ev.kind not in states:
             continue
         if since is not None and ev.at is not None and ev.at < since:
             return None
@@ -78,9 +60,9 @@ def last_state_event(trail: tuple[TrailEvent, ...], since: datetime | None = Non
     return None
 
 
-def last_claim_event(trail: tuple[TrailEvent, ...]) -> TrailEvent | None:
+def last_claim_event(trail: tuple[TrailEvent, ...], sem: Semantics) -> TrailEvent | None:
     for ev in reversed(trail):
-        if ev.kind in CLAIM_STARTS:
+        if ev.kind in sem.claim_events:
             return ev
     return None
 
@@ -118,37 +100,39 @@ def _settled_state(queue: str) -> StateJudgement:
     return StateJudgement(queue, False, None, None, None, False)
 
 
-def effective_state(task: Task, expected_dirs: Mapping[str, frozenset[str]]) -> StateJudgement:
+def effective_state(task: Task, sem: Semantics) -> StateJudgement:
     rec = task.record
     pf = task.primary_file
     real = pf if pf is not None and pf.parseable else None
     if rec is None:
-        return StateJudgement(pf.queue if pf else "incoming", False, None, None, None, False)
-    if real is None:
-        return StateJudgement(rec.queue, rec.queue == "claimed", rec.claimed_by, rec.claimed_at,
-                              None, False)
+        return StateJudgement(sem.file_state(pf.queue) if pf else sem.initial_state, False,
+                              None, None, None, False)
+    if real is None or not sem.files_carry_state:
+        return StateJudgement(rec.queue, rec.queue in sem.claimed_states, rec.claimed_by,
+                              rec.claimed_at, None, False)
     trail = real.trail
-    mismatch = real.queue not in expected_dirs.get(rec.queue, frozenset({rec.queue}))
-    if rec.queue == "claimed":
-        claim_ev = last_claim_event(trail)
+    mismatch = real.queue not in sem.expected_places(rec.queue)
+    if rec.queue in sem.claimed_states:
+        claim_ev = last_claim_event(trail, sem)
         claimant = rec.claimed_by or (claim_ev.actor if claim_ev else None)
         claimed_at = rec.claimed_at or (claim_ev.at if claim_ev else None)
-        ev = last_state_event(trail, since=claimed_at)
-        if ev is not None and ev.kind not in CLAIM_STARTS:
+        ev = last_state_event(trail, sem, since=claimed_at)
+        if ev is not None and ev.kind not in sem.claim_events:
             # A later FAILED_AT / NEEDS_CONTINUATION_AT / SUBMITTED_AT ... ended the claim,
             # whatever the DB still says.
-            return StateJudgement(EVENT_STATE[ev.kind], False, claimant, claimed_at, Side.FILE,
-                                  mismatch)
+            return StateJudgement(sem.event_states[ev.kind], False, claimant, claimed_at,
+                                  Side.FILE, mismatch)
         if not mismatch:
-            return StateJudgement("claimed", True, claimant, claimed_at, None, False)
+            return StateJudgement(rec.queue, True, claimant, claimed_at, None, False)
         newer = _newer_side(task)
         if newer is Side.FILE:
-            return StateJudgement(real.queue, False, claimant, claimed_at, newer, True)
-        return StateJudgement("claimed", True, claimant, claimed_at, newer, True)
+            return StateJudgement(sem.file_state(real.queue), False, claimant, claimed_at,
+                                  newer, True)
+        return StateJudgement(rec.queue, True, claimant, claimed_at, newer, True)
     if not mismatch:
         return _settled_state(rec.queue)
     newer = _newer_side(task)
-    state = real.queue if newer is Side.FILE else rec.queue
+    state = sem.file_state(real.queue) if newer is Side.FILE else rec.queue
     return StateJudgement(state, False, None, None, newer, True)
 
 
@@ -217,7 +201,7 @@ def _liveness(task: Task, sj: StateJudgement, ctx: JudgeContext
         return _rival_at_work(task, sj.claimant, ctx) or (_judge_claim(task, sj, ctx), None)
     # Not claimed per the DB: does some agent still work on it? (split brain)
     for name, agent, sig, age in _agents_at_work(task, ctx):
-        if not _file_still_claimed_by(task, name):
+        if not _file_still_claimed_by(task, name, ctx.semantics):
             continue  # the agent itself ended its claim (submitted, failed...): just lag
         rec = task.record
         db_says = (f"queue={rec.queue}, claimed_by={rec.claimed_by or '-'}" if rec
@@ -308,7 +292,7 @@ def _rival_at_work(task: Task, claimant: str | None, ctx: JudgeContext
         f"the DB says {claimant or 'nobody'} claimed it")
 
 
-def _file_still_claimed_by(task: Task, agent: str) -> bool:
+def _file_still_claimed_by(task: Task, agent: str, sem: Semantics) -> bool:
     """Whether, as far as the trail shows, ``agent``'s own claim was never ended by itself.
 
     A claim ends with the first state event after it (submitted, failed...). But once another
@@ -318,15 +302,15 @@ def _file_still_claimed_by(task: Task, agent: str) -> bool:
     own = None  # index of the agent's newest claim start
     for i in range(len(trail) - 1, -1, -1):
         ev = trail[i]
-        if ev.kind in CLAIM_STARTS and (ev.actor or agent) == agent:
+        if ev.kind in sem.claim_events and (ev.actor or agent) == agent:
             own = i
             break
     if own is None:  # the trail shows no claim of its own: only no trail at all agrees
-        return last_state_event(trail) is None
+        return last_state_event(trail, sem) is None
     for ev in trail[own + 1:]:
-        if ev.kind not in EVENT_STATE:
+        if ev.kind not in sem.event_states:
             continue
-        if ev.kind in CLAIM_STARTS:
+        if ev.kind in sem.claim_events:
             return True  # someone else claimed it after the agent: nothing the agent ended
         return False  # the agent's claim was ended (it submitted, failed...): just lag
     return True  # nothing after its claim contradicts the agent
@@ -400,7 +384,7 @@ def _judge_claim(task: Task, sj: StateJudgement, ctx: JudgeContext
 
 
 def make_verdict(task: Task, ctx: JudgeContext) -> tuple[Verdict, StateJudgement, str | None]:
-    sj = effective_state(task, ctx.expected_dirs)
+    sj = effective_state(task, ctx.semantics)
     (liveness, sbl, reason, evidence, problem), at_work = _liveness(task, sj, ctx)
     claimed_by = sj.claimant if sj.effectively_claimed else None
     if at_work is not None:  # a split brain: the agent at work, not the DB's claimant

@@ -19,7 +19,7 @@ PASSING_CHECK_STATUSES = frozenset({"pass", "passed", "success", "succeeded", "o
 EMPTY: frozenset[str] = frozenset()
 
 
-def _no_rename() -> Mapping[str, str]:
+def _no_rename() -> Mapping[str, Any]:
     return MappingProxyType({})
 
 
@@ -49,6 +49,11 @@ class Semantics:
     submit_events: frozenset[str] = EMPTY
     # record state -> the file places that agree with it (missing: the state's own name)
     expected_dirs: Mapping[str, frozenset[str]] = field(default_factory=_no_rename)
+    # a file's place -> the state it shows (missing: the place's own name, as in Octopoid)
+    file_states: Mapping[str, str] = field(default_factory=_no_rename)
+    # False when the files are instructions only (their place says nothing of the state):
+    # the record alone decides, and no file-versus-record mismatch exists
+    files_carry_state: bool = True
     passing_check_statuses: frozenset[str] = PASSING_CHECK_STATUSES
     # Generic finding kinds under this format's own name (RALF calls an orphan file
     # ``missing_from_queue``): the rules are written once, the names are the format's.
@@ -65,6 +70,9 @@ class Semantics:
 
     def expected_places(self, state: str) -> frozenset[str]:
         return self.expected_dirs.get(state, frozenset({state}))
+
+    def file_state(self, place: str) -> str:
+        return self.file_states.get(place, place)
 
     def check_passed(self, status: str) -> bool:
         return status.lower() in self.passing_check_statuses

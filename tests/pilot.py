@@ -11,14 +11,14 @@ from typing import Any
 from textual.pilot import Pilot
 
 from core.config import Config
-from core.engine import Engine
+from core.formats import open_engine
 from tui.app import QwardenApp
 
 
 def frozen_app(root: Path, as_of: datetime, **kw: Any) -> QwardenApp:
     """The console judging a state dir at ``as_of`` (no clock, no live updates)."""
     cfg = Config()
-    return QwardenApp(Engine(root, cfg, as_of=as_of), cfg, root_label="demo", **kw)
+    return QwardenApp(open_engine(root, cfg, as_of=as_of), cfg, root_label="demo", **kw)
 
 
 async def wait_until(pilot: Pilot[Any], pred: Callable[[], object],

@@ -12,6 +12,8 @@ import pytest
 
 from core.actions.apply import apply, marker, recover, undo
 from core.actions.journal import Journal
+from core.actions.plan import Plan, Refused, StalePlan
+from core.formats import open_engine
 from core.formats.octopoid.actions import (
     HISTORY_END,
     archive_errors,
@@ -20,8 +22,6 @@ from core.formats.octopoid.actions import (
     make_plan,
     read_state,
 )
-from core.actions.plan import Plan, Refused, StalePlan
-from core.engine import Engine
 from core.formats.octopoid.taskfile import parse_task_bytes
 from tests.test_actions_support import ERROR, IDS, build_state, history, row, snapshot
 
@@ -40,7 +40,7 @@ def _at(now: datetime) -> datetime:
 def _kinds(root: Path, tid: str) -> set[str]:
     """The task's findings in the next report, less the inbox-style unread_terminal (a task an
     action just finished is unread until a supervisor marks it read)."""
-    snap = Engine(root, as_of=datetime.now().astimezone() + timedelta(seconds=120)).scan()
+    snap = open_engine(root, as_of=datetime.now().astimezone() + timedelta(seconds=120)).scan()
     return {f.kind for f in snap.findings_for(tid) if f.kind != "unread_terminal"}
 
 
@@ -560,7 +560,7 @@ def test_accept_and_the_rule_agree_on_what_a_passing_check_is(
     import json as _json
     import sqlite3 as _sqlite3
 
-    from core.engine import Engine
+    from core.formats import open_engine
 
     root, now = state
     tid = IDS["unverified"]
@@ -569,6 +569,7 @@ def test_accept_and_the_rule_agree_on_what_a_passing_check_is(
                  (_json.dumps({"ci": {"status": status, "summary": "ok"}}), tid))
     conn.commit()
     conn.close()
-    assert "unverified_completion" not in {f.kind for f in Engine(root).scan().findings_for(tid)}
+    found = open_engine(root).scan().findings_for(tid)
+    assert "unverified_completion" not in {f.kind for f in found}
     plan = make_plan(root, "accept", tid, actor=ACTOR, now=now)
     assert not plan.warnings

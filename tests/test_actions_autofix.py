@@ -14,15 +14,15 @@ import pytest
 from core.actions.autofix import AutoFixer, TickReport, notes_text
 from core.actions.journal import Journal
 from core.config import Config
+from core.formats import open_engine
 from core.formats.octopoid.generate import generate
-from core.engine import Engine
 from core.model import Liveness
 from core.timefmt import parse_as_of
 from tests.test_actions_support import IDS, build_state, row, snapshot
 
 
 def _snap(root: Path):  # type: ignore[no-untyped-def]
-    return Engine(root, as_of=datetime.now().astimezone() + timedelta(seconds=1)).scan()
+    return open_engine(root, as_of=datetime.now().astimezone() + timedelta(seconds=1)).scan()
 
 
 def test_observe_only_reports(tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ def test_generated_state_safe_mode_spares_live_claims(tmp_path: Path) -> None:
     truth = generate(tmp_path / "gen", 120, seed=5)
     root = tmp_path / "gen" / ".orchestrator"
     as_of = parse_as_of(truth["as_of"])
-    snap = Engine(root, as_of=as_of).scan()
+    snap = open_engine(root, as_of=as_of).scan()
     live = {t for t, v in snap.verdicts.items()
             if v.liveness is Liveness.LIVE or v.split_brain_live}
     assert live
@@ -143,7 +143,7 @@ def test_generated_state_safe_mode_spares_live_claims(tmp_path: Path) -> None:
     with Journal(root) as j:
         touched = {a.task_id for a in j.recent(10000)}
     assert not touched & live
-    after = Engine(root, as_of=as_of + timedelta(seconds=1)).scan()
+    after = open_engine(root, as_of=as_of + timedelta(seconds=1)).scan()
     routine = {"orphan_file", "corrupt_task", "stale_error"}
     assert not routine & {f.kind for f in after.findings}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from core.actions.apply import apply, marker
 from core.actions.journal import Journal
-from core.formats.octopoid.actions import make_plan, read_state
 from core.actions.plan import Refused, StalePlan
+from core.formats.octopoid.actions import make_plan, read_state
 from core.formats.octopoid.simulate import Simulation, create_demo_root
 
 KINDS = {"failed": ["retry", "cancel"], "provisional": ["accept", "cancel"],

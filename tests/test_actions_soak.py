@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.actions.apply import apply
-from core.formats.octopoid.actions import make_plan
 from core.actions.soak import main, outcome_state, soak
+from core.formats.octopoid.actions import make_plan
 from tests.test_actions_support import IDS, build_state
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.cli import main
-from core.engine import Engine
+from core.formats import open_engine
 from core.formats.octopoid.reader import resolve_root
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
@@ -109,7 +109,7 @@ def test_older_schema_missing_columns_is_read(tmp_path: Path) -> None:
     conn.execute("INSERT INTO tasks VALUES ('aaaa0001', 'x', 'incoming')")
     conn.commit()
     conn.close()
-    snap = Engine(root, as_of=parse_as_of("2026-11-22T22:00:00")).scan()
+    snap = open_engine(root, as_of=parse_as_of("2026-11-22T22:00:00")).scan()
     assert snap.verdicts["aaaa0001"].effective_state == "incoming"
 
 
@@ -135,7 +135,7 @@ def test_symlinks_out_of_root_are_not_followed(tmp_path: Path) -> None:
         if not (b.root / "shared" / "queue" / "rejected").exists() else None
     (b.root / "shared" / "queue" / "rejected").rmdir()
     os.symlink(outside_dir, b.root / "shared" / "queue" / "rejected", target_is_directory=True)
-    snap = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
+    snap = open_engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
     assert "5ec12e70" not in snap.tasks and "0badd1e0" not in snap.tasks
     msgs = " | ".join(p.message for p in snap.problems)
     assert "symlink pointing outside the root" in msgs and "out of the root" in msgs
@@ -151,7 +151,7 @@ def test_huge_task_file_reads_a_bounded_prefix_and_keeps_the_trail(tmp_path: Pat
     p.write_text(big + f"\nCLAIMED_BY: a1\nCLAIMED_AT: {b.at(600)}\n\n"
                        f"FAILED_AT: {b.at(500)}\n")
     assert p.stat().st_size > 5_000_000
-    snap = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
+    snap = open_engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
     f = snap.tasks["t1"].primary_file
     assert f.truncated and f.parseable and f.trail[-1].kind == "FAILED"
     assert snap.verdicts["t1"].effective_state == "failed"
@@ -168,7 +168,7 @@ def test_unreadable_queue_dir_is_reported_not_raised(tmp_path: Path, monkeypatch
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", deny_failed_dir)
-    snap = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
+    snap = open_engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
     assert any("failed" in p.path and "Permission denied" in p.message for p in snap.problems)
     assert "t1" in snap.tasks
 

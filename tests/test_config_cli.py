@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Config, ConfigError, load_config
-from core.engine import Engine
+from core.formats import open_engine
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 
@@ -37,7 +37,7 @@ def test_config_beside_root_wins_and_thresholds_apply(tmp_path: Path, monkeypatc
     (tmp_path / "qwarden.toml").write_text("[thresholds]\nzombie_after_s = 600\n")
     cfg, path = load_config(root)
     assert path == tmp_path / "qwarden.toml" and cfg.thresholds.zombie_after_s == 600
-    snap = Engine(root, cfg, as_of=parse_as_of(b.now.isoformat())).scan()
+    snap = open_engine(root, cfg, as_of=parse_as_of(b.now.isoformat())).scan()
     assert {f.kind for f in snap.findings_for("t1")} == {"zombie_claim"}  # 14 min > 10 min
     (tmp_path / "qwarden.toml").write_text("[thresholds]\nno_such_key = 1\n")
     with pytest.raises(ConfigError, match=r"qwarden\.toml"):
@@ -52,10 +52,10 @@ def test_dead_pid_counts_only_on_the_live_machine(tmp_path: Path) -> None:
            db={"claimed_by": "a1", "claimed_at": 900})
     b.agent("a1", started_age=900, heartbeat_age=400, pid=proc.pid)
     root = b.build()
-    live = Engine(root).scan()
+    live = open_engine(root).scan()
     assert {f.kind for f in live.findings_for("t1")} == {"zombie_claim"}
     assert any("not alive" in e.value for e in live.verdicts["t1"].evidence)
-    judged_then = Engine(root, as_of=parse_as_of(datetime.now().isoformat())).scan()
+    judged_then = open_engine(root, as_of=parse_as_of(datetime.now().isoformat())).scan()
     assert {f.kind for f in judged_then.findings_for("t1")} == {"stale_heartbeat"}
 
 
@@ -82,6 +82,6 @@ def test_watch_headless_safe_fix_repairs_an_orphan(tmp_path: Path) -> None:
     assert "autofix safe:" in proc.stdout and "register TASK-0ab0ab01" in proc.stdout, (
         proc.stdout, proc.stderr)
     assert (root / "warden" / "metrics.prom").is_file()
-    after = Engine(root).scan()
+    after = open_engine(root).scan()
     assert "0ab0ab01" in after.tasks and after.tasks["0ab0ab01"].record is not None
     assert not after.findings_for("0ab0ab01")

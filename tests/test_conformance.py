@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.engine import Engine
+from core.formats import open_engine
 from core.rules.base import SCORED_KINDS
 from core.timefmt import parse_as_of
 from tests.conftest import SHARED_SAMPLE, restore_sample, snapshot_bytes
@@ -22,7 +22,7 @@ pytestmark = [
 
 def test_sample_findings_match_truth_exactly(tmp_path: Path, utc_tz: None) -> None:
     truth = restore_sample(tmp_path / "s")
-    snap = Engine(tmp_path / "s" / ".orchestrator", as_of=parse_as_of(truth["as_of"])).scan()
+    snap = open_engine(tmp_path / "s" / ".orchestrator", as_of=parse_as_of(truth["as_of"])).scan()
     got: dict[str, set[str]] = {}
     for f in snap.findings:
         if f.kind in SCORED_KINDS:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from core.formats import open_engine
 from core.formats.octopoid.generate import generate
-from core.engine import Engine
 from core.rules.base import SCORED_KINDS
 from core.timefmt import parse_as_of
 
@@ -24,7 +24,7 @@ def _utc(utc_tz: None) -> None:
 
 
 def score(out: Path, truth: dict) -> tuple[float, float, dict]:
-    snap = Engine(out / ".orchestrator", as_of=parse_as_of(truth["as_of"])).scan()
+    snap = open_engine(out / ".orchestrator", as_of=parse_as_of(truth["as_of"])).scan()
     got = {(f.task_id, f.kind) for f in snap.findings if f.kind in SCORED_KINDS}
     want = {(tid, k) for tid, kinds in truth["tasks"].items() for k in kinds}
     tp = len(got & want)

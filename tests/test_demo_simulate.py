@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from core.config import load_config
+from core.formats import open_engine
 from core.formats.octopoid import writer as ow
 from core.formats.octopoid.simulate import Simulation, create_demo_root
-from core.engine import Engine
 from core.rules.base import SCORED_KINDS
 
 
@@ -39,7 +39,7 @@ def test_demo_root_starts_with_every_lane_and_idle_agents(tmp_path: Path) -> Non
     assert json.loads((root / "agents/impl-agent-3/state.json").read_text())["running"] is False
     # a fresh demo is healthy apart from Octopoid's own everyday drift
     config, _ = load_config(root)
-    snap = Engine(root, config).scan()
+    snap = open_engine(root, config).scan()
     assert {f.kind for f in snap.findings if f.kind in SCORED_KINDS} <= {"file_db_mismatch"}
 
 
@@ -65,7 +65,7 @@ def test_simulation_runs_and_injects_every_fault(tmp_path: Path) -> None:
     assert (root / "agents" / working.name / "heartbeat").read_text().endswith("Z\n")
 
     config, _ = load_config(root)
-    snap = Engine(root, config).scan()
+    snap = open_engine(root, config).scan()
     kinds = {f.kind for f in snap.findings if f.kind in SCORED_KINDS}
     assert {"orphan_file", "corrupt_task", "split_brain"} <= kinds, kinds
     # judged a minute later (no pid checks with --as-of), the dead agent's claim is a zombie
@@ -73,7 +73,8 @@ def test_simulation_runs_and_injects_every_fault(tmp_path: Path) -> None:
     assert rows[dead.task] == ("claimed", dead.name)  # type: ignore[index]
     state = json.loads((root / "agents" / dead.name / "state.json").read_text())
     assert state["running"] is True  # it died without anyone noticing
-    later = Engine(root, config, as_of=datetime.now().astimezone() + timedelta(seconds=60)).scan()
+    later = open_engine(root, config,
+                        as_of=datetime.now().astimezone() + timedelta(seconds=60)).scan()
     assert any(f.kind == "zombie_claim" and f.task_id == dead.task for f in later.findings)
 
 

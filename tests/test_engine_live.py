@@ -15,6 +15,7 @@ import pytest
 
 from core.config import Config, LiveOptions
 from core.engine import Engine
+from core.formats import open_engine
 from core.model import Severity, Snapshot
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
@@ -52,7 +53,7 @@ async def test_file_move_and_db_write_update_incrementally(
         live_state: StateBuilder) -> None:
     b = live_state
     cfg = Config(live=LiveOptions(db_check_interval_s=0.2, rejudge_interval_s=0.5))
-    engine = Engine(b.root, cfg)
+    engine = open_engine(b.root, cfg)
     snap = await engine.start()
     try:
         assert snap.verdicts["mv000001"].liveness.value == "live"
@@ -84,15 +85,14 @@ async def test_file_move_and_db_write_update_incrementally(
 
 async def test_poll_now_does_not_overlap_and_keeps_last_snapshot_on_error(
         live_state: StateBuilder) -> None:
-    engine = Engine(live_state.root, Config(live=LiveOptions(poll_interval_s=3600)))
+    engine = open_engine(live_state.root, Config(live=LiveOptions(poll_interval_s=3600)))
     await engine.start()
     try:
         results = await asyncio.gather(engine.poll_now(), engine.poll_now())
         assert all(r is not None for r in results)
         good = engine.snapshot
         (live_state.root / "state.db").write_bytes(b"garbage" * 1000)
-        engine._conn.close()  # type: ignore[union-attr]
-        engine._conn = None
+        engine.source.close()  # (the next read opens the garbage)
         assert await engine.poll_now() is None
         assert engine.last_error and "state.db" in engine.last_error
         assert engine.snapshot is good
@@ -116,7 +116,7 @@ def test_rescan_sees_file_and_row_changes_with_or_without_follow_caches(
     """A one-shot engine (follow=False, as `report` uses) keeps no stat cache or row keys;
     a second scan must still see a file rewritten in place and a DB write."""
     b = live_state
-    engine = Engine(b.root, Config(), follow=follow)
+    engine = open_engine(b.root, Config(), follow=follow)
     first = engine.scan()
     assert first.tasks["db000001"].record.priority != "P0"
     q = b.root / "shared" / "queue"
@@ -161,13 +161,13 @@ def test_incremental_judgement_equals_a_fresh_one_through_a_simulated_run(
 
     root = create_demo_root(tmp_path, seed=3)
     as_of = parse_as_of((datetime.now() + timedelta(minutes=10)).isoformat())  # one instant
-    warm = Engine(root, as_of=as_of)
+    warm = open_engine(root, as_of=as_of)
     warm.scan()
     sim = Simulation(root, seed=3)
     for step in range(40):
         sim.step()
         got = warm.scan()
-        want = Engine(root, as_of=as_of).scan()
+        want = open_engine(root, as_of=as_of).scan()
         keys = [(f.kind, f.task_id, f.summary) for f in got.findings]
         assert len(keys) == len(set(keys)), f"tick {step}: duplicate findings"
         assert sorted(keys) == sorted((f.kind, f.task_id, f.summary) for f in want.findings), \
@@ -189,7 +189,7 @@ def test_an_idle_wal_db_read_immutably_is_reopened_after_a_writer_came_and_went(
     conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
     assert not Path(f"{db}-wal").exists()
-    engine = Engine(b.root, Config())
+    engine = open_engine(b.root, Config())
     assert engine.scan().tasks["t1"].record.priority != "P0"
     assert "immutable=1" in (engine.source.connected_uri or "")
     conn = sqlite3.connect(db)  # a scheduler's short connection: write, close, -wal gone
@@ -206,7 +206,7 @@ def test_a_cold_scan_reports_its_progress(tmp_path: Path, utc_tz: None) -> None:
     for i in range(5):
         b.task(f"pg{i:06d}", db_queue="incoming")
     b.build()
-    engine = Engine(b.root, Config())
+    engine = open_engine(b.root, Config())
     seen: list[str] = []
     real = engine.source.queue_files.read_task_file
 
@@ -229,7 +229,7 @@ async def test_a_two_step_write_is_no_finding_but_a_real_one_shows_after_its_sec
 
     b = live_state
     cfg = Config(live=LiveOptions(db_check_interval_s=0.2, rejudge_interval_s=0.5))
-    engine = Engine(b.root, cfg)
+    engine = open_engine(b.root, cfg)
     await engine.start()
     published: list[tuple[float, str, str]] = []
     loop = asyncio.get_running_loop()

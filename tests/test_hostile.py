@@ -16,7 +16,7 @@ import pytest
 
 from core.cli import main
 from core.config import load_config
-from core.engine import Engine
+from core.formats import open_engine
 from tests.builders import StateBuilder
 from tests.hostile import crashed_writer, deadline, memory_cap, tree
 from tests.test_actions_support import IDS, build_state
@@ -84,7 +84,7 @@ def test_fifo_log_does_not_hang_the_console_tail(tmp_path: Path) -> None:
     root = small(tmp_path)
     os.mkfifo(root / "agents" / "impl-1" / "stdout.log")
     with deadline(10):
-        assert Engine(root, follow=False).log_tail("impl-1") == ""
+        assert open_engine(root, follow=False).log_tail("impl-1") == ""
 
 
 def test_fifo_appearing_while_watch_headless_runs(tmp_path: Path) -> None:
@@ -218,13 +218,13 @@ def test_out_of_range_db_counts_are_unreadable_values(tmp_path: Path, col: str,
     problems = {p["path"]: p["message"] for p in json.loads(out)["problems"]}
     assert problems[f"state.db tasks[aaaa0003].{col}"].startswith("unreadable value")
     # and when the row is put right, the problem goes with it (the live engine)
-    eng = Engine(root, as_of=None)
+    eng = open_engine(root, as_of=None)
     eng.scan()
     conn = sqlite3.connect(root / "state.db")
     conn.execute(f"UPDATE tasks SET {col} = 1 WHERE id = 'aaaa0003'")
     conn.commit()
     conn.close()
-    assert eng.apply_db_changes() == {"aaaa0003"}
+    assert eng.apply_marker() == {"aaaa0003"}
     assert not eng.source.cell_problem_list()
 
 
@@ -343,7 +343,7 @@ def test_crashed_wal_db_is_read_whole_without_creating_shm(tmp_path: Path) -> No
     queues = {t["id"]: t["db_queue"] for t in json.loads(out)["tasks"]}
     assert queues["aaaa0002"] == "done"  # the committed frame in the -wal is seen
     assert tree(root) == before  # no state.db-shm, nothing else
-    eng = Engine(root, as_of=None)  # the live engine (watch, console) too
+    eng = open_engine(root, as_of=None)  # the live engine (watch, console) too
     eng.scan()
     assert eng.snapshot is not None and eng.snapshot.tasks["aaaa0002"].record.queue == "done"
     eng.scan()

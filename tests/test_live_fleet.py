@@ -1,7 +1,7 @@
 """qwarden beside a live simulated fleet: never wrong on screen, and every fault found in time.
 
-Agents and a scheduler in threads run Octopoid's own lifecycle steps (``core.formats.octopoid.writer``)
-with their two-step writes in the real order — the file then the row to create, submit, fail and
+Agents and a scheduler in threads run Octopoid's own lifecycle steps
+(``core.formats.octopoid.writer``) with their two-step writes in the real order — the file then the row to create, submit, fail and
 accept; the row then the trail to claim — and a pause between the two halves wider than
 Octopoid's own (0–80 ms), so one-sided states are common. Faults are injected now and again:
 an orphan file, a corrupt file, a vanished file, a DB-only reset of a claim while its agent
@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from core.config import Config, LiveOptions, Thresholds
+from core.formats import open_engine
 from core.formats.octopoid import writer as ow
-from core.engine import Engine
 from core.model import Snapshot
 
 STALE_S, ZOMBIE_S = 5.0, 10.0
@@ -216,7 +216,7 @@ async def test_no_false_alarm_and_every_fault_found_beside_a_live_fleet(
     root = ow.init_root(tmp_path)
     fleet = Fleet(root, seed=8)
     monkeypatch.setattr(ow, "transaction", fleet.slow_transaction)
-    engine = Engine(root, CONFIG)
+    engine = open_engine(root, CONFIG)
     false_alarms: list[tuple[float, str, str, str]] = []
     seen = 0
 

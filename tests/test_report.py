@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from core.engine import Engine
+from core.formats import open_engine
 from core.report import Report, build_report, exit_code, render_json, render_text, write_json
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
@@ -38,7 +38,7 @@ def nasty_state(tmp_path: Path) -> StateBuilder:
 
 def test_injection_stays_plain_in_text_and_json(tmp_path: Path) -> None:
     b = nasty_state(tmp_path)
-    snap = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
+    snap = open_engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
     buf = io.StringIO()
     render_text(snap, Console(file=buf, width=200, force_terminal=True, color_system="standard"),
                 show_all=True)
@@ -59,7 +59,7 @@ def test_json_report_follows_its_schema_and_exit_codes(tmp_path: Path) -> None:
     b = StateBuilder(tmp_path)
     b.task("ok000001", db_queue="incoming")
     b.build()
-    snap = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
+    snap = open_engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
     assert exit_code(snap) == 0
     rep = Report.model_validate_json(render_json(snap))
     assert rep.status == "healthy" and rep.tasks[0].liveness == "idle"
@@ -68,7 +68,7 @@ def test_json_report_follows_its_schema_and_exit_codes(tmp_path: Path) -> None:
             trail=[("CLAIMED_BY", "a"), ("CLAIMED_AT", 3000), ("SUBMITTED_AT", 2000),
                    ("COMMITS_COUNT", 0)], db={"commits_count": 0})
     b2.build()
-    snap2 = Engine(b2.root, as_of=parse_as_of(b2.now.isoformat())).scan()
+    snap2 = open_engine(b2.root, as_of=parse_as_of(b2.now.isoformat())).scan()
     assert exit_code(snap2) == 1
     rep2 = build_report(snap2)
     t = rep2.tasks[0]
@@ -96,7 +96,7 @@ def test_cli_json_schema_and_stdout_stderr_split(tmp_path: Path) -> None:
 
 def test_streamed_json_equals_the_document(tmp_path: Path) -> None:
     b = nasty_state(tmp_path)
-    snap = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
+    snap = open_engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
     buf = io.StringIO()
     write_json(snap, buf)
     assert json.loads(buf.getvalue()) == json.loads(render_json(snap))
@@ -120,7 +120,7 @@ def test_every_action_hint_is_a_command_the_same_state_accepts(tmp_path: Path, c
                  "'.md' WHERE id=?", (IDS["done"],))
     conn.commit()
     conn.close()
-    snap = Engine(root).scan()
+    snap = open_engine(root).scan()
     hints = {tid: h for tid in snap.verdicts if (h := action_hint(snap, tid))}
     assert hints[IDS["done"]] == f"qwarden repair-path {IDS['done']}"
     assert len(set(h.split()[1] for h in hints.values())) >= 5  # a real mix of commands

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.engine import Engine
+from core.formats import open_engine
 from core.model import Liveness, Snapshot
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
@@ -23,7 +23,7 @@ def b(tmp_path: Path) -> StateBuilder:
 
 
 def judge(b: StateBuilder) -> Snapshot:
-    return Engine(b.build(), as_of=parse_as_of(b.now.isoformat())).scan()
+    return open_engine(b.build(), as_of=parse_as_of(b.now.isoformat())).scan()
 
 
 def kinds(snap: Snapshot, tid: str) -> set[str]:
@@ -270,14 +270,14 @@ def test_a_dead_pid_dates_the_death_from_the_newest_signal(b: StateBuilder, monk
     d["last_exit_code"] = 1
     state.write_text(_json.dumps(d))
     monkeypatch.setattr(octo, "_pid_alive", lambda pid: False)
-    live = Engine(root, follow=False)
+    live = open_engine(root, follow=False)
     live.as_of = None  # the live machine (pids checked), with the clock at the builder's now
     live.live = True
     monkeypatch.setattr(live, "clock", lambda: parse_as_of(b.now.isoformat()))
     assert kinds(live.scan(), "t1") == {"zombie_claim"}
     # and judged from the files alone (no pid check), the crash reap's exit code 1 says the
     # same: the finish is dated from the newest signal, not from the reap's stamp
-    assert kinds(Engine(root, as_of=parse_as_of(b.now.isoformat())).scan(), "t1") == \
+    assert kinds(open_engine(root, as_of=parse_as_of(b.now.isoformat())).scan(), "t1") == \
         {"zombie_claim"}
 
 
@@ -390,7 +390,7 @@ def test_unread_terminal_until_a_supervisor_marks_it_read(b: StateBuilder) -> No
     assert not snap.findings_for("old")  # outside the unread window
     assert kinds(snap, "d1") == set()  # informative, never scored
     apply(b.root, make_plan(b.root, "mark-read", "d1", actor="qwarden:test"))
-    again = Engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
+    again = open_engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
     assert not again.findings_for("d1")
 
 
@@ -430,9 +430,9 @@ def test_rules_are_called_only_where_they_can_fire(generated, monkeypatch) -> No
     from core.rules import registry
 
     root, as_of = generated
-    scoped = Engine(root, as_of=as_of).scan()
+    scoped = open_engine(root, as_of=as_of).scan()
     monkeypatch.setattr(registry, "RULE_SCOPE", {})
-    every_rule = Engine(root, as_of=as_of).scan()
+    every_rule = open_engine(root, as_of=as_of).scan()
     assert [(f.kind, f.task_id, f.evidence) for f in scoped.findings] == \
         [(f.kind, f.task_id, f.evidence) for f in every_rule.findings]
     assert dict(scoped.verdicts) == dict(every_rule.verdicts)

@@ -15,8 +15,9 @@ import pytest
 
 from core.config import Config
 from core.engine import Engine
+from core.formats import open_engine
+from core.formats.octopoid import queue_files
 from core.model import Snapshot
-from core.sources import queue_files
 from core.sources.forkmap import fork_map
 from tests.builders import StateBuilder
 
@@ -118,7 +119,7 @@ def test_parallel_stat_keys_equal_serial_ones(state: StateBuilder,
 
 def _rescan_equals_fresh(engine: Engine, root: Path) -> None:
     warm = engine.scan()
-    fresh = Engine(root, Config(), follow=False).scan()
+    fresh = open_engine(root, Config(), follow=False).scan()
     assert set(warm.tasks) == set(fresh.tasks)
     assert {t: tuple(f.relpath for f in warm.tasks[t].files) for t in warm.tasks} == \
         {t: tuple(f.relpath for f in fresh.tasks[t].files) for t in fresh.tasks}
@@ -130,7 +131,7 @@ def _rescan_equals_fresh(engine: Engine, root: Path) -> None:
 
 
 def test_an_unchanged_queue_is_not_read_again(state: StateBuilder, stat_mode: str) -> None:
-    engine = Engine(state.root, Config())
+    engine = open_engine(state.root, Config())
     engine.scan()
     assert engine.source.files_read == 40
     engine.scan()
@@ -141,7 +142,7 @@ def test_an_unchanged_queue_is_not_read_again(state: StateBuilder, stat_mode: st
 
 def test_a_same_size_rewrite_in_place_is_seen_without_the_watcher(
         state: StateBuilder, stat_mode: str) -> None:
-    engine = Engine(state.root, Config())
+    engine = open_engine(state.root, Config())
     engine.scan()
     engine.scan()  # the dirs' listings and keys are now remembered
     path = state.root / "shared" / "queue" / "done" / "TASK-t0000000.md"
@@ -155,7 +156,7 @@ def test_a_same_size_rewrite_in_place_is_seen_without_the_watcher(
 
 
 def test_moves_adds_and_removals_are_seen(state: StateBuilder, stat_mode: str) -> None:
-    engine = Engine(state.root, Config())
+    engine = open_engine(state.root, Config())
     engine.scan()
     engine.scan()
     q = state.root / "shared" / "queue"
@@ -173,13 +174,13 @@ def test_a_file_the_watcher_read_then_missed_going_is_dropped(
         state: StateBuilder, stat_mode: str) -> None:
     """The watcher reads a new file; its removal goes unnoticed. The dir's listing is then
     what the last full pass saw, but the reconciliation must still drop the file."""
-    engine = Engine(state.root, Config())
+    engine = open_engine(state.root, Config())
     engine.scan()
     engine.scan()
     q = state.root / "shared" / "queue"
     path = q / "incoming" / "TASK-brief001.md"
     path.write_text("# [TASK-brief001] Brief\n\nROLE: x\n")
-    engine.apply_file_changes({"shared/queue/incoming/TASK-brief001.md"})
+    engine.apply_paths({"shared/queue/incoming/TASK-brief001.md"})
     assert "shared/queue/incoming/TASK-brief001.md" in engine.source.files
     path.unlink()  # no event handled for this one
     snap = engine.scan()
@@ -192,7 +193,7 @@ def test_what_cannot_be_read_is_reported_on_every_pass(state: StateBuilder,
                                                        stat_mode: str) -> None:
     q = state.root / "shared" / "queue"
     (q / "incoming" / "TASK-adir0001.md").mkdir()
-    engine = Engine(state.root, Config())
+    engine = open_engine(state.root, Config())
     for _ in range(3):
         snap = engine.scan()
         assert any(p.path == "shared/queue/incoming/TASK-adir0001.md" for p in snap.problems)
@@ -221,14 +222,14 @@ def test_a_first_pass_shared_with_a_worker_reads_what_one_process_reads(
         generated: tuple[Path, datetime], monkeypatch: pytest.MonkeyPatch,
         follow: bool) -> None:
     root, as_of = generated
-    expected = _view(Engine(root, Config(), as_of=as_of, follow=follow).scan())
+    expected = _view(open_engine(root, Config(), as_of=as_of, follow=follow).scan())
     _share_everything(monkeypatch)
-    engine = Engine(root, Config(), as_of=as_of, follow=follow)
+    engine = open_engine(root, Config(), as_of=as_of, follow=follow)
     started = engine.source.start_scan()
     assert started is not None and started.worker is not None
     started.close()  # given up: nothing left running, nothing read
     assert _no_children_left()
-    engine = Engine(root, Config(), as_of=as_of, follow=follow)
+    engine = open_engine(root, Config(), as_of=as_of, follow=follow)
     snap = engine.scan()
     assert _no_children_left()
     assert _view(snap) == expected
@@ -243,14 +244,14 @@ def test_a_first_pass_shared_with_a_worker_reads_what_one_process_reads(
 def test_a_failed_worker_s_share_is_read_here(generated: tuple[Path, datetime],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     root, as_of = generated
-    expected = _view(Engine(root, Config(), as_of=as_of).scan())
+    expected = _view(open_engine(root, Config(), as_of=as_of).scan())
     _share_everything(monkeypatch)
 
     def dies(self: queue_files.QueueFiles, started: queue_files.ColdStart) -> bytes:
         os._exit(3)
 
     monkeypatch.setattr(queue_files.QueueFiles, "_worker_share", dies)
-    engine = Engine(root, Config(), as_of=as_of)
+    engine = open_engine(root, Config(), as_of=as_of)
     assert _view(engine.scan()) == expected
     assert _no_children_left()
     engine.scan()
@@ -261,7 +262,7 @@ def test_a_file_gone_between_listing_and_stat_is_no_problem(
         state: StateBuilder, stat_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Agents move files all the time: one listed and gone before its stat moved on (the
     watcher sees where to); it is not a read problem to show the operator."""
-    engine = Engine(state.root, Config())
+    engine = open_engine(state.root, Config())
     engine.scan()
     real = os.listdir
 
@@ -281,7 +282,7 @@ def test_the_worker_s_progress_shows_while_the_db_is_read(
         generated: tuple[Path, datetime], monkeypatch: pytest.MonkeyPatch) -> None:
     root, as_of = generated
     _share_everything(monkeypatch)
-    engine = Engine(root, Config(), as_of=as_of)
+    engine = open_engine(root, Config(), as_of=as_of)
     seen: list[str] = []
     real = engine.source.read_records
 
@@ -310,7 +311,7 @@ def test_a_db_that_cannot_be_read_leaves_no_worker_behind(
     b.build()
     (b.root / "state.db").write_bytes(b"not a database at all" * 100)
     _share_everything(monkeypatch)
-    engine = Engine(b.root, Config())
+    engine = open_engine(b.root, Config())
     with pytest.raises(SourceError):
         engine.scan()
     assert _no_children_left()
@@ -321,7 +322,7 @@ def test_a_file_the_watcher_read_is_looked_at_again_even_if_its_stat_goes_back(
     """After the watcher has read a change, the dir is not as its last full pass left it,
     even when the file's stat later returns to what that pass saw (same size and inode, the
     old mtime put back): the next pass must compare the file with what was read last."""
-    engine = Engine(state.root, Config())
+    engine = open_engine(state.root, Config())
     engine.scan()
     engine.scan()  # the dirs' listings and keys are now remembered
     rel = "shared/queue/done/TASK-t0000000.md"
@@ -330,7 +331,7 @@ def test_a_file_the_watcher_read_is_looked_at_again_even_if_its_stat_goes_back(
     text = path.read_text()
     path.write_text(text.replace("A task", "B task"))
     os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns + 5_000_000))
-    engine.apply_file_changes({rel})
+    engine.apply_paths({rel})
     assert engine.source.files[rel].title == "B task"
     path.write_text(text.replace("A task", "C task"))
     os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns))  # the first pass's stat again

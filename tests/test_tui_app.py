@@ -14,6 +14,7 @@ import pytest
 
 from core.config import Config, LiveOptions
 from core.engine import Engine
+from core.formats import open_engine, open_source
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder, generated_utc_state
 from tests.pilot import frozen_app, ready, wait_until
@@ -209,7 +210,7 @@ async def test_jump_to_lane_and_task(generated: tuple[Path, datetime]) -> None:
 async def test_help_lists_every_key_with_keymap(generated: tuple[Path, datetime]) -> None:
     root, as_of = generated
     cfg = Config(keys={"app.poll": "ctrl+y", "list.down": "n,down"})
-    app = QwardenApp(Engine(root, cfg, as_of=as_of), cfg, root_label="demo")
+    app = QwardenApp(open_engine(root, cfg, as_of=as_of), cfg, root_label="demo")
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(app, pilot)
         lst = app.main_screen.lane_list
@@ -258,7 +259,7 @@ async def test_failed_poll_keeps_snapshot_and_shows_error(tmp_path: Path,
     b.task("aaaa0001", db_queue="incoming")
     b.build()
     cfg = Config()
-    app = QwardenApp(Engine(b.root, cfg, as_of=b.now.astimezone()), cfg, root_label="demo")
+    app = QwardenApp(open_engine(b.root, cfg, as_of=b.now.astimezone()), cfg, root_label="demo")
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(app, pilot)
         assert app.main_screen.lane_list.rows == ["aaaa0001"]
@@ -286,7 +287,7 @@ async def test_countdown_and_pause(tmp_path: Path, utc_tz: None) -> None:
     b.task("aaaa0001", db_queue="incoming")
     b.build()
     cfg = Config(live=LiveOptions(poll_interval_s=300))
-    eng = FakeClockEngine(b.root, cfg)
+    eng = FakeClockEngine(open_source(b.root, config=cfg), cfg)
     t0 = datetime.now().astimezone()
     eng.now = t0
     app = QwardenApp(eng, cfg, root_label="demo", read_only=True)
@@ -324,7 +325,7 @@ async def test_live_file_move_and_db_write_keep_cursor_and_filter(
     b.build()
     cfg = Config(live=LiveOptions(db_check_interval_s=0.2, rejudge_interval_s=0.5,
                                   debounce_ms=20))
-    app = QwardenApp(Engine(b.root, cfg), cfg, root_label="demo")
+    app = QwardenApp(open_engine(b.root, cfg), cfg, root_label="demo")
     async with app.run_test(size=(120, 40)) as pilot:
         main = app.main_screen
         await wait_until(pilot, lambda: main.snapshot is not None)
@@ -369,7 +370,7 @@ async def test_no_render_while_modal_open(tmp_path: Path, utc_tz: None) -> None:
     b.task("aaaa0002", db_queue="incoming")
     b.build()
     cfg = Config(live=LiveOptions(db_check_interval_s=0.2))
-    app = QwardenApp(Engine(b.root, cfg), cfg, root_label="demo")
+    app = QwardenApp(open_engine(b.root, cfg), cfg, root_label="demo")
     async with app.run_test(size=(120, 40)) as pilot:
         main = app.main_screen
         await wait_until(pilot, lambda: main.snapshot is not None)

@@ -11,7 +11,7 @@ from textual.geometry import Region
 from textual.widget import Widget
 
 from core.config import Config
-from core.engine import Engine
+from core.formats import open_engine
 from tests.builders import StateBuilder
 from tui.app import QwardenApp
 from tui.widgets.detail_pane import DetailPane
@@ -57,7 +57,7 @@ def evil_state(tmp_path: Path, utc_tz: None) -> StateBuilder:
 async def test_titles_errors_logs_render_inertly(evil_state: StateBuilder) -> None:
     b = evil_state
     cfg = Config()
-    app = QwardenApp(Engine(b.root, cfg, as_of=b.now.astimezone()), cfg, root_label="demo")
+    app = QwardenApp(open_engine(b.root, cfg, as_of=b.now.astimezone()), cfg, root_label="demo")
     async with app.run_test(size=(160, 50)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Config
-from core.engine import Engine
+from core.formats import open_engine
 from core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 from tui.app import QwardenApp
@@ -49,7 +49,7 @@ def app_for(b: StateBuilder, read_only: bool = False, live: bool = False) -> Qwa
     """A console as of the builder's time, or (``live``) on the live machine."""
     cfg = Config(read_only=read_only)
     as_of = None if live else parse_as_of(b.now.isoformat())
-    return QwardenApp(Engine(b.root, cfg, as_of=as_of), cfg, root_label="t",
+    return QwardenApp(open_engine(b.root, cfg, as_of=as_of), cfg, root_label="t",
                       read_only=read_only)
 
 
@@ -151,7 +151,7 @@ async def test_autofix_runs_after_a_poll_and_can_be_paused(tmp_path: Path) -> No
     b.build()
     cfg = Config(live=LiveOptions(poll_interval_s=3600))
     fixer = AutoFixer(b.root, cfg, mode="safe")
-    app = QwardenApp(Engine(b.root, cfg), cfg, root_label="t", autofix=fixer)
+    app = QwardenApp(open_engine(b.root, cfg), cfg, root_label="t", autofix=fixer)
     async with app.run_test(size=(120, 40)) as pilot:
         for _ in range(40):
             await pilot.pause(0.1)
@@ -171,7 +171,7 @@ async def test_autofix_runs_after_a_poll_and_can_be_paused(tmp_path: Path) -> No
 async def test_a_failing_verify_command_gates_accept(tmp_path: Path) -> None:
     b = state(tmp_path)
     cfg = Config(actions={"verify": "echo checking {task_id}; exit 3"})
-    app = QwardenApp(Engine(b.root, cfg, as_of=parse_as_of(b.now.isoformat())), cfg,
+    app = QwardenApp(open_engine(b.root, cfg, as_of=parse_as_of(b.now.isoformat())), cfg,
                      root_label="t")
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)

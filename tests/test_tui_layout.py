@@ -157,14 +157,14 @@ async def test_help_at_80x24_keeps_descriptions_and_explains_kinds(
 
 
 def test_a_rows_finding_kinds_come_before_its_title(tmp_path: Path) -> None:
-    from core.engine import Engine
+    from core.formats import open_engine
     from tui.widgets.lane_list import LaneList
 
     b = StateBuilder(tmp_path)
     b.task("aaaa0001", db_queue=None,
            title="A very long title that would push the kinds out of an 80 column list")
     b.build()
-    snap = Engine(b.root, as_of=b.now.astimezone()).scan()
+    snap = open_engine(b.root, as_of=b.now.astimezone()).scan()
     lst = LaneList()
     lst.snapshot = snap
     from rich.style import Style

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.config import Config, LiveOptions
-from core.engine import Engine
+from core.formats import open_engine
 from tests.builders import StateBuilder
 from tests.pilot import wait_until
 from tui.app import QwardenApp
@@ -54,7 +54,7 @@ async def test_pause_resume_cycles_keep_lanes_right(tmp_path: Path, utc_tz: None
     # lanes by chance before they are checked)
     cfg = Config(live=LiveOptions(db_check_interval_s=0.2, debounce_ms=20,
                                   confirm_after_s=0))
-    app = QwardenApp(Engine(b.root, cfg), cfg, root_label="demo", read_only=True)
+    app = QwardenApp(open_engine(b.root, cfg), cfg, root_label="demo", read_only=True)
     async with app.run_test(size=(120, 40)) as pilot:
         main = app.main_screen
         await wait_until(pilot, lambda: main.snapshot is not None)

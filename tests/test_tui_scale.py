@@ -19,7 +19,7 @@ import pytest
 from textual.pilot import Pilot
 
 from core.config import Config
-from core.engine import Engine
+from core.formats import open_engine
 from core.model import Snapshot
 from tests.builders import generated_utc_state
 from tests.pilot import frozen_app, wait_until
@@ -37,7 +37,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dateti
 @pytest.fixture(scope="module")
 def big_snap(big: tuple[Path, datetime]) -> Snapshot:
     root, as_of = big
-    return Engine(root, Config(), as_of=as_of).scan()
+    return open_engine(root, Config(), as_of=as_of).scan()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 import pytest_textual_snapshot as pts
 
 from core.config import Config
-from core.engine import Engine
+from core.formats import open_engine
 from tests.builders import generated_utc_state
 from tui.app import QwardenApp
 
@@ -43,7 +43,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, date
 def make_app(state: tuple[Path, datetime], theme: str) -> QwardenApp:
     root, as_of = state
     cfg = Config()
-    return QwardenApp(Engine(root, cfg, as_of=as_of), cfg, theme=theme,
+    return QwardenApp(open_engine(root, cfg, as_of=as_of), cfg, theme=theme,
                       root_label="~/work/demo/.orchestrator")
 
 

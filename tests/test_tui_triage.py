@@ -107,7 +107,7 @@ async def test_bell_rings_on_a_new_critical_only(tmp_path: Path, utc_tz: None) -
     import sqlite3
 
     from core.config import Config, LiveOptions
-    from core.engine import Engine
+    from core.formats import open_engine
     from tests.builders import StateBuilder
     from tests.pilot import wait_until
 
@@ -116,7 +116,7 @@ async def test_bell_rings_on_a_new_critical_only(tmp_path: Path, utc_tz: None) -
     b.task("aaaa0002", db_queue="incoming")
     b.build()
     cfg = Config(live=LiveOptions(db_check_interval_s=0.2, debounce_ms=20))
-    app = QwardenApp(Engine(b.root, cfg), cfg, root_label="demo", bell=True)
+    app = QwardenApp(open_engine(b.root, cfg), cfg, root_label="demo", bell=True)
     rings: list[int] = []
     app.bell = lambda: rings.append(1)  # type: ignore[method-assign]
     async with app.run_test(size=(120, 40)) as pilot:

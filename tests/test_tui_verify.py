@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from core.config import Config
-from core.engine import Engine
+from core.formats import open_engine
 from core.timefmt import parse_as_of
 from tests.test_tui_interventions import db_queue, settle, state
 from tui.app import QwardenApp
@@ -44,7 +44,7 @@ async def test_verify_output_streams_into_the_trace_and_gates_accept(
            "echo 'all 12 tests ran'; "
            + ("exit 0" if passes else "exit 4"))
     cfg = Config(actions={"verify": cmd})
-    app = QwardenApp(Engine(b.root, cfg, as_of=parse_as_of(b.now.isoformat())), cfg,
+    app = QwardenApp(open_engine(b.root, cfg, as_of=parse_as_of(b.now.isoformat())), cfg,
                      root_label="t")
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)

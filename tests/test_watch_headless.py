@@ -18,7 +18,7 @@ from typing import IO
 
 import pytest
 
-from core.engine import Engine
+from core.formats import open_engine
 from core.model import Severity
 from core.watch import (
     AutofixEvent,
@@ -61,7 +61,7 @@ def orphan_text(tid: str, title: str) -> str:
 def test_changes_between_snapshots_name_the_task_the_kind_and_the_change(
         tmp_path: Path) -> None:
     b = live_state(tmp_path)
-    engine = Engine(b.root)
+    engine = open_engine(b.root)
     tracker = ChangeTracker()
     first = tracker.update(engine.scan())
     assert sorted((c.change, c.task_id, c.finding.kind) for c in first if c.finding) == [
@@ -76,7 +76,7 @@ def test_changes_between_snapshots_name_the_task_the_kind_and_the_change(
     (q / "incoming" / "TASK-0ab0ab02.md").unlink()  # the corrupt file goes
     (q / "incoming" / "TASK-0ab0ab05.md").write_text(orphan_text("0ab0ab05", "New one"))
     (q / "incoming" / "TASK-0ab0ab01.md").write_text(orphan_text("0ab0ab01", "Back"))
-    dirty = engine.apply_file_changes({"shared/queue/incoming/TASK-0ab0ab02.md",
+    dirty = engine.apply_paths({"shared/queue/incoming/TASK-0ab0ab02.md",
                                        "shared/queue/incoming/TASK-0ab0ab05.md",
                                        "shared/queue/incoming/TASK-0ab0ab01.md"})
     snap = engine.rejudge(dirty)
@@ -101,7 +101,7 @@ def test_changes_between_snapshots_name_the_task_the_kind_and_the_change(
     gap.update(dataclasses.replace(tracker.previous, generation=snap.generation - 5))  # type: ignore[arg-type]
     (q / "incoming" / "TASK-0ab0ab05.md").unlink()
     stepwise = tracker.update(engine.rejudge(
-        engine.apply_file_changes({"shared/queue/incoming/TASK-0ab0ab05.md"})))
+        engine.apply_paths({"shared/queue/incoming/TASK-0ab0ab05.md"})))
     assert {(c.change, c.task_id) for c in stepwise} == {("lane", "0ab0ab05"),
                                                           ("cleared", "0ab0ab05")}
     assert gap.update(engine.snapshot) == stepwise  # type: ignore[arg-type]
@@ -109,7 +109,7 @@ def test_changes_between_snapshots_name_the_task_the_kind_and_the_change(
 
 def test_a_severity_change_is_one_line_and_a_new_critical(tmp_path: Path) -> None:
     b = live_state(tmp_path)
-    engine = Engine(b.root)
+    engine = open_engine(b.root)
     tracker = ChangeTracker()
     snap = engine.scan()
     tracker.update(snap)

@@ -27,6 +27,7 @@ from textual.screen import Screen
 from core.clihelp import EXIT_INTERNAL
 from core.config import Config
 from core.engine import Engine
+from core.formats import open_engine
 from core.model import Severity, Snapshot
 from core.textsafe import clean_line
 from tui.keys import APP_BINDINGS
@@ -308,9 +309,10 @@ class QwardenApp(App[int]):
 
 
 def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
-            simulation: Any = None, fix: str | None = None, bell: bool = False) -> int:
+            simulation: Any = None, fix: str | None = None, bell: bool = False,
+            fmt: str = "auto") -> int:
     """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code."""
-    engine = Engine(root, config, as_of=as_of)
+    engine = open_engine(root, config, as_of=as_of, fmt=fmt)
     home = os.path.expanduser("~")
     label = str(engine.root)
     if label.startswith(home + os.sep):

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from core.actions.apply import apply
 from core.actions.guard import live_work_refusal
-from core.formats.octopoid.actions import Subtask, make_plan
 from core.actions.plan import Plan, Refused, StalePlan
-from core.model import Snapshot
+from core.formats.octopoid.actions import Subtask, make_plan
 from core.formats.octopoid.reader import SourceError
+from core.model import Snapshot
 from tui.glossary import planner_for
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen
@@ -60,9 +60,9 @@ def live_snapshot(app: QwardenApp) -> Snapshot | None:
     snap = app.engine.snapshot
     if snap is None or snap.live:
         return snap
-    from core.engine import Engine
+    from core.formats import open_engine
 
-    return Engine(app.engine.root, app.config).scan()
+    return open_engine(app.engine.root, app.config).scan()
 
 
 def plan_one(app: QwardenApp, kind: str, task_id: str, *, note: str = "",

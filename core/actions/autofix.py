@@ -31,11 +31,11 @@ from typing import Any
 from core.actions.apply import apply
 from core.actions.guard import live_work_refusal
 from core.actions.journal import FIXES, ActionRow, Journal
-from core.formats.octopoid.actions import make_plan
 from core.actions.plan import Refused, StalePlan, check_inside_root
 from core.config import Config
-from core.model import Finding, Snapshot
+from core.formats.octopoid.actions import make_plan
 from core.formats.octopoid.reader import SourceError
+from core.model import Finding, Snapshot
 
 MODES = ("observe", "safe", "aggressive")
 OUTPUTS = ("autofix-notes.md", "metrics.prom", "metrics-history.jsonl")

@@ -20,16 +20,18 @@ from typing import Any
 from core.actions.apply import Result, apply, inverse_plan, recover, stale_message
 from core.actions.guard import TALKS_ONLY
 from core.actions.journal import Journal
+from core.actions.plan import Plan, Refused, StalePlan
+from core.clihelp import ACTION_EXITS, PLAIN_EXITS, add_command
+from core.config import Config, ConfigError, load_config
+from core.formats import locate
 from core.formats.octopoid.actions import (
     PLANNERS,
     Subtask,
     judge_task,
     make_plan,
 )
-from core.actions.plan import Plan, Refused, StalePlan
-from core.clihelp import ACTION_EXITS, PLAIN_EXITS, add_command
-from core.config import Config, ConfigError, load_config
-from core.formats.octopoid.reader import SourceError, resolve_root
+from core.formats.octopoid.reader import resolve_root
+from core.sources.errors import SourceError
 from core.textsafe import clean_line, diagnostic
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE = 0, 1, 3
@@ -227,7 +229,8 @@ def run_verify(cmd: str, root: Path, task_id: str, timeout_s: float = 600,
 
 def run_action_command(args: argparse.Namespace) -> int:
     try:
-        root = resolve_root(getattr(args, "root", None))
+        info, root = locate(getattr(args, "root", None), getattr(args, "format", None) or "auto")
+        root = resolve_root(root) if info.name == "octopoid" else root
         config, _ = load_config(root, getattr(args, "config", None))
     except (SourceError, ConfigError) as exc:
         _err(str(exc))

@@ -58,24 +58,7 @@ def warden_dir(root: Path) -> Path:
     return Path(root) / "warden"
 
 
-REVIEWS_SQL = ("SELECT task_id, MAX(created_at) FROM actions WHERE state IN ('done','undone') "
-               "AND kind IN ('accept','retry','cancel','mark-read') GROUP BY task_id")
-
-
-def read_reviews(root: Path) -> dict[str, str]:
-    """``Journal.reviews`` for observers: read-only, creates nothing, {} when there is no
-    journal yet or it cannot be read."""
-    path = Path(root) / "warden" / "journal.db"
-    if not path.is_file():
-        return {}
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
-        try:
-            return {str(t): str(at) for t, at in conn.execute(REVIEWS_SQL).fetchall()}
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return {}
+from core.reviews import REVIEWS_SQL, read_reviews  # noqa: E402,F401  (shared with observers)
 
 
 def _now() -> str:

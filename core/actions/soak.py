@@ -26,9 +26,9 @@ from typing import Any
 
 from core.actions.apply import CRASH_ENV, _history_rows, apply, read_row, recover
 from core.actions.journal import Journal
-from core.formats.octopoid.actions import make_plan
 from core.actions.plan import Plan, Refused, StalePlan, sha256
 from core.clihelp import scratch_dir
+from core.formats.octopoid.actions import make_plan
 
 KINDS = {"failed": ["retry", "cancel", "clear-error"], "provisional": ["accept", "cancel"],
          "claimed": ["release", "retry"], "incoming": ["cancel", "escalate", "clear-error"],

@@ -1,1 +1,95 @@
-"""Queue formats, one package each, and the registry that finds them."""
+"""Queue formats, one package each, and the registry that finds them.
+
+A format registers one ``FormatInfo`` (``core.sources.base``) here: its name for ``--format``,
+how to recognise a root, how to open a source. ``--format auto`` takes the first that
+recognises the root, in the order below; nothing else in qwarden names a format.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from core.config import Config
+from core.formats.octopoid.source import FORMAT_INFO as OCTOPOID
+from core.sources.base import FormatInfo, Source
+from core.sources.errors import SourceError
+
+FORMATS: dict[str, FormatInfo] = {f.name: f for f in (OCTOPOID,)}
+FORMAT_NAMES: tuple[str, ...] = ("auto", *FORMATS)
+
+
+def detect(root: str | os.PathLike[str]) -> FormatInfo | None:
+    """The first format that recognises ``root``, or None."""
+    for info in FORMATS.values():
+        try:
+            if info.detect(os.fspath(root)):
+                return info
+        except OSError:
+            continue
+    return None
+
+
+def locate(root: str | os.PathLike[str] | None, fmt: str = "auto"
+           ) -> tuple[FormatInfo, Path]:
+    """Which format ``root`` holds and where (``--root``; None: ``QWARDEN_ROOT``, else the
+    working directory and its parents, as git finds its repository). Raises SourceError with
+    a sentence an operator can act on."""
+    given = _given(root)
+    if fmt != "auto":
+        info = FORMATS.get(fmt)
+        if info is None:
+            raise SourceError(f"unknown format {fmt!r} (one of: {', '.join(FORMAT_NAMES)})")
+        if given is None:
+            here = Path.cwd()
+            found = next((d for d in (here, *here.parents) if info.detect(d)), None)
+            if found is None:
+                raise SourceError(f"{here}: no {fmt} queue here or above "
+                                  "(use --root or QWARDEN_ROOT)")
+            return info, found
+        _must_exist(given)
+        return info, Path(given)
+    if given is not None:
+        _must_exist(given)
+        info = detect(given)
+        # no format recognised it: Octopoid's own check says what is missing
+        return (info or OCTOPOID), Path(given)
+    here = Path.cwd()
+    for d in (here, *here.parents):
+        info = detect(d)
+        if info is not None:
+            return info, d
+    raise SourceError(f"{here}: no .orchestrator directory (or other queue: "
+                      f"{', '.join(FORMATS)}) here or above (use --root or QWARDEN_ROOT)")
+
+
+def _must_exist(given: str) -> None:
+    if "://" in given:
+        return  # a database URL: its format says whether it can be reached
+    if not os.path.lexists(given):
+        raise SourceError(f"{given}: no such directory")
+
+
+def open_source(root: str | os.PathLike[str] | None, fmt: str = "auto",
+                config: Config | None = None, live: bool = True,
+                follow: bool = True) -> Source:
+    """The source for ``root`` (see ``locate``)."""
+    info, where = locate(root, fmt)
+    return info.open(where, config or Config(), live, follow)
+
+
+def _given(root: str | os.PathLike[str] | None) -> str | None:
+    if root is not None:
+        return os.fspath(root)
+    return os.environ.get("QWARDEN_ROOT") or None
+
+
+def open_engine(root: str | os.PathLike[str] | None, config: Config | None = None,
+                as_of: datetime | None = None, follow: bool = True, fmt: str = "auto"):
+    """An engine over the source for ``root`` (see ``open_source``)."""
+    from core.engine import Engine
+
+    config = config or Config()
+    source = open_source(root, fmt, config, live=as_of is None, follow=follow)
+    return Engine(source, config, as_of=as_of, follow=follow)

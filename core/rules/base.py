@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.liveness import JudgeContext, StateJudgement
-from core.model import Action, Evidence, Finding, Severity, Side, Task, Verdict, fast_init
+from core.model import Action, Evidence, Fact, Finding, Severity, Side, Task, Verdict, fast_init
+from core.semantics import Semantics
 
 
 @fast_init
@@ -37,12 +38,18 @@ class RuleContext:
         return self.judge.as_of
 
     @property
+    def semantics(self) -> Semantics:
+        return self.judge.semantics
+
+    @property
     def thresholds(self):
         return self.judge.thresholds
 
 
 TaskRule = Callable[[Judged, RuleContext], Iterable[Finding]]
 GroupRule = Callable[[RuleContext, Iterable[Judged]], Iterable[Finding]]
+# (context, the snapshot's facts) -> findings whose task_id is a subject ("queue", "agent:X")
+SubjectRule = Callable[[RuleContext, tuple[Fact, ...]], Iterable[Finding]]
 
 SCORED_KINDS = frozenset({
     "file_db_mismatch", "orphan_file", "corrupt_task", "missing_file", "duplicate_file",
@@ -57,8 +64,10 @@ def ev(fact: str, value: object, at: datetime | None = None, side: Side | None =
 
 
 def finding(kind: str, j: Judged, severity: Severity, summary: str,
-            evidence: Iterable[Evidence], action: Action, newer: Side | None = None
-            ) -> Finding:
+            evidence: Iterable[Evidence], action: Action, newer: Side | None = None,
+            scored: bool | None = None) -> Finding:
+    """``scored`` None: scored when the kind is one of SCORED_KINDS (a format's own kinds
+    say it themselves)."""
     return Finding(kind=kind, task_id=j.task.task_id, severity=severity, summary=summary,
                    evidence=tuple(evidence), recommended_action=action, newer_side=newer,
-                   scored=kind in SCORED_KINDS)
+                   scored=kind in SCORED_KINDS if scored is None else scored)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from core.liveness import TERMINAL_STATES
 from core.model import Action, Finding, Liveness, Severity
 from core.rules.base import Judged, RuleContext, ev, finding
-
-STUCK_STATES = frozenset({"failed", "escalated", "rejected"})
 
 
 def blocked_by(j: Judged) -> tuple[str, ...]:
@@ -21,7 +18,7 @@ def blocked_by(j: Judged) -> tuple[str, ...]:
 
 
 def blocked_by_stuck(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
-    if j.verdict.effective_state in TERMINAL_STATES:
+    if j.verdict.effective_state in ctx.semantics.terminal:
         return ()
     blockers = blocked_by(j)
     if not blockers:
@@ -31,7 +28,7 @@ def blocked_by_stuck(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
         other = ctx.judged.get(b)
         if other is None:
             stuck.append(ev(f"blocker {b}", "missing (no row, no file)"))
-        elif other.verdict.effective_state in STUCK_STATES:
+        elif other.verdict.effective_state in ctx.semantics.stuck:
             stuck.append(ev(f"blocker {b}", other.verdict.effective_state))
         elif other.verdict.liveness is Liveness.DEAD:
             stuck.append(ev(f"blocker {b}", f"zombie claim ({other.verdict.reason})"))

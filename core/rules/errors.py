@@ -7,11 +7,8 @@ import functools
 import re
 from collections.abc import Iterable
 
-from core.liveness import RUNNABLE_STATES
 from core.model import Action, Finding, Severity, Side
 from core.rules.base import Judged, RuleContext, ev, finding
-
-RECYCLE_KINDS = frozenset({"REJECTED", "REVIEW_REJECTED", "RETRIED", "NEEDS_CONTINUATION"})
 
 
 def stale_error(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
@@ -21,14 +18,15 @@ def stale_error(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     live_errors = [e for e in pf.errors if not e.in_history]
     if not live_errors:
         return ()
+    sem = ctx.semantics
     last_fail = last_retry = None
     for i, e in enumerate(pf.trail):
-        if e.kind == "FAILED":
+        if e.kind in sem.failure_events:
             last_fail = i
-        elif e.kind == "RETRIED":
+        elif e.kind in sem.retry_events:
             last_retry = i
     retried = last_retry is not None and (last_fail is None or last_retry > last_fail)
-    if not retried and j.verdict.effective_state not in RUNNABLE_STATES:
+    if not retried and j.verdict.effective_state not in sem.runnable:
         return ()
     err = live_errors[-1]
     first = next((ln for ln in err.text.splitlines() if ln.strip()), "")
@@ -43,20 +41,21 @@ def stale_error(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
 
 
 def recycling_task(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
-    if j.verdict.effective_state == "done":
+    recycle = ctx.semantics.recycle_events
+    if j.verdict.effective_state in ctx.semantics.done_states:
         return ()
     rec = j.task.record
     db_count = ((rec.attempt_count or 0) + (rec.rejection_count or 0)) if rec else 0
     trail = j.task.trail
     if not trail and db_count < ctx.thresholds.recycling_min:
         return ()
-    trail_count = sum(1 for e in trail if e.kind in RECYCLE_KINDS)
+    trail_count = sum(1 for e in trail if e.kind in recycle)
     n = max(trail_count, db_count)
     if n < ctx.thresholds.recycling_min:
         return ()
     kinds: dict[str, int] = {}
     for e in j.task.trail:
-        if e.kind in RECYCLE_KINDS:
+        if e.kind in recycle:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
     evidence = [ev(f"{k} in trail", c, None, Side.FILE) for k, c in sorted(kinds.items())]
     if rec is not None:
@@ -100,7 +99,7 @@ def _failure_text(j: Judged) -> str | None:
 def repeated_failure(ctx: RuleContext, judged: Iterable[Judged]) -> Iterable[Finding]:
     groups: dict[str, list[Judged]] = {}
     for j in judged:
-        if j.verdict.effective_state != "failed":
+        if j.verdict.effective_state not in ctx.semantics.failed_states:
             continue
         text = _failure_text(j)
         sig = error_signature(text) if text else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from core.model import Action, Finding, Severity, Side
@@ -9,7 +10,7 @@ from core.rules.base import Judged, RuleContext, ev, finding
 
 
 def escalated(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
-    if j.verdict.effective_state != "escalated":
+    if j.verdict.effective_state not in ctx.semantics.escalated_states:
         return ()
     rec = j.task.record
     return (finding("escalated", j, Severity.INFO, "waiting for a human decision",
@@ -17,14 +18,11 @@ def escalated(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
                         Side.DB)], Action.REVIEW),)
 
 
-UNREAD_STATES = frozenset({"done", "failed", "escalated", "rejected"})
-
-
 def unread_terminal(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     """A task that finished (done/failed/escalated/rejected) within the window and that no
     supervisor has reviewed since (accept, retry, cancel or mark-read clear it)."""
     window = ctx.thresholds.unread_window_s
-    if not window or j.verdict.effective_state not in UNREAD_STATES:
+    if not window or j.verdict.effective_state not in ctx.semantics.unread:
         return ()
     rec = j.task.record
     # updated_at moves when a task finishes; one parse instead of four per finished task
@@ -39,12 +37,17 @@ def unread_terminal(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     if seen is not None and seen >= finished:
         return ()
     state = j.verdict.effective_state
-    return (finding("unread_terminal", j, Severity.INFO, _UNREAD_SUMMARY[state],
+    return (finding("unread_terminal", j, Severity.INFO, _unread_summary(state),
                     [ev("finished", state, finished, Side.DB),
                      _NEVER_REVIEWED if seen is None
                      else ev("last reviewed", "before it finished", seen)], Action.REVIEW),)
 
 
 # Shared, immutable: tens of thousands of unread tasks need no copy each of these.
-_UNREAD_SUMMARY = {s: f"{s}, not reviewed yet" for s in UNREAD_STATES}
+@functools.lru_cache(maxsize=64)
+def _unread_summary(state: str) -> str:
+    return f"{state}, not reviewed yet"
+
+
+
 _NEVER_REVIEWED = ev("last reviewed", "never")

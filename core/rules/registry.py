@@ -3,9 +3,9 @@ recommended action when severities tie: earlier rules win."""
 
 from __future__ import annotations
 
-from core.liveness import TERMINAL_STATES
 from core.rules import claims, completion, deps, errors, info, sync
-from core.rules.base import GroupRule, TaskRule
+from core.rules.base import GroupRule, SubjectRule, TaskRule
+from core.semantics import Semantics
 
 TASK_RULES: tuple[tuple[str, TaskRule], ...] = (
     ("split_brain", claims.split_brain),
@@ -26,31 +26,35 @@ TASK_RULES: tuple[tuple[str, TaskRule], ...] = (
 )
 
 # Where a task rule can find anything at all, from the guard it opens with: the effective
-# states it looks at (None: any), the ones it never does, and whether it needs a claim problem
+# states it looks at (None: any), the ones it never does (each named as a ``Semantics``
+# field, so the format says which states those are), and whether it needs a claim problem
 # (zombie, stale, split brain). The judge calls a rule only where it can fire: at 100,000
 # tasks a third of the rule calls were such guards returning nothing. A test judges a
 # generated state with and without this table and compares.
-ANY: frozenset[str] | None = None
-RULE_SCOPE: dict[str, tuple[frozenset[str] | None, frozenset[str], bool]] = {
-    "split_brain": (ANY, frozenset(), True),
-    "zombie_claim": (ANY, frozenset(), True),
-    "stale_heartbeat": (ANY, frozenset(), True),
-    "recycling_task": (ANY, frozenset({"done"}), False),
-    "blocked_by_stuck": (ANY, TERMINAL_STATES, False),
-    "unverified_completion": (frozenset({"provisional", "done"}), frozenset(), False),
-    "escalated": (frozenset({"escalated"}), frozenset(), False),
-    "unread_terminal": (info.UNREAD_STATES, frozenset(), False),
+ANY: str | None = None
+RULE_SCOPE: dict[str, tuple[str | None, str | None, bool]] = {
+    "split_brain": (ANY, None, True),
+    "zombie_claim": (ANY, None, True),
+    "stale_heartbeat": (ANY, None, True),
+    "recycling_task": (ANY, "done_states", False),
+    "blocked_by_stuck": (ANY, "terminal", False),
+    "unverified_completion": ("submitted_states", None, False),
+    "escalated": ("escalated_states", None, False),
+    "unread_terminal": ("unread", None, False),
 }
 
 
-def rules_for(state: str, claim_problem: bool) -> tuple[TaskRule, ...]:
-    """The task rules that can fire for a task in ``state`` (in registration order)."""
+def rules_for(state: str, claim_problem: bool, sem: Semantics) -> tuple[TaskRule, ...]:
+    """The task rules that can fire for a task in ``state`` (in registration order), then
+    the format's own (``Semantics.task_rules``, which guard for themselves)."""
     out = []
     for name, rule in TASK_RULES:
-        only, never, needs_claim = RULE_SCOPE.get(name, (ANY, frozenset(), False))
-        if (only is None or state in only) and state not in never \
+        only, never, needs_claim = RULE_SCOPE.get(name, (ANY, None, False))
+        if (only is None or state in getattr(sem, only)) \
+                and (never is None or state not in getattr(sem, never)) \
                 and (claim_problem or not needs_claim):
             out.append(rule)
+    out.extend(rule for _, rule in sem.task_rules)
     return tuple(out)
 
 
@@ -59,3 +63,8 @@ GROUP_RULES: tuple[tuple[str, GroupRule], ...] = (
 )
 
 RULE_ORDER = {name: i for i, (name, _) in enumerate(TASK_RULES + GROUP_RULES)}  # type: ignore[operator]
+
+
+def subject_rules(sem: Semantics) -> tuple[SubjectRule, ...]:
+    """Rules about the queue itself or an agent rather than one task: the format's own."""
+    return tuple(rule for _, rule in sem.subject_rules)

@@ -22,7 +22,7 @@ def file_db_mismatch(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
     newer = j.state.newer_side  # None: the stamps are too close to order
     action = (Action.SYNC_DB if newer is Side.FILE else Action.SYNC_FILE if newer is Side.DB
               else Action.REVIEW)
-    expected = "/".join(sorted(ctx.judge.expected_dirs.get(rec.queue, {rec.queue})))
+    expected = "/".join(sorted(ctx.semantics.expected_places(rec.queue)))
     evidence = [
         ev("DB queue", rec.queue, rec.newest_change, Side.DB),
         ev("file directory", pf.queue, mtime, Side.FILE),
@@ -134,7 +134,7 @@ def stale_file_path(j: Judged, ctx: RuleContext) -> Iterable[Finding]:
         return ()
     if "\\" in norm:
         norm = norm.replace("\\", "/")
-    want = pf.relpath[len("shared/queue"):]  # "/<queue>/TASK-<id>.md"
+    want = f"/{pf.queue}/{pf.relpath.rsplit('/', 1)[-1]}"  # "/<queue>/TASK-<id>.md"
     if norm.endswith(want) or norm == want[1:]:
         return ()
     return (finding("stale_file_path", j, Severity.INFO,

@@ -26,6 +26,7 @@ Interventions are a separate interface (``Interventions``): a read-only source m
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -56,13 +57,15 @@ class Delta:
 @dataclass(frozen=True)
 class WatchSpec:
     """How to notice changes cheaply. ``paths`` are watched recursively (watchfiles) and a
-    change is passed to ``on_paths``; ``marker`` is awaited every ``marker_interval_s`` and a
-    new value (``PRAGMA data_version`` and the DB file's stat, say) means ``on_marker``."""
+    change is passed to ``on_paths``. ``marker`` opens the change marker (an async context:
+    what it holds, a DB connection say, is released however the watch ends) and gives a
+    reader awaited every ``[live] db_check_interval_s``; a new value (``PRAGMA data_version`` and the
+    DB file's stat, say) means ``on_marker``. A reader that raises is reopened after a
+    back-off, and the engine says why meanwhile."""
 
     paths: tuple[Path, ...] = ()
-    marker: Callable[[], Awaitable[Hashable]] | None = None
-    marker_interval_s: float = 1.0
-    close: Callable[[], Awaitable[None]] | None = None  # release what the marker holds
+    marker: Callable[[], AbstractAsyncContextManager[Callable[[], Awaitable[Hashable]]]] \
+        | None = None
 
 
 @runtime_checkable
@@ -71,7 +74,9 @@ class Source(Protocol):
     semantics: Semantics
     root: Path  # what the operator pointed at, resolved (a directory, a DB file)
     label: str  # the root as the header and report show it (a DSN without its password)
-    has_record_side: bool  # False when only one copy of the truth exists (no record to match)
+    @property
+    def has_record_side(self) -> bool: ...  # False: one copy of the truth only, none to match
+    journal_root: Path | None  # where qwarden's journal of this queue lives (None: nowhere)
 
     def scan(self) -> None: ...
     def all_tasks(self) -> dict[str, Task]: ...  # a new dict, the engine's to keep

@@ -23,22 +23,23 @@ from core import safeio
 from core.actions.guard import live_work_refusal
 from core.actions.plan import ACTION_FILE_MAX_BYTES, FileOp, Plan, Refused, RowOp, sha256
 from core.config import Thresholds
-from core.model import Snapshot, TaskFile
-from core.rules.completion import passing_checks
 from core.formats.octopoid.reader import (
     COUNT_MAX,
     DB_ERRORS,
     QUEUES,
-    OctopoidSource,
+    OctopoidReader,
     SourceError,
     bounded_int,
 )
+from core.formats.octopoid.semantics import SEMANTICS
 from core.formats.octopoid.taskfile import (
     HISTORY_END,
     HISTORY_HEADING,
     history_spans,
     parse_task_bytes,
 )
+from core.model import Snapshot, TaskFile
+from core.rules.completion import passing_checks
 
 TERMINAL = ("done", "failed", "escalated", "rejected")
 
@@ -91,10 +92,10 @@ class TaskState:
         return str(self.root.resolve() / rel)
 
 
-def read_state(root: Path, task_id: str, source: OctopoidSource | None = None) -> TaskState:
+def read_state(root: Path, task_id: str, source: OctopoidReader | None = None) -> TaskState:
     """Read the task now. Raises SourceError if the queue cannot be read, Refused for an id
     that is not a task id (it could leave the root)."""
-    src = source or OctopoidSource(Path(root))
+    src = source or OctopoidReader(Path(root))
     files: list[FileState] = []
     for q in QUEUES:
         try:
@@ -266,7 +267,7 @@ def _evidence_of_work(row: dict[str, Any] | None, fs: FileState | None) -> bool:
             checks = json.loads(row.get("check_results") or "{}")
         except ValueError:
             checks = {}
-        if isinstance(checks, dict) and passing_checks(checks):
+        if isinstance(checks, dict) and passing_checks(checks, SEMANTICS):
             return True
     if fs is not None and not commits:
         for ev in fs.parsed.trail:
@@ -601,7 +602,7 @@ def plan_split(root: Path, state: TaskState, actor: str, note: str, now: datetim
     taken: set[str] = set()
     blocked_rows: list[dict[str, Any]] = []
     if state.has_db:
-        src = OctopoidSource(root)
+        src = OctopoidReader(root)
         conn = src.connect()
         try:
             cur = conn.execute("SELECT * FROM tasks WHERE blocked_by LIKE ?", (f"%{parent}%",))
@@ -725,9 +726,9 @@ class Judgement:
 
 def judge_task(root: Path, task_id: str, config: Any = None) -> Judgement:
     """One scan of the queue, reduced to this task's verdict and findings."""
-    from core.engine import Engine  # the full judge only when an action asks for it
+    from core.formats import open_engine
 
-    snap = Engine(Path(root), config).scan()
+    snap = open_engine(Path(root), config).scan()
     th = config.thresholds if config is not None else Thresholds()
     v = snap.verdicts.get(task_id)
     direction = None

@@ -25,8 +25,6 @@ from typing import Any
 from urllib.parse import quote
 
 from core import safeio
-from core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
-from core.sources.errors import SourceError
 from core.formats.octopoid.queue_files import (
     ColdStart,
     FileScan,
@@ -35,17 +33,11 @@ from core.formats.octopoid.queue_files import (
     SameId,
     relpath_under,
 )
+from core.formats.octopoid.semantics import EXPECTED_DIRS, FORMAT, QUEUES  # noqa: F401
 from core.formats.octopoid.taskfile import TASK_FILE_RE
+from core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
+from core.sources.errors import SourceError
 from core.timefmt import from_epoch, parse_any, parse_db_time, parse_local_iso
-
-FORMAT = "octopoid-v1"
-QUEUES: tuple[str, ...] = (
-    "incoming", "claimed", "provisional", "done", "failed", "rejected", "escalated", "recycled",
-    "breakdown", "needs_continuation",
-)
-# Where a DB queue expects the task file to be (DB-mode claims leave the file in incoming/).
-EXPECTED_DIRS: dict[str, frozenset[str]] = {q: frozenset({q}) for q in QUEUES}
-EXPECTED_DIRS["claimed"] = frozenset({"incoming", "claimed"})
 
 TASK_COLUMNS = (
     "id", "file_path", "queue", "priority", "complexity", "role", "branch", "blocked_by",
@@ -96,8 +88,9 @@ def resolve_root(explicit: str | os.PathLike[str] | None = None, cwd: Path | Non
 
 # ---------------------------------------------------------------- files
 
-class OctopoidSource:
-    """Reads one ``.orchestrator`` root. Holds caches, never writes."""
+class OctopoidReader:
+    """Reads one ``.orchestrator`` root: files, rows, agents. Holds caches, never writes.
+    (``source.OctopoidSource`` builds the supervised state on top of it.)"""
 
     format = FORMAT
     lanes = QUEUES
@@ -657,7 +650,7 @@ def _short_repr(v: Any) -> str:
     return r if len(r) <= 40 else r[:39] + "…"
 
 
-def _read_small(p: Path, problems: list[ReadProblem], src: OctopoidSource,
+def _read_small(p: Path, problems: list[ReadProblem], src: OctopoidReader,
                 limit: int = 4096) -> str | None:
     try:
         return safeio.read_prefix(p, limit).decode("utf-8", errors="replace")
@@ -670,7 +663,7 @@ def _read_small(p: Path, problems: list[ReadProblem], src: OctopoidSource,
         return None
 
 
-def _read_json(p: Path, problems: list[ReadProblem], src: OctopoidSource) -> dict[str, Any]:
+def _read_json(p: Path, problems: list[ReadProblem], src: OctopoidReader) -> dict[str, Any]:
     try:
         data = safeio.read_prefix(p, 1024 * 1024)
     except FileNotFoundError:

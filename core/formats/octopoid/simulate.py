@@ -2,9 +2,9 @@
 
 Simulated agents claim, heartbeat, report status, log, work, submit, fail, run out of turns and
 get resumed; a simulated scheduler accepts verified work, review-rejects some, retries failures
-and trickles in new tasks. Every step goes through the Octopoid writer (``writer.py``), so files and DB drift exactly
-the way Octopoid's own steps make them drift (a DB-mode claim leaves the file in incoming/,
-fail-then-retry leaves the DB at failed, needs_continuation writes no DB row).
+and trickles in new tasks. Every step goes through the Octopoid writer (``writer.py``), so files
+and DB drift exactly the way Octopoid's own steps make them drift (a DB-mode claim leaves the
+file in incoming/, fail-then-retry leaves the DB at failed, needs_continuation writes no DB row).
 
 Faults are injected once early, so they show within the first half minute, then now and again:
 an agent that dies holding a claim (heartbeat stops, state.json still says running), a

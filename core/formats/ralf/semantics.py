@@ -1,0 +1,48 @@
+"""What RALF's states and events mean (``core.semantics.Semantics``).
+
+A task's record state is its queue.yaml entry's ``status``; its file sits in ``active/`` or
+``completed/`` (the directory is the truth); events are ``started``, ``completed``,
+``failed``, ``blocked`` … (upper-cased as trail kinds).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from core.formats.ralf import rules
+from core.formats.ralf.kinds import DONE_STATUSES, FORMAT, LANES, RALF_INFO, RALF_SCORED
+from core.semantics import Semantics
+
+__all__ = ["DONE_STATUSES", "FORMAT", "LANES", "RALF_INFO", "RALF_SCORED", "SEMANTICS"]
+
+
+def _semantics() -> Semantics:
+    return Semantics(
+        format=FORMAT,
+        lanes=LANES,
+        initial_state="pending",
+        claimed_states=frozenset({"in_progress"}),
+        terminal=frozenset({"completed", "failed"}),
+        runnable=frozenset({"pending", "in_progress"}),
+        stuck=frozenset({"failed", "blocked"}),
+        unread=frozenset({"failed"}),
+        done_states=frozenset({"completed"}),
+        failed_states=frozenset({"failed"}),
+        event_states=MappingProxyType({"STARTED": "in_progress", "COMPLETED": "completed",
+                                       "FAILED": "failed", "BLOCKED": "blocked"}),
+        claim_events=frozenset({"STARTED"}),
+        failure_events=frozenset({"FAILED"}),
+        expected_dirs=MappingProxyType({
+            "pending": frozenset({"active"}), "in_progress": frozenset({"active"}),
+            "blocked": frozenset({"active"}), "failed": frozenset({"active", "completed"}),
+            "completed": frozenset({"completed"}),
+        }),
+        kind_names=MappingProxyType({"orphan_file": "missing_from_queue",
+                                     "missing_file": "queue_orphan_entry",
+                                     "file_db_mismatch": "queue_stale_entry"}),
+        subject_rules=rules.SUBJECT_RULES,
+        extra_scored_kinds=RALF_SCORED,
+    )
+
+
+SEMANTICS = _semantics()
