@@ -117,6 +117,7 @@ class Judge:
     def __init__(self, config: Config, semantics: Semantics) -> None:
         self.config = config
         self.semantics = semantics
+        self.thresholds = semantics.own_thresholds(config.thresholds)
         self.subject_findings: tuple[Finding, ...] = ()  # about the queue or an agent
         self.facts: tuple[Fact, ...] = ()
         self.judged: dict[str, Judged] = {}
@@ -149,7 +150,7 @@ class Judge:
         self.full_pending = True  # everything was rebuilt
 
     def context(self, agents: Mapping[str, Agent], as_of: datetime, live: bool) -> JudgeContext:
-        return JudgeContext(as_of=as_of, thresholds=self.config.thresholds, live=live,
+        return JudgeContext(as_of=as_of, thresholds=self.thresholds, live=live,
                             semantics=self.semantics, agents=agents,
                             agents_naming=agents_naming(agents), has_db=self.has_db,
                             reviews=self.reviews)

@@ -64,6 +64,13 @@ class Semantics:
     task_rules: tuple[tuple[str, Callable[..., Iterable[Any]]], ...] = ()
     subject_rules: tuple[tuple[str, Callable[..., Iterable[Any]]], ...] = ()
     extra_scored_kinds: frozenset[str] = EMPTY
+    # The format's own clock: ``Thresholds`` fields it sets for its tasks, over the config's
+    # (a coordination worker is dead after 120 s of silence, an Octopoid agent after an hour).
+    thresholds: Mapping[str, float] = field(default_factory=_no_rename)  # type: ignore[arg-type]
+
+    def own_thresholds(self, base: Any) -> Any:
+        """``base`` (a ``Thresholds``) with this format's fields set over it."""
+        return base.model_copy(update=dict(self.thresholds)) if self.thresholds else base
 
     def kind(self, generic: str) -> str:
         return self.kind_names.get(generic, generic)

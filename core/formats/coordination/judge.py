@@ -1,5 +1,6 @@
-"""Judge a coordination root on its own: source -> view -> rules (the engine-free path the
-generator's self-check, the tests and ``report`` before the engine takes a Source use)."""
+"""Judge a coordination root once, engine-free: the source, then the core judge over this
+format's Semantics (its clock and its rules). What ``report`` does through the engine; the
+generator's self-check and the tests use it."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ from datetime import datetime
 from pathlib import Path
 
 from core.config import Config
-from core.formats.coordination.rules import judge_view, view_of
 from core.formats.coordination.source import CoordSource
+from core.judge import Judge
 from core.model import Finding
 
 
 def judge_root(root: Path | str, as_of: datetime, config: Config | None = None
                ) -> tuple[list[Finding], CoordSource]:
+    config = config or Config()
     src = CoordSource(root, config)
     src.scan()
-    assert src.state is not None
-    return judge_view(view_of(src.state, as_of, config)), src
+    judge = Judge(config, src.semantics)
+    judge.facts = src.facts()
+    judge.run(src.all_tasks(), src.agents(), as_of, live=False)
+    return list(judge.findings()), src
 
 
 def by_subject(findings: list[Finding], scored: bool = True) -> dict[str, set[str]]:

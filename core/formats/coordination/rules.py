@@ -24,7 +24,6 @@ from core.formats.coordination.parse import stamp
 from core.formats.coordination.source import (
     CoordState,
     context_files,
-    depends_on,
     holders,
     instruction_rel,
     meta,
@@ -44,12 +43,26 @@ class CoordView:
     _held: dict[str, list[str]] | None = None
     _health: dict[str | None, tuple[str, str, list[Evidence]]] = field(default_factory=dict)
     _caps: dict[str, frozenset[str]] = field(default_factory=dict)
+    _lost: tuple[dict[str, Finding], list[Finding]] | None = None
+    _repeated: dict[str, Finding] | None = None
 
     def health(self, name: str | None) -> tuple[str, str, list[Evidence]]:
         got = self._health.get(name)
         if got is None:
             got = self._health[name] = worker_health(self, name)
         return got
+
+    @property
+    def lost(self) -> tuple[dict[str, Finding], list[Finding]]:
+        if self._lost is None:
+            self._lost = _lost_claims(self)
+        return self._lost
+
+    @property
+    def repeated(self) -> dict[str, Finding]:
+        if self._repeated is None:
+            self._repeated = _repeated_failures(self)
+        return self._repeated
 
     def caps(self, name: str) -> frozenset[str]:
         got = self._caps.get(name)
@@ -119,53 +132,31 @@ def worker_health(view: CoordView, name: str | None) -> tuple[str, str, list[Evi
     return "live", f"{name} active {age_text(age)} ago", evs
 
 
-def _claim_ev(view: CoordView, tid: str) -> Evidence:
-    rec = view.state.tasks[tid].record
-    assert rec is not None
-    field_name = "claimed_at" if "claimed_at" in view.state.entries[tid].raw and \
-        view.state.entries[tid].raw.get("claimed_at") is not None else "started_at"
-    return _ev(f"task-queue.json status=in_progress, {field_name}", f"by {rec.claimed_by or '-'}",
-               rec.claimed_at, Side.DB)
-
-
 # ---------------------------------------------------------------------------- the rules
-
-def claims(view: CoordView) -> Iterator[Finding]:
-    """zombie_claim and stale_heartbeat: in-progress tasks whose worker is dead or going."""
-    grace = view.opts.dead_after_s
-    for tid, task in view.state.tasks.items():
-        rec = task.record
-        if rec is None or rec.queue != "in_progress":
-            continue
-        health, why, evs = view.health(rec.claimed_by)
-        claim = _claim_ev(view, tid)
-        if health == "dead":
-            if not rec.claimed_by:  # an in-progress entry nobody claimed: only once it is old
-                age = view.age(rec.claimed_at)
-                if age is not None and age <= grace:
-                    continue
-            yield _finding("zombie_claim", tid, Severity.CRITICAL,
-                           f"in progress but nobody works on it: {why}", [claim, *evs],
-                           Action.RELEASE_CLAIM)
-        elif health == "stale":
-            yield _finding("stale_heartbeat", tid, Severity.WARNING,
-                           f"claim at risk: {why}", [claim, *evs], Action.REVIEW)
+#
+# Each kind is a function of (view, task id) for the per-task kinds, or of the view for the
+# queue and the workers. What needs the whole state (who holds what, which failures share an
+# error) is computed once per view. zombie_claim, stale_heartbeat, recycling_task,
+# blocked_by_stuck and a missing instruction file are the generic rules' (core.rules), over
+# this format's Semantics and clock.
 
 
-def lost_claims(view: CoordView) -> Iterator[Finding]:
+def _lost_claims(view: CoordView) -> tuple[dict[str, Finding], list[Finding]]:
     """A live worker that believes it holds a task it does not: its newest claim line names a
     task now claimed by another worker (last writer won), or its status file says it claimed
-    after its last completion while no in-progress task names it."""
+    after its last completion while no in-progress task names it. (task findings by id,
+    worker findings)"""
     st = view.state
     held = view.held
-    reported: set[str] = set()
+    by_task: dict[str, Finding] = {}
+    by_agent: list[Finding] = []
     for name, agent in st.agents.items():
         if held.get(name):
             continue
-        health, _, _ = view.health(name)
-        if health != "live":
+        if view.health(name)[0] != "live":
             continue
         done = agent.last_finished
+        reported = False
         claim_lines = [ln for ln in st.comms_by_agent.get(name, ())
                        if ln.claims and ln.ids and ln.at is not None]
         if claim_lines:
@@ -175,24 +166,25 @@ def lost_claims(view: CoordView) -> Iterator[Finding]:
                 for tid in ln.ids:
                     task = st.tasks.get(tid)
                     rec = task.record if task else None
-                    if rec is None or not rec.claimed_by or rec.claimed_by == name:
+                    if rec is None or not rec.claimed_by or rec.claimed_by == name \
+                            or tid in by_task:
                         continue
-                    reported.add(name)
-                    yield _finding(
+                    reported = True
+                    by_task[tid] = _finding(
                         "lost_claim", tid, Severity.CRITICAL,
                         f"{name} announced a claim of it and holds nothing; task-queue.json "
                         f"says {rec.claimed_by} (last writer won)", [
-                            _ev(f"{layout.COMMS} line {ln.lineno}", f"{name}: {ln.message[:120]}",
-                                ln.at, Side.AGENT),
+                            _ev(f"{layout.COMMS} line {ln.lineno}",
+                                f"{name}: {ln.message[:120]}", ln.at, Side.AGENT),
                             _ev("task-queue.json claimed_by", rec.claimed_by, rec.claimed_at,
                                 Side.DB),
                             _ev(f"{name} holds", "no in-progress task", None, Side.DB)],
                         Action.REVIEW)
-        if name in reported:
+        if reported:
             continue
         claimed = agent.last_started
         if claimed is not None and (done is None or claimed > done):
-            yield _finding(
+            by_agent.append(_finding(
                 "lost_claim", f"agent:{name}", Severity.WARNING,
                 f"{name} claimed a task at {claimed.isoformat(timespec='seconds')} after its "
                 "last completion, and no in-progress task names it", [
@@ -200,38 +192,39 @@ def lost_claims(view: CoordView) -> Iterator[Finding]:
                     _ev("worker-status.json last_task_completed",
                         "null" if done is None else name, done, Side.AGENT),
                     _ev("task-queue.json", f"no in_progress task claimed_by {name}", None,
-                        Side.DB)], Action.REVIEW)
+                        Side.DB)], Action.REVIEW))
+    return by_task, by_agent
 
 
-def capability_mismatch(view: CoordView) -> Iterator[Finding]:
+def capability_mismatch(view: CoordView, tid: str) -> Iterator[Finding]:
     st = view.state
-    for tid, task in st.tasks.items():
-        rec = task.record
-        if rec is None or rec.queue != "in_progress" or not rec.claimed_by:
-            continue
-        if rec.claimed_by not in st.agents:
-            continue  # no capabilities known: zombie_claim's business
-        need = meta(st.entries[tid]).get("required_skills")
-        if not isinstance(need, list) or not need:
-            continue
-        caps = view.caps(rec.claimed_by)
-        lacking = [str(s) for s in need if str(s) not in caps]
-        if not lacking:
-            continue
-        need_set = set(map(str, need))
-        able = [w for w in st.agents if need_set <= view.caps(w) and view.health(w)[0] == "live"]
-        yield _finding(
-            "capability_mismatch", tid, Severity.WARNING,
-            f"{rec.claimed_by} lacks {', '.join(lacking)}"
-            + (f"; {able[0]} has every skill (reassign)" if able else "; no live worker has "
-               "every skill"), [
-                _ev("metadata.required_skills", ", ".join(map(str, need)), None, Side.DB),
-                _ev(f"{rec.claimed_by} capabilities", ", ".join(sorted(caps)) or "none", None,
-                    Side.AGENT),
-                _ev("able live workers", ", ".join(able[:5]) or "none")], Action.REVIEW)
+    rec = st.tasks[tid].record
+    if rec is None or rec.queue != "in_progress" or not rec.claimed_by:
+        return
+    if rec.claimed_by not in st.agents:
+        return  # no capabilities known: zombie_claim's business
+    need = meta(st.entries[tid]).get("required_skills")
+    if not isinstance(need, list) or not need:
+        return
+    caps = view.caps(rec.claimed_by)
+    lacking = [str(s) for s in need if str(s) not in caps]
+    if not lacking:
+        return
+    need_set = set(map(str, need))
+    able = [w for w in st.agents if need_set <= view.caps(w) and view.health(w)[0] == "live"]
+    yield _finding(
+        "capability_mismatch", tid, Severity.WARNING,
+        f"{rec.claimed_by} lacks {', '.join(lacking)}"
+        + (f"; {able[0]} has every skill (reassign)" if able else "; no live worker has "
+           "every skill"), [
+            _ev("metadata.required_skills", ", ".join(map(str, need)), None, Side.DB),
+            _ev(f"{rec.claimed_by} capabilities", ", ".join(sorted(caps)) or "none", None,
+                Side.AGENT),
+            _ev("able live workers", ", ".join(able[:5]) or "none")], Action.REVIEW)
 
 
 def corrupt_queue(view: CoordView) -> Iterator[Finding]:
+    """The queue file as a whole: JSON that does not parse, or invalid entries."""
     st = view.state
     q = st.queue
     if st.queue_error is not None:
@@ -243,70 +236,75 @@ def corrupt_queue(view: CoordView) -> Iterator[Finding]:
                        f"{layout.QUEUE} is not valid JSON (line {err.line}, column "
                        f"{err.column}): {err.message}", evs, Action.REVIEW)
     elif q.invalid:
-        evs = [_ev(f"entry #{bad.index}", f"{bad.reason}: {bad.snippet}") for bad in q.invalid[:20]]
+        evs = [_ev(f"entry #{bad.index}", f"{bad.reason}: {bad.snippet}")
+               for bad in q.invalid[:20]]
         if len(q.invalid) > 20:
             evs.append(_ev("more invalid entries", len(q.invalid) - 20))
         yield _finding("corrupt_queue_file", "queue", Severity.CRITICAL,
                        f"{len(q.invalid)} invalid entries in {layout.QUEUE} (no id, no status, "
                        "or not an object): qwarden repair keeps every valid one",
                        evs, Action.REVIEW)
-    for tid, idx in q.duplicates.items():
+
+
+def duplicate_id(view: CoordView, tid: str) -> Iterator[Finding]:
+    idx = view.state.queue.duplicates.get(tid)
+    if idx:
         yield _finding("corrupt_queue_file", tid, Severity.WARNING,
                        f"id {tid} appears {len(idx)} times in {layout.QUEUE} (entries "
                        f"{', '.join(f'#{i}' for i in idx)}); the first is shown",
                        [_ev(f"entry #{i}", "same id") for i in idx], Action.REVIEW)
 
 
-def missing_instructions(view: CoordView) -> Iterator[Finding]:
+def missing_context(view: CoordView, tid: str) -> Iterator[Finding]:
+    """Context files that do not exist (a missing instruction file is the generic
+    missing_file rule's, under this format's name missing_instructions)."""
     st = view.state
-    for tid, e in st.entries.items():
-        rec = st.tasks[tid].record
-        if rec is not None and rec.queue in ("completed", "cancelled"):
-            continue  # nobody will read them again
-        rel = instruction_rel(e)
-        missing = [] if rel in st.existing else [("instruction_file", rel)]
-        missing += [("context_files", c) for c in context_files(e) if c not in st.existing]
-        if not missing:
-            continue
+    e = st.entries[tid]
+    rec = st.tasks[tid].record
+    if rec is not None and rec.queue in ("completed", "cancelled"):
+        return  # nobody will read them again
+    if instruction_rel(e) not in st.existing:
+        return
+    missing = [c for c in context_files(e) if c not in st.existing]
+    if missing:
         yield _finding("missing_instructions", tid, Severity.CRITICAL,
-                       f"{len(missing)} file(s) a context-free worker needs do not exist: "
-                       + ", ".join(p for _, p in missing),
-                       [_ev(f"task-queue.json {k}", f"{p} (missing)", None, Side.FILE)
-                        for k, p in missing], Action.REVIEW)
+                       f"{len(missing)} context file(s) a context-free worker needs do not "
+                       "exist: " + ", ".join(missing),
+                       [_ev("task-queue.json context_files", f"{p} (missing)", None, Side.FILE)
+                        for p in missing], Action.REVIEW)
 
 
 _BAD_RESULT = frozenset({"error", "failed", "failure", "fail"})
 
 
-def unverified_completion(view: CoordView) -> Iterator[Finding]:
+def unverified_completion(view: CoordView, tid: str) -> Iterator[Finding]:
     st = view.state
-    for tid, e in st.entries.items():
-        if st.tasks[tid].record.queue != "completed":  # type: ignore[union-attr]
-            continue
-        raw = e.raw
-        result = raw.get("result")
-        err = raw.get("error")
-        why = None
-        if result is None or result == {} or result == "":
-            why = "no result"
-        elif isinstance(result, dict) and (
-                str(result.get("status", "")).lower() in _BAD_RESULT
-                or result.get("tests_passed") is False or result.get("error")):
-            why = "its result reports an error"
-        elif err not in (None, ""):
-            why = "an error beside the completion"
-        if why is None:
-            continue
-        at = stamp(raw.get("completed_at"))
-        evs = [_ev("task-queue.json status", "completed", at, Side.DB),
-               _ev("result", "null" if result is None else str(result)[:160], None, Side.DB)]
-        if err not in (None, ""):
-            evs.append(_ev("error", str(err)[:160], None, Side.DB))
-        yield _finding("unverified_completion", tid, Severity.WARNING,
-                       f"completed with {why}: look before trusting it", evs, Action.REVIEW)
+    if st.tasks[tid].record.queue != "completed":  # type: ignore[union-attr]
+        return
+    raw = st.entries[tid].raw
+    result = raw.get("result")
+    err = raw.get("error")
+    why = None
+    if result is None or result == {} or result == "":
+        why = "no result"
+    elif isinstance(result, dict) and (
+            str(result.get("status", "")).lower() in _BAD_RESULT
+            or result.get("tests_passed") is False or result.get("error")):
+        why = "its result reports an error"
+    elif err not in (None, ""):
+        why = "an error beside the completion"
+    if why is None:
+        return
+    at = stamp(raw.get("completed_at"))
+    evs = [_ev("task-queue.json status", "completed", at, Side.DB),
+           _ev("result", "null" if result is None else str(result)[:160], None, Side.DB)]
+    if err not in (None, ""):
+        evs.append(_ev("error", str(err)[:160], None, Side.DB))
+    yield _finding("unverified_completion", tid, Severity.WARNING,
+                   f"completed with {why}: look before trusting it", evs, Action.REVIEW)
 
 
-def repeated_failure(view: CoordView) -> Iterator[Finding]:
+def _repeated_failures(view: CoordView) -> dict[str, Finding]:
     st = view.state
     groups: dict[str, list[str]] = {}
     for tid, e in st.entries.items():
@@ -318,97 +316,52 @@ def repeated_failure(view: CoordView) -> Iterator[Finding]:
         sig = error_signature(err)
         if sig:
             groups.setdefault(sig, []).append(tid)
+    out: dict[str, Finding] = {}
     for sig, members in groups.items():
         if len(members) < view.thresholds.repeated_failure_min:
             continue
         shown = ", ".join(members[:8]) + (f" (+{len(members) - 8})" if len(members) > 8 else "")
         for tid in members:
-            yield _finding("repeated_failure", tid, Severity.CRITICAL,
-                           f"{len(members)} failed tasks share one error: {sig}",
-                           [_ev("signature", sig), _ev("tasks", shown),
-                            _ev("completed_at", "this task",
-                                stamp(st.entries[tid].raw.get("completed_at")), Side.DB)],
-                           Action.ESCALATE)
+            out[tid] = _finding("repeated_failure", tid, Severity.CRITICAL,
+                                f"{len(members)} failed tasks share one error: {sig}",
+                                [_ev("signature", sig), _ev("tasks", shown),
+                                 _ev("completed_at", "this task",
+                                     stamp(st.entries[tid].raw.get("completed_at")), Side.DB)],
+                                Action.ESCALATE)
+    return out
 
 
-def recycling(view: CoordView) -> Iterator[Finding]:
-    st = view.state
-    low = view.thresholds.recycling_min
-    for tid, e in st.entries.items():
-        rec = st.tasks[tid].record
-        if rec is None or rec.queue == "completed":
-            continue
-        m = meta(e)
-        counts = {k: m[k] for k in ("retry_count", "reset_count", "attempts")
-                  if isinstance(m.get(k), int) and not isinstance(m.get(k), bool)}
-        resets = [ln for ln in st.comms_by_task.get(tid, ())
-                  if _RESET_WORDS(ln.message)]
-        n = max([*counts.values(), len(resets)], default=0)
-        if n < low:
-            continue
-        evs = [_ev(f"metadata.{k}", v, None, Side.DB) for k, v in counts.items()]
-        if resets:
-            evs.append(_ev(f"{layout.COMMS} resets", f"{len(resets)} (last line "
-                           f"{resets[-1].lineno})", resets[-1].at, Side.AGENT))
-        yield _finding("recycling_task", tid, Severity.WARNING,
-                       f"went back to pending {n} times: split it or escalate", evs,
-                       Action.SPLIT)
+PER_TASK: tuple[Callable[[CoordView, str], Iterable[Finding]], ...] = (
+    capability_mismatch, duplicate_id, missing_context, unverified_completion)
 
 
-def _reset_words(msg: str) -> bool:
-    m = msg.lower()
-    return ("to pending" in m or "requeue" in m or "re-queue" in m or "released" in m) \
-        and ("reset" in m or "requeue" in m or "re-queue" in m or "released" in m)
+def task_findings(view: CoordView, tid: str) -> list[Finding]:
+    """This format's own findings about one task."""
+    if tid not in view.state.entries:
+        return []
+    out = [f for rule in PER_TASK for f in rule(view, tid)]
+    lost = view.lost[0].get(tid)
+    if lost is not None:
+        out.append(lost)
+    rep = view.repeated.get(tid)
+    if rep is not None:
+        out.append(rep)
+    return out
 
 
-_RESET_WORDS: Callable[[str], bool] = _reset_words
-STUCK = frozenset({"failed", "cancelled"})
+def subject_findings(view: CoordView) -> list[Finding]:
+    """About the queue file and the workers."""
+    return [*corrupt_queue(view), *view.lost[1]]
 
 
-def blocked_by_stuck(view: CoordView) -> Iterator[Finding]:
-    st = view.state
-    zombies: set[str] | None = None
-    for tid, e in st.entries.items():
-        rec = st.tasks[tid].record
-        if rec is None or rec.queue not in ("pending", "in_progress"):
-            continue
-        deps = depends_on(e)
-        if not deps:
-            continue
-        if zombies is None:
-            zombies = {f.task_id for f in claims(view) if f.kind == "zombie_claim"}
-        stuck = []
-        for d in deps:
-            other = st.tasks.get(d)
-            if other is None:
-                stuck.append(_ev(f"dependency {d}", "missing from task-queue.json"))
-            elif other.record is not None and other.record.queue in STUCK:
-                stuck.append(_ev(f"dependency {d}", other.record.queue, None, Side.DB))
-            elif d in zombies:
-                stuck.append(_ev(f"dependency {d}", "zombie claim"))
-        if stuck:
-            yield _finding("blocked_by_stuck", tid, Severity.WARNING,
-                           f"depends on {len(stuck)} task(s) that will not finish on their own",
-                           stuck, Action.REVIEW)
-
-
-ALL_RULES: tuple[tuple[str, Callable[[CoordView], Iterable[Finding]]], ...] = (
-    ("claims", claims),
-    ("lost_claim", lost_claims),
-    ("capability_mismatch", capability_mismatch),
-    ("corrupt_queue_file", corrupt_queue),
-    ("missing_instructions", missing_instructions),
-    ("unverified_completion", unverified_completion),
-    ("repeated_failure", repeated_failure),
-    ("recycling_task", recycling),
-    ("blocked_by_stuck", blocked_by_stuck),
-)
-
-
-def judge_view(view: CoordView) -> list[Finding]:
-    out: list[Finding] = []
-    for _, rule in ALL_RULES:
-        out.extend(rule(view))
+def derived(view: CoordView) -> dict[str, tuple[str, ...]]:
+    """The tasks whose findings depend on other tasks or workers (lost claims, failure
+    groups): a source's delta re-judges those whose entry here changed."""
+    out: dict[str, tuple[str, ...]] = {}
+    for tid, f in view.lost[0].items():
+        out[tid] = (f.summary,)
+    for tid, f in view.repeated.items():
+        out[tid] = (*out.get(tid, ()), f.summary)
     return out
 
 

@@ -19,11 +19,14 @@ size bound), and nothing is created beside them.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from core.config import Config, CoordinationOptions
@@ -321,7 +324,7 @@ def _build_tasks(st: CoordState, opts: CoordinationOptions) -> None:
             role=_clean(raw.get("assigned_to"), 200),
             claimed_by=_clean(raw.get("claimed_by"), 200),
             claimed_at_text=claimed_at_of(raw), blocked_by=depends_on(e),
-            attempt_count=_int(m.get("retry_count")),
+            attempt_count=_attempts(m, st.comms_by_task.get(tid)),
             completed_at_text=stamp_text(raw.get("completed_at")),
             created_at_text=stamp_text(raw.get("created_at")))
         rel = instruction_rel(e)
@@ -359,6 +362,27 @@ def _instruction_file(root: Path, tid: str, rel: str, trail: tuple[TrailEvent, .
             break
     return TaskFile(task_id=tid, queue=layout.TASKS_DIR, mtime=st.st_mtime, size=st.st_size,
                     parseable=True, title=title, trail=trail, path=rel)
+
+
+def _reset_line(msg: str) -> bool:
+    m = msg.lower()
+    return ("reset" in m and "pending" in m) or "requeue" in m or "re-queue" in m
+
+
+def _attempts(m: dict[str, Any], lines: list[CommLine] | None) -> int | None:
+    """Trips back to pending: the largest of metadata.retry_count / reset_count / attempts
+    and the comms lines saying the task was reset (recycling_task reads it)."""
+    best = None
+    for k in ("retry_count", "reset_count", "attempts"):
+        if k in m:
+            v = _int(m[k])
+            if v is not None and (best is None or v > best):
+                best = v
+    if lines:
+        n = sum(1 for ln in lines if _reset_line(ln.message))
+        if n and (best is None or n > best):
+            best = n
+    return best
 
 
 def _int(v: Any) -> int | None:
@@ -439,6 +463,37 @@ class CoordSource:
         self.follow = follow
         self.state: CoordState | None = None
         self._last_good: QueueParse | None = None
+        self._view: Any = None  # the rules' view of the current state, per judging time
+        # This source's meaning: the format's, with its clock (a worker is dead after
+        # [coordination] dead_after_s) and its own rules bound to what it read.
+        self.semantics = dataclasses.replace(
+            SEMANTICS,
+            thresholds=MappingProxyType({
+                "zombie_after_s": self.opts.dead_after_s,
+                "stale_after_s": self.opts.stale_after_s,
+                "finished_grace_s": self.opts.dead_after_s}),
+            task_rules=(("coordination", self._task_rule),),
+            subject_rules=(("coordination", self._subject_rule),))
+
+    # -- the format's own rules, over what this source read ---------------------------------
+    def view(self, as_of: datetime) -> Any:
+        from core.formats.coordination.rules import view_of
+
+        st = self._st()
+        v = self._view
+        if v is None or v.state is not st or v.as_of != as_of:
+            v = self._view = view_of(st, as_of, self.config)
+        return v
+
+    def _task_rule(self, j: Any, rctx: Any) -> list[Any]:
+        from core.formats.coordination.rules import task_findings
+
+        return task_findings(self.view(rctx.as_of), j.task.task_id)
+
+    def _subject_rule(self, rctx: Any, facts: Any) -> list[Any]:
+        from core.formats.coordination.rules import subject_findings
+
+        return subject_findings(self.view(rctx.as_of))
 
     # -- reading ---------------------------------------------------------------------------
     def scan(self) -> None:
@@ -469,13 +524,24 @@ class CoordSource:
         return self._st().tasks.get(task_id)
 
     def _delta(self) -> Delta:
+        from core.formats.coordination.rules import derived
+        from core.timefmt import UTC
+
         old = self.state
+        now = datetime.now(UTC)
+        before = derived(self.view(now)) if old is not None else {}
         self.scan()
         new = self._st()
         if old is None:
             return Delta(set(new.tasks), set(new.agents), True)
-        tids = {t for t in old.tasks.keys() | new.tasks.keys()
-                if old.tasks.get(t) != new.tasks.get(t)}
+        # an entry's other fields (result, error, metadata) are not in the Task: compare raw
+        tids = {t for t in old.entries.keys() | new.entries.keys()
+                if old.tasks.get(t) != new.tasks.get(t)
+                or (old.entries[t].raw if t in old.entries else None)
+                != (new.entries[t].raw if t in new.entries else None)}
+        after = derived(self.view(now))
+        tids |= {t for t in before.keys() | after.keys()
+                 if before.get(t) != after.get(t) and t in new.tasks}
         names = {a for a in old.agents.keys() | new.agents.keys()
                  if old.agents.get(a) != new.agents.get(a)}
         return Delta(tids, names, old.facts != new.facts
