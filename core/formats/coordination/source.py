@@ -166,14 +166,20 @@ def read_state(root: Path, opts: CoordinationOptions,
             gc.enable()
 
 
+def read_workers(root: Path, opts: CoordinationOptions) -> CoordState:
+    """The workers alone (status file and comms tail), no queue: what the write guard asks
+    under the lock, where a full read of a 100,000-entry queue would hold the workers up."""
+    return _read_state(root, opts, None, with_queue=False)
+
+
 def _read_state(root: Path, opts: CoordinationOptions,
-                last_good: QueueParse | None = None) -> CoordState:
+                last_good: QueueParse | None = None, with_queue: bool = True) -> CoordState:
     problems: list[ReadProblem] = []
     qpath = root / layout.QUEUE
     queue_error: JsonError | None = None
     stale = False
     try:
-        data, _ = read_whole(qpath, opts.max_queue_bytes)
+        data, _ = read_whole(qpath, opts.max_queue_bytes) if with_queue else (b"[]", None)
     except OSError as exc:
         if last_good is None:
             raise SourceError(f"{qpath}: {exc.strerror or exc}") from None
@@ -324,7 +330,9 @@ def _build_tasks(st: CoordState, opts: CoordinationOptions) -> None:
             role=_clean(raw.get("assigned_to"), 200),
             claimed_by=_clean(raw.get("claimed_by"), 200),
             claimed_at_text=claimed_at_of(raw), blocked_by=depends_on(e),
-            attempt_count=_attempts(m, st.comms_by_task.get(tid)),
+            # a cancelled task is out of the lanes: it recycles no more
+            attempt_count=None if status == "cancelled"
+            else _attempts(m, st.comms_by_task.get(tid)),
             completed_at_text=stamp_text(raw.get("completed_at")),
             created_at_text=stamp_text(raw.get("created_at")))
         rel = instruction_rel(e)

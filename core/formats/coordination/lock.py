@@ -1,0 +1,171 @@
+"""The advisory lock every writer of task-queue.json takes, and the atomic replace.
+
+The design says "use file locks or atomic writes for queue updates" and names no lock, so
+qwarden defines one and documents it (README): ``fcntl.flock(fd, LOCK_EX)`` on
+``task-queue.json.lock`` beside the queue, held for the whole read-modify-write; the write
+is a temp file in the same directory, fsync, ``os.replace``, fsync of the directory. A
+worker that follows the same protocol can never lose a claim to qwarden or qwarden a write
+to it; one that does not is what ``corrupt_queue_file`` and ``lost_claim`` find. An flock
+dies with its process, so a killed writer never leaves the queue locked.
+
+Also the span reader qwarden's edits use: the byte ranges of the array's entries, so an
+edit replaces only the entries it changes (every other entry keeps its bytes, and an undo
+is the same splice backwards, byte-identical).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from core.formats.coordination import layout
+from core.safeio import check_inside
+
+
+class LockTimeout(OSError):
+    def __init__(self, path: Path, waited: float) -> None:
+        super().__init__(errno.EAGAIN, f"{path.name} is held by another writer "
+                         f"(waited {waited:.1f} s)", str(path))
+
+
+@contextmanager
+def queue_lock(root: Path, timeout_s: float = 10.0) -> Iterator[None]:
+    """Hold ``ROOT/task-queue.json.lock`` exclusively (raises ``LockTimeout``)."""
+    check_inside(root, layout.LOCK)
+    path = root / layout.LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    start = time.monotonic()
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if waited >= timeout_s:
+                    raise LockTimeout(path, waited) from None
+                time.sleep(0.005)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, tag: str = "qw") -> None:
+    """Temp file beside ``path``, fsync, rename over it, fsync the directory. The mode of
+    the file it replaces is kept."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        mode = 0o644
+    tmp = path.parent / f".{path.name}.{tag}{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def create_exclusive(path: Path, data: bytes) -> None:
+    """A new file that must not exist yet (temp + link: fails rather than overwrite)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.qw{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    fsync_dir(path.parent)
+
+
+# ------------------------------------------------------------------------------ spans
+
+_DEC = json.JSONDecoder()
+_WS = " \t\r\n"
+
+
+def _skip_ws(text: str, i: int) -> int:
+    n = len(text)
+    while i < n and text[i] in _WS:
+        i += 1
+    return i
+
+
+def array_spans(text: str) -> tuple[list[tuple[int, int, Any]], int]:
+    """The (start, end, value) of each element of a top-level JSON array, and the position
+    of its closing bracket. Raises ValueError if the text is not one well-formed array."""
+    i = _skip_ws(text, 0)
+    if i >= len(text) or text[i] != "[":
+        raise ValueError("not a JSON array")
+    i = _skip_ws(text, i + 1)
+    out: list[tuple[int, int, Any]] = []
+    if i < len(text) and text[i] == "]":
+        close = i
+    else:
+        while True:
+            try:
+                obj, end = _DEC.raw_decode(text, i)
+            except json.JSONDecodeError as exc:
+                raise ValueError(str(exc)) from None
+            out.append((i, end, obj))
+            j = _skip_ws(text, end)
+            if j < len(text) and text[j] == ",":
+                i = _skip_ws(text, j + 1)
+                continue
+            if j < len(text) and text[j] == "]":
+                close = j
+                break
+            raise ValueError(f"expected , or ] at char {j}")
+    if _skip_ws(text, close + 1) != len(text):
+        raise ValueError(f"extra data after the array at char {close + 1}")
+    return out, close
+
+
+def entry_indent(text: str, start: int) -> str:
+    """The whitespace an element's line starts with ('' for a one-line file)."""
+    ls = text.rfind("\n", 0, start)
+    if ls < 0:
+        return ""
+    pre = text[ls + 1:start]
+    return pre if pre.strip() == "" else ""
+
+
+def format_entry(obj: Any, indent: str, pretty: bool) -> str:
+    """An entry as the file's other entries are written (json.dumps indent=2 nested under the
+    array's indent, or compact on one line)."""
+    if not pretty:
+        return json.dumps(obj, ensure_ascii=False)
+    return json.dumps(obj, indent=2, ensure_ascii=False).replace("\n", "\n" + indent)
+
+
+def dump_queue(items: list[Any]) -> bytes:
+    """A whole queue file (repair, the demo's workers): the design's json.dump indent=2."""
+    return (json.dumps(items, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
