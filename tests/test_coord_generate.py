@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from core.formats.coordination.generate import generate
-from core.formats.coordination.kinds import COORD_SCORED
 from core.formats.coordination.judge import judge_root
+from core.formats.coordination.kinds import COORD_SCORED
 from core.timefmt import parse_any
 from tests.coord_util import judged, tree
 
