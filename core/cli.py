@@ -124,7 +124,7 @@ evidence, the claims at risk and what to do next. Reading never writes anything.
 
 Text goes to a terminal wrapped at its width and to a pipe unwrapped (one line per item, for
 grep); --width N wraps at N columns either way. --json prints the report as one JSON object
-(schema v1, described by --json-schema). Read problems (unreadable files) go to stderr."""
+(schema v2, described by --json-schema). Read problems (unreadable files) go to stderr."""
 
 REPORT_EXAMPLES = """\
   qwarden report --root ~/proj
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                     REPORT_DESCRIPTION, REPORT_EXAMPLES, VERDICT_EXITS)
     _common(r)
     _as_of_arg(r)
-    r.add_argument("--json", action="store_true", help="machine-readable JSON (schema v1)")
+    r.add_argument("--json", action="store_true", help="machine-readable JSON (schema v2)")
     r.add_argument("--all", action="store_true", help="list every finding (text output)")
     r.add_argument("--width", type=_int_at_least(20), metavar="N",
                    help="wrap text at N columns (default: the terminal's width; a pipe or "
