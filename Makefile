@@ -26,6 +26,7 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff check core tui tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 screenshots: install
 	$(PY) -m pytest -q tests/test_tui_snapshots.py --snapshot-update

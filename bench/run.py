@@ -211,6 +211,49 @@ def bench_core(sizes: list[int], keep: Path | None) -> None:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def bench_ralf(n: int) -> None:
+    """RALF beside Octopoid: a generated state's cold report (one process, as cron runs it)
+    and a warm rescan, against the floor of reading the same files with cat."""
+    from core.formats.ralf.demo import generate as generate_ralf
+
+    base = Path(tempfile.mkdtemp(prefix=f"qwarden-bench-ralf-{n}-"))
+    try:
+        t = time.perf_counter()
+        truth = generate_ralf(n, base, seed=1)
+        gen_s = time.perf_counter() - t
+        cmd = f"find {base} -type f -name '*.md' -o -name '*.yaml' | xargs cat > /dev/null"
+        subprocess.run(cmd, shell=True, check=True)
+        floors = []
+        for _ in range(3):
+            t = time.perf_counter()
+            subprocess.run(cmd, shell=True, check=True)
+            floors.append(time.perf_counter() - t)
+        floor = statistics.median(floors)
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "core.cli", "report", "--json", "--root",
+                            str(base), "--as-of", truth["as_of"]], cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times.append(time.perf_counter() - t)
+        from core.formats import open_engine
+        from core.timefmt import parse_as_of
+
+        eng = open_engine(base, as_of=parse_as_of(truth["as_of"]))
+        eng.scan()
+        warm = []
+        for _ in range(3):
+            t = time.perf_counter()
+            eng.scan()
+            warm.append(time.perf_counter() - t)
+        cold = statistics.median(times)
+        print(f"ralf {n:>8} tasks: gen {gen_s:.1f} s, floor {floor:.2f} s, report {cold:.2f} s"
+              f" ({cold / floor:.1f}x floor), warm rescan {statistics.median(warm):.2f} s",
+              flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000")
@@ -220,6 +263,7 @@ def main() -> None:
     os.environ.setdefault("TZ", "UTC")
     time.tzset()
     bench_core([int(s) for s in args.sizes.split(",")], args.keep)
+    bench_ralf(10_000)
     if not args.skip_tui:
         try:
             from bench.bench_tui import main as bench_tui

@@ -124,7 +124,7 @@ evidence, the claims at risk and what to do next. Reading never writes anything.
 
 Text goes to a terminal wrapped at its width and to a pipe unwrapped (one line per item, for
 grep); --width N wraps at N columns either way. --json prints the report as one JSON object
-(schema v1, described by --json-schema). Read problems (unreadable files) go to stderr."""
+(schema v2, described by --json-schema). Read problems (unreadable files) go to stderr."""
 
 REPORT_EXAMPLES = """\
   qwarden report --root ~/proj
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                     REPORT_DESCRIPTION, REPORT_EXAMPLES, VERDICT_EXITS)
     _common(r)
     _as_of_arg(r)
-    r.add_argument("--json", action="store_true", help="machine-readable JSON (schema v1)")
+    r.add_argument("--json", action="store_true", help="machine-readable JSON (schema v2)")
     r.add_argument("--all", action="store_true", help="list every finding (text output)")
     r.add_argument("--width", type=_int_at_least(20), metavar="N",
                    help="wrap text at N columns (default: the terminal's width; a pipe or "
@@ -250,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=_int_at_least(1),
                    help="stop after this many simulation steps")
     d.add_argument("--theme", default=argparse.SUPPRESS)
+    d.add_argument("--format", default=argparse.SUPPRESS, choices=DEMO_FORMATS,
+                   help="the simulated queue's format (default: octopoid)")
 
     try:
         from core.actions.cli import add_action_commands
@@ -471,34 +473,54 @@ def _run_until_interrupted(coro) -> int:  # type: ignore[no-untyped-def]
 
 # ------------------------------------------------------------------ demo
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    if args.generate is not None:
-        from core.formats.octopoid.generate import generate
+DEMO_FORMATS = ("octopoid", "ralf")
 
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    fmt = getattr(args, "format", None) or "octopoid"
+    if fmt not in DEMO_FORMATS:
+        raise UsageError(f"demo --format: one of {', '.join(DEMO_FORMATS)}")
+    if args.generate is not None:
         if args.out is None:
             raise UsageError("--generate needs --out DIR")
         if args.out.exists() and any(args.out.iterdir()):
             raise UsageError(f"--out {args.out}: exists and is not empty")
-        truth = generate(args.out, args.generate, seed=args.seed)
-        print(f"wrote {args.generate} tasks to {args.out / '.orchestrator'} "
-              f"(truth.json: as_of {truth['as_of']})")
+        if fmt == "ralf":
+            from core.formats.ralf.demo import generate as generate_ralf
+
+            truth = generate_ralf(args.generate, args.out, seed=args.seed)
+            where = args.out / ".autonomous"
+        else:
+            from core.formats.octopoid.generate import generate
+
+            truth = generate(args.out, args.generate, seed=args.seed)
+            where = args.out / ".orchestrator"
+        print(f"wrote {args.generate} tasks to {where} (truth.json: as_of {truth['as_of']})")
         return 0
 
-    from core.formats.octopoid.simulate import Simulation, create_demo_root
-
     with scratch_dir("qwarden-demo-", keep=args.dir) as base:
-        root = create_demo_root(base, seed=args.seed)
-        print(f"qwarden demo: simulated queue at {root}"
+        sim: Any
+        if fmt == "ralf":
+            from core.formats.ralf.demo import Simulation as RalfSimulation
+
+            root = Path(base) / "project"
+            sim = RalfSimulation(root, seed=args.seed)
+        else:
+            from core.formats.octopoid.simulate import Simulation, create_demo_root
+
+            root = create_demo_root(base, seed=args.seed)
+            sim = Simulation(root, seed=args.seed)
+        print(f"qwarden demo: simulated {fmt} queue at {root}"
               + ("" if args.dir else " (removed when the demo ends; --dir keeps it)"),
               file=sys.stderr, flush=True)
-        sim = Simulation(root, seed=args.seed)
         config, _ = load_config(root, None)
         if not args.headless:
-            return _run_tui(root, config, None, args.theme, sim, False)
-        return _demo_headless(root, config, sim, args.steps)
+            return _run_tui(root, config, None, args.theme, sim, False, fmt=fmt)
+        return _demo_headless(root, config, sim, args.steps, fmt)
 
 
-def _demo_headless(root: Path, config: Config, sim, steps: int | None) -> int:  # type: ignore[no-untyped-def]
+def _demo_headless(root: Path, config: Config, sim, steps: int | None,  # type: ignore[no-untyped-def]
+                   fmt: str = "octopoid") -> int:
     from rich.console import Console
     from rich.live import Live
 
@@ -506,7 +528,7 @@ def _demo_headless(root: Path, config: Config, sim, steps: int | None) -> int:  
     from core.report import render_group
 
     async def main() -> int:
-        engine = open_engine(root, config, fmt="octopoid")
+        engine = open_engine(root, config, fmt=fmt)
         stop = asyncio.Event()
         console = Console()
         await engine.start()

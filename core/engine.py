@@ -286,6 +286,8 @@ class Engine:
             verdicts=self._pub_verdicts.publish(),
             findings=j.findings(),
             problems=self.source.problems(), facts=self.judge.facts,
+            action_hints=self.source.semantics.action_hints,
+            kind_hints=self.source.semantics.kind_hints,
             generation=self._generation, changed=changed,
             by_task=self._pub_findings.publish(),
             state_counts=MappingProxyType(dict(j.state_counts)),

@@ -29,7 +29,7 @@ from core.model import (
 )
 from core.rules.base import Judged, RuleContext, TaskRule
 from core.rules.deps import blocked_by
-from core.rules.registry import GROUP_RULES, RULE_ORDER, rules_for, subject_rules
+from core.rules.registry import RULE_ORDER, group_rules, rules_for, subject_rules
 from core.semantics import Semantics
 
 # Actions that would take work away from an agent that is demonstrably working.
@@ -118,7 +118,10 @@ class Judge:
         self.config = config
         self.semantics = semantics
         self.thresholds = semantics.own_thresholds(config.thresholds)
-        self.subject_findings: tuple[Finding, ...] = ()  # about the queue or an agent
+        # the format's subject rules' findings (about the queue, an agent, or a task they
+        # judge whole-snapshot), and the same by subject
+        self.subject_findings: tuple[Finding, ...] = ()
+        self._subject_by_id: dict[str, tuple[Finding, ...]] = {}
         self.facts: tuple[Fact, ...] = ()
         self.judged: dict[str, Judged] = {}
         self.task_findings: dict[str, tuple[Finding, ...]] = {}
@@ -164,6 +167,7 @@ class Judge:
             # new containers, never cleared ones: a one-shot engine published the old ones
             self.judged = {}
             self.subject_findings = ()
+            self._subject_by_id = {}
             self.task_findings = {}
             self.verdicts = {}
             self._blocked_on.clear()
@@ -243,7 +247,7 @@ class Judge:
         self._group_dirty = False
         self._failed = (self._failed - ids) | failed_now
         group: list[Finding] = []
-        for _, grule in GROUP_RULES:
+        for grule in group_rules(self.semantics):
             group.extend(grule(rctx, (self.judged[t] for t in self._failed)))
         if renames:
             group = list(_renamed(tuple(group), renames))
@@ -277,7 +281,8 @@ class Judge:
             j = self.judged.get(tid)
             if j is None:
                 continue
-            fs = self.task_findings.get(tid, ()) + tuple(by_task_group.get(tid, ()))
+            fs = self.task_findings.get(tid, ()) + tuple(by_task_group.get(tid, ())) \
+                + self._subject_by_id.get(tid, ())
             self._index_findings(tid, fs)
             v = j.verdict
             action = choose_action(v, fs, self.semantics)
@@ -372,11 +377,14 @@ class Judge:
             return
         self._order.replace(old, new)
         self.subject_findings = new
-        by_subject: dict[str, list[Finding]] = {}
+        by_subject: dict[str, tuple[Finding, ...]] = {}
         for f in new:
-            by_subject.setdefault(f.task_id, []).append(f)
+            by_subject[f.task_id] = by_subject.get(f.task_id, ()) + (f,)
+        self._subject_by_id = by_subject
         for subject in {f.task_id for f in old} | set(by_subject):
-            self._index_findings(subject, tuple(by_subject.get(subject, ())))
+            self._index_findings(subject, self.task_findings.get(subject, ())
+                                 + tuple(self._group_by_task.get(subject, ()))
+                                 + by_subject.get(subject, ()))
 
     def scored_kinds(self, tid: str) -> frozenset[str]:
         """The scored finding kinds the task has now (as last judged)."""

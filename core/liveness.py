@@ -131,6 +131,8 @@ def effective_state(task: Task, sem: Semantics) -> StateJudgement:
         return StateJudgement(rec.queue, True, claimant, claimed_at, newer, True)
     if not mismatch:
         return _settled_state(rec.queue)
+    if sem.file_decides:
+        return StateJudgement(sem.file_state(real.queue), False, None, None, Side.FILE, True)
     newer = _newer_side(task)
     state = sem.file_state(real.queue) if newer is Side.FILE else rec.queue
     return StateJudgement(state, False, None, None, newer, True)

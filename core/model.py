@@ -612,6 +612,9 @@ class Snapshot:
     severity_counts: Mapping[Severity, int] | None = None
     tasks_by_severity: Mapping[Severity, AbstractSet[str]] | None = None
     facts: tuple[Fact, ...] = ()  # what the queue says about itself (subject rules read them)
+    # the format's commands for a recommended action / a kind (Semantics.action_hints)
+    action_hints: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
+    kind_hints: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
     read_only_reason: str = ""  # set when the format has no way to write: the console says it
     stale_reason: str = ""  # set when the source cannot be read now (the last good snapshot)
 

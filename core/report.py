@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import shlex
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -24,7 +25,7 @@ from core.timefmt import age_text, iso
 if TYPE_CHECKING:  # rich is imported only to render text: a --json report never loads it
     from rich.console import Console, Group
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: findings carry their subject
 
 EXIT_HEALTHY, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNREADABLE = 0, 1, 2, 3
 
@@ -38,7 +39,9 @@ class EvidenceOut(BaseModel):
 
 class FindingOut(BaseModel):
     kind: str = Field(description="stable kind name, e.g. zombie_claim")
-    task_id: str
+    task_id: str = Field(description="the subject (kept under its version-1 name)")
+    subject: str = Field(description="what the finding is about: a task id, \"queue\" (the "
+                                     "queue itself) or \"agent:NAME\" (an agent)")
     severity: Literal["info", "warning", "critical"]
     scored: bool = Field(description="false for informative kinds (stale_file_path, escalated)")
     summary: str
@@ -83,7 +86,7 @@ class ProblemOut(BaseModel):
 
 
 class Report(BaseModel):
-    """qwarden report --json, schema_version 1."""
+    """qwarden report --json, schema_version 2 (2 added each finding's subject)."""
 
     schema_name: Literal["qwarden.report"] = Field("qwarden.report", alias="schema")
     schema_version: int = SCHEMA_VERSION
@@ -249,7 +252,8 @@ def _fact(text: str) -> str:
 
 def _finding_dict(f: Finding) -> dict[str, Any]:
     return {
-        "kind": f.kind, "task_id": f.task_id, "severity": _VALUE[f.severity], "scored": f.scored,
+        "kind": f.kind, "task_id": f.task_id, "subject": f.task_id,
+        "severity": _VALUE[f.severity], "scored": f.scored,
         "summary": clean_line(f.summary, 1000),
         "evidence": [{"fact": _fact(e.fact), "value": clean_line(e.value, 1000),
                       "at": iso(e.at) if e.at is not None else None,
@@ -269,18 +273,10 @@ def render_json(snap: Snapshot, indent: int | None = 2) -> str:
 SEV_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 LIVE_STYLE = {Liveness.LIVE: "green", Liveness.AT_RISK: "yellow", Liveness.DEAD: "bold red",
               Liveness.UNKNOWN: "magenta", Liveness.IDLE: "dim"}
-# What the operator types for each recommended action (the interventions issue wires them).
-ACTION_HINT = {
-    "release_claim": "qwarden release {id}", "retry": "qwarden retry {id}",
-    "sync_db": "qwarden sync {id} --direction sync_db",
-    "sync_file": "qwarden sync {id} --direction sync_file",
-    "register": "qwarden register {id}", "quarantine": "qwarden quarantine {id}",
-    "clear_error": "qwarden clear-error {id}", "accept": "qwarden accept {id}",
-    "split": "qwarden split {id} --subtask 'first part' --subtask 'second part'",
-    "escalate": "qwarden escalate {id}", "cancel": "qwarden cancel {id} --note 'why'",
-}
-# Where a kind's recommended action is carried out by another command than the action's own.
-KIND_HINT = {"stale_file_path": "qwarden repair-path {id}"}
+def command_hint(snap: Snapshot, f: Finding) -> str | None:
+    """The command template (``{id}``, ``{root}``) that carries out a finding's
+    recommended action in this snapshot's format (``Semantics.action_hints``), or None."""
+    return snap.kind_hints.get(f.kind) or snap.action_hints.get(f.recommended_action.value)
 
 
 def action_hint(snap: Snapshot, task_id: str) -> str | None:
@@ -292,8 +288,8 @@ def action_hint(snap: Snapshot, task_id: str) -> str | None:
     action = v.recommended_action.value
     for f in snap.findings_for(task_id):
         if f.recommended_action.value == action:
-            hint = KIND_HINT.get(f.kind) or ACTION_HINT.get(action)
-            return hint.format(id=task_id) if hint else None
+            hint = command_hint(snap, f)
+            return hint.format(id=task_id, root=shlex.quote(snap.root)) if hint else None
     return None
 
 

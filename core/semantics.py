@@ -54,6 +54,12 @@ class Semantics:
     # False when the files are instructions only (their place says nothing of the state):
     # the record alone decides, and no file-versus-record mismatch exists
     files_carry_state: bool = True
+    # True when the file's place is the truth (RALF: "the directory, not the queue, says"):
+    # where the two sides disagree the file's state wins, whichever changed last
+    file_decides: bool = False
+    # The generic rules (core/rules/registry.py) that fit this format, by name; None: all.
+    # A format whose kinds are its own (RALF) lists the few that apply, or none.
+    generic_rules: frozenset[str] | None = None
     passing_check_statuses: frozenset[str] = PASSING_CHECK_STATUSES
     # Generic finding kinds under this format's own name (RALF calls an orphan file
     # ``missing_from_queue``): the rules are written once, the names are the format's.
@@ -67,6 +73,11 @@ class Semantics:
     # The format's own clock: ``Thresholds`` fields it sets for its tasks, over the config's
     # (a coordination worker is dead after 120 s of silence, an Octopoid agent after an hour).
     thresholds: Mapping[str, float] = field(default_factory=_no_rename)  # type: ignore[arg-type]
+    # What the operator types for a recommended action ({id}: the task, {root}: --root),
+    # and where a kind's action is carried out by another command than the action's own.
+    # Empty: the format has no interventions (the report names none).
+    action_hints: Mapping[str, str] = field(default_factory=_no_rename)
+    kind_hints: Mapping[str, str] = field(default_factory=_no_rename)
 
     def own_thresholds(self, base: Any) -> Any:
         """``base`` (a ``Thresholds``) with this format's fields set over it."""

@@ -49,7 +49,7 @@ def test_sample_report_cli_json_and_readonly(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 2, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     kinds = {(f["task_id"], f["kind"]) for f in data["findings"]}
     assert ("560fa4b0", "zombie_claim") in kinds
     assert snapshot_bytes(tmp_path / "s") == before

@@ -1,7 +1,8 @@
 """qwarden beside a live simulated fleet: never wrong on screen, and every fault found in time.
 
 Agents and a scheduler in threads run Octopoid's own lifecycle steps
-(``core.formats.octopoid.writer``) with their two-step writes in the real order — the file then the row to create, submit, fail and
+(``core.formats.octopoid.writer``) with their two-step writes in the real order — the file
+then the row to create, submit, fail and
 accept; the row then the trail to claim — and a pause between the two halves wider than
 Octopoid's own (0–80 ms), so one-sided states are common. Faults are injected now and again:
 an orphan file, a corrupt file, a vanished file, a DB-only reset of a claim while its agent

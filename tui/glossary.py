@@ -3,8 +3,8 @@ the row symbols: shown in help (``?``), in the task view and in the findings vie
 
 from __future__ import annotations
 
-from core.model import Action, Finding
-from core.report import ACTION_HINT, KIND_HINT
+from core.model import Action, Finding, Snapshot
+from core.report import command_hint
 
 # kind -> (what it means, what fixes it)
 GLOSSARY: dict[str, tuple[str, str]] = {
@@ -53,12 +53,12 @@ KEY_OF_PLAN = {"accept": "a", "retry": "r", "split": "s", "cancel": "x", "releas
 DO_KEY = "d"  # the recommended action, whatever it is
 
 
-def planner_for(finding: Finding) -> tuple[str, str | None] | None:
+def planner_for(finding: Finding, snap: Snapshot) -> tuple[str, str | None] | None:
     """The intervention (planner kind, sync direction) that carries out a finding's
     recommended action, from the same table the report's hints come from; None when there
     is nothing to run (review, continue supervision)."""
     action = finding.recommended_action
-    hint = KIND_HINT.get(finding.kind) or ACTION_HINT.get(action.value)
+    hint = command_hint(snap, finding)
     if hint is None:
         return None
     kind = hint.split()[1]  # "qwarden <kind> {id} ..."
@@ -66,9 +66,9 @@ def planner_for(finding: Finding) -> tuple[str, str | None] | None:
     return kind, direction
 
 
-def action_key(finding: Finding) -> str | None:
+def action_key(finding: Finding, snap: Snapshot) -> str | None:
     """The key that carries out the finding's recommended action on its task."""
-    p = planner_for(finding)
+    p = planner_for(finding, snap)
     if p is None:
         return None
     return KEY_OF_PLAN.get(p[0], DO_KEY)

@@ -227,7 +227,7 @@ def recommended_item(snap: Snapshot, task_id: str) -> GroupItem | None:
         return None
     for f in snap.findings_for(task_id):
         if f.recommended_action is v.recommended_action:
-            p = planner_for(f)
+            p = planner_for(f, snap)
             return (task_id, p[0], p[1]) if p is not None else None
     return None
 

@@ -21,7 +21,7 @@ from core.actions.apply import Result, apply, inverse_plan, recover, stale_messa
 from core.actions.guard import TALKS_ONLY
 from core.actions.journal import Journal
 from core.actions.plan import Plan, Refused, StalePlan
-from core.clihelp import ACTION_EXITS, PLAIN_EXITS, add_command
+from core.clihelp import ACTION_EXITS, PLAIN_EXITS, UsageError, add_command
 from core.config import Config, ConfigError, load_config
 from core.formats import locate
 from core.formats.octopoid.actions import (
@@ -114,7 +114,10 @@ def add_action_commands(subparsers: Any) -> None:
     for kind in PLANNERS:
         p = add_command(subparsers, kind, HELP[kind], f"{DETAIL[kind]}\n\n{SAFETY}",
                         _example(kind), ACTION_EXITS)
-        p.add_argument("task_id", metavar="TASK_ID", help="8 hex chars (TASK- prefix optional)")
+        p.add_argument("task_id", metavar="TASK_ID", nargs="?" if kind == "sync" else None,
+                       help="8 hex chars (TASK- prefix optional)"
+                       + ("; none for a RALF queue (the whole queue.yaml)" if kind == "sync"
+                          else ""))
         if kind == "cancel":
             p.add_argument("--note", required=True,
                            help="required: why it is cancelled (trail and history)")
@@ -235,6 +238,11 @@ def run_action_command(args: argparse.Namespace) -> int:
     except (SourceError, ConfigError) as exc:
         _err(str(exc))
         return EXIT_UNREADABLE
+    if info.name != "octopoid":  # another format's interventions are its own
+        if info.run_action is None:
+            _err(f"refused: {info.name} queues are read-only here (no interventions)")
+            return EXIT_REFUSED
+        return info.run_action(args, root)
     read_only = bool(getattr(args, "read_only", False) or config.read_only)
     try:
         if args.command == "log":
@@ -262,6 +270,8 @@ def run_action_command(args: argparse.Namespace) -> int:
 
 def _cmd_action(root: Path, config: Config, args: argparse.Namespace, read_only: bool) -> int:
     kind = args.command
+    if args.task_id is None:
+        raise UsageError(f"{kind}: which task? (TASK_ID)")
     task_id = args.task_id.removeprefix("TASK-")
     direction = getattr(args, "direction", None)
     if (kind not in TALKS_ONLY and not args.force) or (kind == "sync" and direction is None):

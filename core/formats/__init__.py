@@ -13,10 +13,11 @@ from pathlib import Path
 
 from core.config import Config
 from core.formats.octopoid.source import FORMAT_INFO as OCTOPOID
+from core.formats.ralf import FORMAT_INFO as RALF
 from core.sources.base import FormatInfo, Source
 from core.sources.errors import SourceError
 
-FORMATS: dict[str, FormatInfo] = {f.name: f for f in (OCTOPOID,)}
+FORMATS: dict[str, FormatInfo] = {f.name: f for f in (OCTOPOID, RALF)}
 FORMAT_NAMES: tuple[str, ...] = ("auto", *FORMATS)
 
 

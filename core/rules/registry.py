@@ -48,7 +48,10 @@ def rules_for(state: str, claim_problem: bool, sem: Semantics) -> tuple[TaskRule
     """The task rules that can fire for a task in ``state`` (in registration order), then
     the format's own (``Semantics.task_rules``, which guard for themselves)."""
     out = []
+    fits = sem.generic_rules
     for name, rule in TASK_RULES:
+        if fits is not None and name not in fits:
+            continue
         only, never, needs_claim = RULE_SCOPE.get(name, (ANY, None, False))
         if (only is None or state in getattr(sem, only)) \
                 and (never is None or state not in getattr(sem, never)) \
@@ -63,6 +66,11 @@ GROUP_RULES: tuple[tuple[str, GroupRule], ...] = (
 )
 
 RULE_ORDER = {name: i for i, (name, _) in enumerate(TASK_RULES + GROUP_RULES)}  # type: ignore[operator]
+
+
+def group_rules(sem: Semantics) -> tuple[GroupRule, ...]:
+    fits = sem.generic_rules
+    return tuple(rule for name, rule in GROUP_RULES if fits is None or name in fits)
 
 
 def subject_rules(sem: Semantics) -> tuple[SubjectRule, ...]:

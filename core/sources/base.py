@@ -57,11 +57,11 @@ class Delta:
 @dataclass(frozen=True)
 class WatchSpec:
     """How to notice changes cheaply. ``paths`` are watched recursively (watchfiles) and a
-    change is passed to ``on_paths``. ``marker`` opens the change marker (an async context:
-    what it holds, a DB connection say, is released however the watch ends) and gives a
-    reader awaited every ``[live] db_check_interval_s``; a new value (``PRAGMA data_version`` and the
-    DB file's stat, say) means ``on_marker``. A reader that raises is reopened after a
-    back-off, and the engine says why meanwhile."""
+    change is passed to ``on_paths``. ``marker`` opens the change marker (an async
+    context: what it holds, a DB connection say, is released however the watch ends) and
+    gives a reader awaited every ``[live] db_check_interval_s``; a new value (``PRAGMA
+    data_version`` and the DB file's stat, say) means ``on_marker``. A reader that raises
+    is reopened after a back-off, and the engine says why meanwhile."""
 
     paths: tuple[Path, ...] = ()
     marker: Callable[[], AbstractAsyncContextManager[Callable[[], Awaitable[Hashable]]]] \
@@ -118,3 +118,6 @@ class FormatInfo:
     detect: Callable[[Path | str], bool]  # does this root look like the format?
     open: Callable[[Path | str, Config, bool, bool], Source]  # (root, config, live, follow)
     describe: str = ""
+    # The format's own intervention commands (``qwarden ACTION`` on its root), given the
+    # parsed arguments and the root; None: the format is read-only (every ACTION refused).
+    run_action: Callable[[Any, Path], int] | None = None

@@ -50,7 +50,7 @@ class FindingsScreen(Screen[str | None]):
         for f in self.snap.findings:
             if f.kind != kind or f.task_id in seen:
                 continue
-            p = planner_for(f)
+            p = planner_for(f, self.snap)
             if p is not None:
                 seen.add(f.task_id)
                 items.append((f.task_id, p[0], p[1]))

@@ -200,7 +200,7 @@ class DetailPane(VerticalScroll, can_focus=True):
                 parts.append(self._evidence(snap, fact))
             rec_line = Text("  → ")
             rec_line.append(f.recommended_action.value, self._st("heading"))
-            key = action_key(f)
+            key = action_key(f, snap)
             if key is not None:
                 rec_line.append(f"  (press {key})", self._st("label"))
             if f.newer_side is not None:

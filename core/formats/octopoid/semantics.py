@@ -53,4 +53,15 @@ SEMANTICS = Semantics(
     recycle_events=frozenset({"REJECTED", "REVIEW_REJECTED", "RETRIED", "NEEDS_CONTINUATION"}),
     submit_events=frozenset({"SUBMITTED"}),
     expected_dirs=MappingProxyType({k: v for k, v in EXPECTED_DIRS.items()}),
+    action_hints=MappingProxyType({
+        "release_claim": "qwarden release {id}", "retry": "qwarden retry {id}",
+        "sync_db": "qwarden sync {id} --direction sync_db",
+        "sync_file": "qwarden sync {id} --direction sync_file",
+        "register": "qwarden register {id}", "quarantine": "qwarden quarantine {id}",
+        "clear_error": "qwarden clear-error {id}", "accept": "qwarden accept {id}",
+        "split": "qwarden split {id} --subtask 'first part' --subtask 'second part'",
+        "escalate": "qwarden escalate {id}", "cancel": "qwarden cancel {id} --note 'why'",
+    }),
+    # a stale file_path's sync_db is repair-path (sync would refuse)
+    kind_hints=MappingProxyType({"stale_file_path": "qwarden repair-path {id}"}),
 )

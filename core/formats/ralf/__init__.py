@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,33 @@ def open_source(root: Path | str, config: Config | None = None, live: bool = Fal
     return RalfSource(root, config, live, follow)
 
 
+def run_action(args: Any, root: Path) -> int:
+    """``qwarden sync`` (queue.yaml rewritten as the planner would) and ``qwarden undo`` on
+    a RALF root; every other intervention is refused (RALF's planner owns the queue)."""
+    from core.formats.ralf import sync
+
+    if args.command not in ("sync", "undo"):
+        print(f"refused: a RALF queue takes `qwarden sync` and `qwarden undo` only "
+              f"(not {args.command})", file=sys.stderr)
+        return 1  # refused (ACTION_EXITS)
+    if args.command == "sync" and getattr(args, "task_id", None):
+        print("refused: `qwarden sync` on a RALF queue rewrites the whole queue.yaml "
+              "(no TASK_ID)", file=sys.stderr)
+        return 1  # refused (ACTION_EXITS)
+    argv = ["--root", str(root)]
+    if args.command == "undo":
+        argv += ["--undo"] + ([str(args.action_id)] if args.action_id is not None else [])
+    if getattr(args, "dry_run", False):
+        argv.append("--dry-run")
+    if getattr(args, "yes", False):
+        argv.append("--yes")
+    if getattr(args, "read_only", False):
+        argv.append("--read-only")
+    if getattr(args, "note", ""):
+        argv += ["--note", args.note]
+    return sync.main(argv)
+
+
 FORMAT_INFO = FormatInfo(
-    name="ralf", detect=detect, open=open_source,
+    name="ralf", detect=detect, open=open_source, run_action=run_action,
     describe="RALF / BlackBox5 .autonomous/ (queue.yaml, events.yaml, heartbeat.yaml, tasks/)")

@@ -10,6 +10,8 @@ The planner's and executor's writes are plain text in the shape BlackBox5's loop
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import random
@@ -270,7 +272,7 @@ class Simulation:
     events: list[Ev] = field(default_factory=list)
     active: dict[str, str] = field(default_factory=dict)  # tid -> file name
     n: int = 0
-    run: int = 0
+    run_number: int = 0  # the executor loop's run counter
     current: str | None = None
     last_completed: str | None = None
     planner_seen: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -293,6 +295,17 @@ class Simulation:
         _write(comms / "queue.yaml", queue_text(self.entries, meta))
         _write(comms / "events.yaml", events_text(self.events[-100:], newest_first=False))
         _write(comms / "heartbeat.yaml", heartbeat_text(self.planner_seen, self.executor_seen))
+
+    tick_s: float = 1.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Step every ``tick_s`` until ``stop`` is set (the writes run in a thread), as the
+        console's and the headless demo's simulation does."""
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self.step)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.tick_s)
 
     def step(self) -> str:
         now = datetime.now(UTC)
@@ -325,23 +338,23 @@ class Simulation:
         self.executor_seen = seen
         if self.current is not None:
             tid = self.current
-            self.events.append(Ev(now, tid, "completed", self.run))
+            self.events.append(Ev(now, tid, "completed", self.run_number))
             if tid in self.active:
                 fname = self.active.pop(tid)
                 os.replace(self.auto / "tasks" / "active" / fname,
                            self.auto / "tasks" / "completed" / fname)
             self.last_completed = tid
             self.current = None
-            did.append(f"executor completed {tid} (run {self.run})")
+            did.append(f"executor completed {tid} (run {self.run_number})")
         else:
             nxt = next((e for e in self.entries if e.status == "pending"
                         and e.tid in self.active), None)
             if nxt is not None:
-                self.run += 1
+                self.run_number += 1
                 nxt.status = "in_progress"
                 self.current = nxt.tid
-                self.events.append(Ev(now, nxt.tid, "started", self.run))
-                did.append(f"executor started {nxt.tid} (run {self.run})")
+                self.events.append(Ev(now, nxt.tid, "started", self.run_number))
+                did.append(f"executor started {nxt.tid} (run {self.run_number})")
         self._flush()
         return "; ".join(did)
 

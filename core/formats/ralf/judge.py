@@ -1,22 +1,24 @@
-"""Judge a RALF state on its own: source -> view -> RALF rules (the engine-free path, used
-by the generator's self-check and the tests that score a state against its truth)."""
+"""Judge a RALF state through the engine and sort the findings by subject (the generator's
+self-check and the tests that score a state against its truth)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
 
-from core.formats.ralf.rules import RalfView, judge_view
 from core.formats.ralf.source import RalfSource
 from core.model import Finding
 
 
 def judge_root(root: Path | str, as_of: datetime) -> tuple[list[Finding], RalfSource]:
-    src = RalfSource(root)
-    src.scan()
-    view = RalfView(as_of=as_of, tasks=src.all_tasks(), agents=src.agents(),
-                    facts=src.facts())
-    return judge_view(view), src
+    """The findings of the real engine (``qwarden report``'s one scan) on a RALF root."""
+    from core.formats import open_engine
+
+    engine = open_engine(root, as_of=as_of, follow=False, fmt="ralf")
+    snap = engine.scan()
+    src = engine.source
+    assert isinstance(src, RalfSource)
+    return list(snap.findings), src
 
 
 def scored_by_subject(findings: list[Finding]) -> dict[str, set[str]]:

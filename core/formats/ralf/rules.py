@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from core.formats.ralf.kinds import DONE_STATUSES, RALF_SCORED
 from core.model import (
@@ -365,7 +366,32 @@ SUBJECT_LEVEL: tuple[tuple[str, Rule], ...] = (
     ("future_timestamp", future_timestamp),
 )
 ALL_RULES = TASK_LEVEL + SUBJECT_LEVEL
-SUBJECT_RULES = ALL_RULES  # handed to the core through Semantics.subject_rules
+
+
+class _JudgedTasks(Mapping[str, Task]):
+    """The judge's tasks as a plain id -> Task mapping (no copy)."""
+
+    def __init__(self, judged: Mapping[str, Any]) -> None:
+        self._judged = judged
+
+    def __getitem__(self, key: str) -> Task:
+        return self._judged[key].task
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._judged)
+
+    def __len__(self) -> int:
+        return len(self._judged)
+
+
+def judge_snapshot(rctx: Any, facts: tuple[Fact, ...]) -> list[Finding]:
+    """Every RALF rule over one judgement's tasks, agents and facts: the subject rule the
+    core's judge runs (``Semantics.subject_rules``)."""
+    return judge_view(RalfView(as_of=rctx.as_of, tasks=_JudgedTasks(rctx.judged),
+                               agents=rctx.judge.agents, facts=facts))
+
+
+SUBJECT_RULES = (("ralf", judge_snapshot),)  # handed to the core through Semantics
 
 
 def judge_view(view: RalfView) -> list[Finding]:

@@ -37,10 +37,16 @@ def _semantics() -> Semantics:
             "blocked": frozenset({"active"}), "failed": frozenset({"active", "completed"}),
             "completed": frozenset({"completed"}),
         }),
-        kind_names=MappingProxyType({"orphan_file": "missing_from_queue",
-                                     "missing_file": "queue_orphan_entry",
-                                     "file_db_mismatch": "queue_stale_entry"}),
+        # the directory is the truth; RALF's own rules find every kind it has
+        file_states=MappingProxyType({"active": "pending", "completed": "completed"}),
+        file_decides=True,
+        generic_rules=frozenset(),
         subject_rules=rules.SUBJECT_RULES,
+        # the queue's three kinds are one rewrite of queue.yaml (dry run first: it shows
+        # the diff)
+        kind_hints=MappingProxyType({k: "qwarden sync --root {root} --dry-run" for k in (
+            "queue_stale_entry", "missing_from_queue", "queue_orphan_entry",
+            "stale_queue_metadata")}),
         extra_scored_kinds=RALF_SCORED,
     )
 

@@ -92,6 +92,7 @@ class RalfSource:
         self.layout: lay.Layout = found
         self.root = found.base
         self.label = str(given)
+        self.journal_root: Path | None = found.autonomous  # (qwarden sync journals there)
         self.live = live
         self.follow = follow
         self._base_real = os.path.realpath(found.base)
