@@ -473,7 +473,7 @@ def _run_until_interrupted(coro) -> int:  # type: ignore[no-untyped-def]
 
 # ------------------------------------------------------------------ demo
 
-DEMO_FORMATS = ("octopoid", "ralf")
+DEMO_FORMATS = ("octopoid", "ralf", "coordination")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -490,6 +490,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
             truth = generate_ralf(args.generate, args.out, seed=args.seed)
             where = args.out / ".autonomous"
+        elif fmt == "coordination":
+            from core.formats.coordination.generate import generate as generate_coord
+
+            truth = generate_coord(args.generate, args.out, seed=args.seed)
+            where = args.out
         else:
             from core.formats.octopoid.generate import generate
 
@@ -505,6 +510,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
             root = Path(base) / "project"
             sim = RalfSimulation(root, seed=args.seed)
+        elif fmt == "coordination":
+            from core.formats.coordination.simulate import Simulation as CoordSimulation
+
+            root = Path(base) / "coordination"
+            sim = CoordSimulation(root, seed=args.seed)
         else:
             from core.formats.octopoid.simulate import Simulation, create_demo_root
 

@@ -139,6 +139,24 @@ def add_action_commands(subparsers: Any) -> None:
             p.add_argument("--type", dest="msg_type", default="warning",
                            choices=("info", "warning", "error", "question"))
         _common(p)
+    from core.formats import FORMATS
+
+    extra: dict[str, str] = {}
+    for info in FORMATS.values():
+        for name, text in info.commands.items():
+            if name not in PLANNERS and name not in extra:
+                extra[name] = text
+    for name, text in extra.items():
+        p = add_command(subparsers, name, text, f"{text}.\n\n{SAFETY}",
+                        f"  qwarden {name} 1731159000123 --dry-run\n"
+                        f"  qwarden {name} 1731159000123 --yes", ACTION_EXITS)
+        p.add_argument("task_id", metavar="TASK_ID", nargs="?",
+                       help="the task (none for repair: the whole queue file)")
+        p.add_argument("--note", default="", help="operator note / reason (journal)")
+        p.add_argument("--to", help="reassign: the worker to give it to")
+        p.add_argument("--force", action="store_true", help=argparse.SUPPRESS)
+        _write_opts(p)
+        _common(p)
     u = add_command(subparsers, "undo", "reverse an action (default: the newest) if nothing "
                                         "changed since",
                     "Plans the inverse of a journaled action and applies it, refused if the "
@@ -244,6 +262,9 @@ def run_action_command(args: argparse.Namespace) -> int:
             return EXIT_REFUSED
         return info.run_action(args, root)
     read_only = bool(getattr(args, "read_only", False) or config.read_only)
+    if args.command not in PLANNERS and args.command not in ("undo", "log"):
+        _err(f"refused: {args.command} is not an intervention on an octopoid queue")
+        return EXIT_REFUSED
     try:
         if args.command == "log":
             return _cmd_log(root, args)

@@ -12,12 +12,13 @@ from datetime import datetime
 from pathlib import Path
 
 from core.config import Config
+from core.formats.coordination import FORMAT_INFO as COORDINATION
 from core.formats.octopoid.source import FORMAT_INFO as OCTOPOID
 from core.formats.ralf import FORMAT_INFO as RALF
 from core.sources.base import FormatInfo, Source
 from core.sources.errors import SourceError
 
-FORMATS: dict[str, FormatInfo] = {f.name: f for f in (OCTOPOID, RALF)}
+FORMATS: dict[str, FormatInfo] = {f.name: f for f in (OCTOPOID, RALF, COORDINATION)}
 FORMAT_NAMES: tuple[str, ...] = ("auto", *FORMATS)
 
 

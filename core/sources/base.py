@@ -121,3 +121,6 @@ class FormatInfo:
     # The format's own intervention commands (``qwarden ACTION`` on its root), given the
     # parsed arguments and the root; None: the format is read-only (every ACTION refused).
     run_action: Callable[[Any, Path], int] | None = None
+    # Intervention commands only this format has (name -> one-line help): the CLI adds a
+    # ``qwarden NAME [TASK_ID]`` for each, handed to ``run_action``.
+    commands: Mapping[str, str] = field(default_factory=dict)

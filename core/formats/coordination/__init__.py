@@ -27,7 +27,16 @@ def open_source(root: Path | str, config: Config | None = None, live: bool = Fal
     return CoordSource(root, config, live, follow)
 
 
+def run_action(args: Any, root: Path) -> int:
+    from core.formats.coordination.cli import run_action as run
+
+    return run(args, root)
+
+
 FORMAT_INFO = FormatInfo(
-    name="coordination", detect=detect, open=open_source,
+    name="coordination", detect=detect, open=open_source, run_action=run_action,
+    commands={"reset": "a dead worker's in-progress task back to pending (coordination)",
+              "reassign": "to a live worker with the skills, --to NAME (coordination)",
+              "repair": "rebuild task-queue.json from its valid entries (coordination)"},
     describe="shared JSON coordination files (task-queue.json, worker-status.json, "
              "agent-comms.jsonl, tasks/)")

@@ -256,22 +256,22 @@ def duplicate_id(view: CoordView, tid: str) -> Iterator[Finding]:
 
 
 def missing_context(view: CoordView, tid: str) -> Iterator[Finding]:
-    """Context files that do not exist (a missing instruction file is the generic
-    missing_file rule's, under this format's name missing_instructions)."""
+    """The instruction file or a context file does not exist (a context-free worker cannot
+    run the task). Finished tasks are not read again: not reported."""
     st = view.state
     e = st.entries[tid]
     rec = st.tasks[tid].record
     if rec is not None and rec.queue in ("completed", "cancelled"):
-        return  # nobody will read them again
-    if instruction_rel(e) not in st.existing:
         return
-    missing = [c for c in context_files(e) if c not in st.existing]
+    rel = instruction_rel(e)
+    missing = [] if rel in st.existing else [("instruction_file", rel)]
+    missing += [("context_files", c) for c in context_files(e) if c not in st.existing]
     if missing:
         yield _finding("missing_instructions", tid, Severity.CRITICAL,
-                       f"{len(missing)} context file(s) a context-free worker needs do not "
-                       "exist: " + ", ".join(missing),
-                       [_ev("task-queue.json context_files", f"{p} (missing)", None, Side.FILE)
-                        for p in missing], Action.REVIEW)
+                       f"{len(missing)} file(s) a context-free worker needs do not exist: "
+                       + ", ".join(p for _, p in missing),
+                       [_ev(f"task-queue.json {k}", f"{p} (missing)", None, Side.FILE)
+                        for k, p in missing], Action.REVIEW)
 
 
 _BAD_RESULT = frozenset({"error", "failed", "failure", "fail"})

@@ -33,6 +33,20 @@ SEMANTICS = Semantics(
     retry_events=frozenset({"RESET"}),
     recycle_events=frozenset({"RESET"}),
     expected_dirs=MappingProxyType({s: _TASKS for s in (*LANES, "cancelled")}),
-    kind_names=MappingProxyType({"missing_file": "missing_instructions"}),
+    # The generic rules that fit; a missing instruction file is this format's own
+    # missing_instructions (with the context files, in its words), and the file-side kinds
+    # (mismatch, orphan, duplicate, stale error) have no second copy here to compare.
+    generic_rules=frozenset({"split_brain", "zombie_claim", "stale_heartbeat",
+                             "recycling_task", "blocked_by_stuck", "unread_terminal"}),
+    action_hints=MappingProxyType({
+        "release_claim": "qwarden reset {id} --root {root}",
+        "retry": "qwarden retry {id} --root {root}",
+        "split": "qwarden split {id} --subtask 'FIRST' --subtask 'SECOND' --root {root}",
+    }),
+    kind_hints=MappingProxyType({
+        "corrupt_queue_file": "qwarden repair --root {root} --dry-run",
+        "capability_mismatch": "qwarden reassign {id} --root {root} --dry-run (once its "
+                               "worker released it)",
+    }),
     extra_scored_kinds=COORD_SCORED,
 )

@@ -13,6 +13,8 @@ concurrency test does).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import random
@@ -232,10 +234,25 @@ class Simulation:
     corrupt_ticks: int = 0
     ticks: int = 0
     log: list[str] = field(default_factory=list)
+    tick_s: float = 1.0
+    demo_clock: bool = True  # write ROOT/qwarden.toml with a fast clock (dead after 20 s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Step every ``tick_s`` until ``stop`` is set (the writes run in a thread), as the
+        console's and the headless demo's simulation does."""
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self.tick)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.tick_s)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.root.mkdir(parents=True, exist_ok=True)
+        cfg = self.root / "qwarden.toml"
+        if self.demo_clock and not cfg.exists():
+            # a demo's clock: a dead worker shows within half a minute, not two
+            cfg.write_text("[coordination]\ndead_after_s = 20\nstale_after_s = 8\n")
         (self.root / layout.TASKS_DIR).mkdir(exist_ok=True)
         if not (self.root / layout.QUEUE).exists():
             write_atomic(self.root / layout.QUEUE, b"[]\n")

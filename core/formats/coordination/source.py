@@ -465,6 +465,7 @@ class CoordSource:
             raise SourceError(f"{root}: no {layout.QUEUE} here")
         self.root = found.resolve()
         self.label = str(self.root)
+        self.journal_root: Path | None = self.root  # qwarden's actions journal in ROOT/warden/
         self.config = config or Config()
         self.opts = self.config.coordination
         self.live = live
