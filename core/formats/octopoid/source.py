@@ -430,8 +430,10 @@ class OctopoidSource(OctopoidReader):
                 held["db"] = aiosqlite.connect(uri, uri=True)  # kept before it is awaited
                 await held["db"]
                 await held["db"].execute("PRAGMA query_only = ON")
-            cur = await held["db"].execute("PRAGMA data_version")
-            row = await cur.fetchone()
+            # the cursor closed at once: an open statement would hold a read lock that
+            # makes a writer's commit wait
+            async with held["db"].execute("PRAGMA data_version") as cur:
+                row = await cur.fetchone()
             return (uri, row[0] if row else None, self.db_fingerprint())
 
         try:
