@@ -596,7 +596,25 @@ class CoordSource:
                      or old.queue_error != new.queue_error)
 
     def on_paths(self, paths: set[str]) -> Delta:
+        """Re-read when a coordination file or an instruction file changed (the journal's
+        own writes, lock files and writers' temp files are no change of the queue)."""
+        if not any(self._relevant(p) for p in paths):
+            return Delta()
         return self._delta()
+
+    def _relevant(self, path: str) -> bool:
+        try:
+            rel = Path(path).resolve().relative_to(self.root)
+        except (ValueError, OSError):
+            return False
+        parts = rel.parts
+        if not parts or parts[0] == "warden":
+            return False
+        name = parts[-1]
+        if name.endswith((".lock", ".tmp")) or name.startswith("."):
+            return False
+        return parts[0] == layout.TASKS_DIR or name in (
+            layout.QUEUE, layout.WORKERS, layout.COMMS, layout.PROGRESS)
 
     def on_marker(self) -> Delta:
         return Delta()
