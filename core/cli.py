@@ -520,7 +520,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
             root = create_demo_root(base, seed=args.seed)
             sim = Simulation(root, seed=args.seed)
-        print(f"qwarden demo: simulated {fmt} queue at {root}"
+        print(f"qwarden demo: simulated queue at {root} ({fmt})"
               + ("" if args.dir else " (removed when the demo ends; --dir keeps it)"),
               file=sys.stderr, flush=True)
         config, _ = load_config(root, None)

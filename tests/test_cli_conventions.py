@@ -216,7 +216,7 @@ def test_a_demo_that_crashes_removes_its_scratch_dir(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     seen: list[Path] = []
 
-    def console(root: Path, *a: object) -> int:
+    def console(root: Path, *a: object, **kw: object) -> int:
         seen.append(root)
         assert (root / "state.db").is_file()
         raise RuntimeError("the console crashed")

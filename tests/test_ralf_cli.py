@@ -39,7 +39,7 @@ def test_the_live_demo_runs_headless_and_ends(tmp_path: Path) -> None:
     proc = _qwarden("demo", "--format", "ralf", "--headless", "--steps", "3",
                     "--dir", str(tmp_path / "d"))
     assert proc.returncode in (0, 1, 2), proc.stderr
-    assert "simulated ralf queue" in proc.stderr
+    assert "simulated queue at" in proc.stderr and "(ralf)" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert (tmp_path / "d" / "project" / ".autonomous" / "communications" / "queue.yaml").is_file()
 
