@@ -254,6 +254,58 @@ def bench_ralf(n: int) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _median_s(fn, runs: int = 3) -> float:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def bench_coordination(n: int) -> None:
+    """The coordination files: one task-queue.json holds every task, so its JSON parse is the
+    floor. Printed: json.load of the same file, the msgspec parse qwarden uses, the source's
+    whole read (queue, workers, comms tail, tasks/ listing) and a fresh report process."""
+    import json
+
+    import msgspec
+
+    from core.formats.coordination.generate import generate as generate_coord
+    from core.formats.coordination.source import CoordSource
+
+    base = Path(tempfile.mkdtemp(prefix=f"qwarden-bench-coord-{n}-"))
+    try:
+        truth = generate_coord(n, base, seed=1)
+        q = base / "task-queue.json"
+
+        def load() -> None:
+            with open(q) as f:
+                json.load(f)
+
+        import gc
+
+        floor = _median_s(load)
+        gc.disable()  # as the source reads: a collection would only rescan the new objects
+        try:
+            floor_nogc = _median_s(load)
+            fast = _median_s(lambda: msgspec.json.decode(q.read_bytes()))
+        finally:
+            gc.enable()
+        read = _median_s(lambda: CoordSource(base).scan())
+        cold = _median_s(lambda: subprocess.run(
+            [sys.executable, "-m", "core.cli", "report", "--json", "--root", str(base),
+             "--as-of", truth["as_of"]], cwd=REPO, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
+        print(f"coordination {n:>8} tasks ({q.stat().st_size / 1e6:.0f} MB queue): "
+              f"json.load {floor:.2f} s ({floor_nogc:.2f} s with the GC paused), msgspec "
+              f"{fast:.2f} s with the GC paused ({floor_nogc / fast:.1f}x faster), "
+              f"source read {read:.2f} s ({read / floor:.1f}x json.load), report "
+              f"{cold:.2f} s ({cold / floor:.1f}x json.load)", flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000")
@@ -264,6 +316,8 @@ def main() -> None:
     time.tzset()
     bench_core([int(s) for s in args.sizes.split(",")], args.keep)
     bench_ralf(10_000)
+    for n in (int(s) for s in args.sizes.split(",")):
+        bench_coordination(n)
     if not args.skip_tui:
         try:
             from bench.bench_tui import main as bench_tui

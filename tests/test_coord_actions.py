@@ -194,3 +194,33 @@ def test_generated_zombies_reset_clears_their_findings(tmp_path: Path) -> None:
         A.apply(root, A.plan(root, "reset", t, as_of=as_of), now=as_of)
     got = judged(root)
     assert not any("zombie_claim" in got.get(t, set()) for t in zombies)
+
+
+@pytest.mark.parametrize("step,state", [("coord:before-replace", "rolled_back"),
+                                        ("coord:after-replace", "done")])
+def test_a_crash_mid_apply_is_settled_by_the_next_writer(root: Path, step: str, state: str
+                                                         ) -> None:
+    import os
+    import subprocess
+    import sys
+
+    before = (root / "task-queue.json").read_bytes()
+    code = ("from core.formats.coordination import actions as A\n"
+            f"A.apply({str(root)!r}, A.plan({str(root)!r}, 'split', 'task-4', "
+            "subtasks=('a', 'b')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ,
+                          QWARDEN_CRASH_AT=step), cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == -9
+    with Journal(root) as j:
+        assert [r.state for r in j.unfinished()] == ["applying"]
+    (aid, outcome), = A.recover(root)
+    assert aid == 1 and outcome.split()[0] == {"done": "done", "rolled_back": "rolled"}[state]
+    with Journal(root) as j:
+        assert j.get(1).state == state  # type: ignore[union-attr]
+    if state == "rolled_back":
+        assert (root / "task-queue.json").read_bytes() == before
+        assert not list((root / "tasks").glob("*split*"))
+    else:
+        assert _q(root)["task-4"]["status"] == "cancelled"
+        A.undo(root, 1)
+        assert (root / "task-queue.json").read_bytes() == before

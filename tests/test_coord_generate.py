@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.formats.coordination.generate import generate
-from core.formats.coordination.judge import judge_root
+from core.formats.coordination.judge import by_subject, judge_root
 from core.formats.coordination.kinds import COORD_SCORED
 from core.timefmt import parse_any
 from tests.coord_util import judged, tree
@@ -48,9 +48,13 @@ def test_generated_mix_covers_every_kind_and_shape(tmp_path: Path) -> None:
     lines = [json.loads(ln) for ln in
              (tmp_path / "g" / "agent-comms.jsonl").read_text().splitlines()]
     assert any("agent" in ln for ln in lines) and any("from" in ln for ln in lines)
-    # every subject's evidence is there
+    # every subject's evidence is there, and the informative kinds the truth names
     findings, _ = judge_root(tmp_path / "g", parse_any(truth["as_of"]))
     assert all(f.evidence for f in findings if f.scored)
+    info = by_subject(findings, scored=False)
+    assert truth["unscored_info"]
+    for s, kinds in truth["unscored_info"].items():
+        assert set(kinds) <= info.get(s, set()), s
 
 
 def test_reading_changes_nothing(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from core.formats.coordination.parse import (
     parse_workers,
     salvage,
 )
-from core.formats.coordination.source import CoordSource
+from core.formats.coordination.source import CoordSource, read_state
 from tests.coord_util import entry, judged, now, worker, write_state
 
 
@@ -168,3 +168,51 @@ def test_a_corrupt_queue_keeps_the_last_good_snapshot(tmp_path: Path) -> None:
     src.rescan()
     assert src.state is not None and not src.state.queue_stale
     assert src.problems() == ()
+
+
+def test_source_follows_only_its_files(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    write_state(root, [entry(1)], {"w1": worker(["a"], 5)})
+    src = CoordSource(root)
+    src.scan()
+    r = src.root
+    assert not src.on_paths({str(r / "warden" / "journal.db"), str(r / "task-queue.json.lock"),
+                             str(r / ".task-queue.json.qw1.tmp")})
+    q = json.loads((root / "task-queue.json").read_text())
+    q[0]["status"] = "failed"
+    (root / "task-queue.json").write_text(json.dumps(q))
+    d = src.on_paths({str(r / "task-queue.json")})
+    assert d.tasks == {"1"}
+    assert src.task("1").record.queue == "failed"  # type: ignore[union-attr]
+    # a change to an entry field the Task does not carry is still a change
+    q[0]["error"] = "boom"
+    (root / "task-queue.json").write_text(json.dumps(q))
+    assert src.on_paths({str(r / "task-queue.json")}).tasks == {"1"}
+
+
+def test_fifo_and_oversized_files_are_problems_not_hangs(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    from core.config import Config
+    from core.sources.errors import SourceError
+
+    root = tmp_path / "c"
+    write_state(root, [entry(1)], {"w1": worker(["a"], 5)})
+    os.unlink(root / "worker-status.json")
+    os.mkfifo(root / "worker-status.json")
+    src = CoordSource(root)
+    src.scan()
+    assert any("FIFO" in p.message for p in src.problems())
+    os.unlink(root / "task-queue.json")
+    os.mkfifo(root / "task-queue.json")
+    with pytest.raises(SourceError, match="FIFO"):
+        read_state(src.root, Config().coordination)
+    with pytest.raises(SourceError):  # (not even recognised as a queue: no regular file)
+        CoordSource(root)
+    big = tmp_path / "b"
+    write_state(big, [entry(i) for i in range(50)], {})
+    cfg = Config.model_validate({"coordination": {"max_queue_bytes": 4096}})
+    with pytest.raises(SourceError, match="more than"):
+        CoordSource(big, cfg).scan()

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +59,49 @@ from core.formats.coordination.source import (
 from core.safeio import read_whole
 
 ACTIONS = ("reset", "reassign", "retry", "cancel", "split", "repair")
+CRASH_ENV = "QWARDEN_CRASH_AT"  # a step name: SIGKILL there (the crash tests)
+
+
+def _crash(step: str) -> None:
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def recover(root: Path | str, j: Journal | None = None) -> list[tuple[int, str]]:
+    """Settle the coordination actions a crash left unfinished (state applying). The queue
+    is replaced by one rename, so it holds either the plan's after bytes (the action
+    happened: done) or not (rolled back: the instruction files it created are removed if
+    still as written). Called under the locks by every apply and undo."""
+    root = Path(root)
+    own = j is None
+    j = j or Journal(root)
+    out = []
+    try:
+        for row in j.unfinished():
+            ex = row.plan.extra
+            if ex.get("format") != "coordination":
+                continue
+            try:
+                data, _ = read_whole(root / layout.QUEUE, QUEUE_MAX)
+            except OSError:
+                data = b""
+            if ex.get("after_sha") and _sha(data) == ex["after_sha"]:
+                j.set_state(row.id, "done")
+                out.append((row.id, "done (the queue was written before the crash)"))
+                continue
+            for c in ex.get("creates", ()):
+                path = root / c["path"]
+                try:
+                    if _sha(read_whole(path, 64 * 1024 * 1024)[0]) == c["sha"]:
+                        path.unlink()
+                except OSError:
+                    pass
+            j.set_state(row.id, "rolled_back", "interrupted before the queue was written")
+            out.append((row.id, "rolled back (the queue was not written)"))
+    finally:
+        if own:
+            j.close()
+    return out
 QUEUE_MAX = 1024 * 1024 * 1024
 
 
@@ -362,6 +407,7 @@ def apply(root: Path | str, p: CoordPlan, config: Config | None = None,
     check_inside_root(root, [layout.QUEUE, layout.LOCK, "warden/backups/",
                              *(rel for rel, _ in p.creates)])
     with Journal(root) as j, j.lock(), queue_lock(root, config.coordination.lock_timeout_s):
+        recover(root, j)
         data, text = _read_queue(root)
         if p.whole is not None:
             return _apply_whole(root, j, p, data)
@@ -425,7 +471,9 @@ def apply(root: Path | str, p: CoordPlan, config: Config | None = None,
         try:
             for rel, b in p.creates:
                 create_exclusive(root / rel, b)
+            _crash("coord:before-replace")
             write_atomic(root / layout.QUEUE, new_bytes)
+            _crash("coord:after-replace")
         except BaseException as exc:
             j.set_state(aid, "failed", str(exc)[:300])
             raise
@@ -464,6 +512,7 @@ def undo(root: Path | str, action_id: int | None = None, config: Config | None =
     config = config or Config()
     root = Path(root)
     with Journal(root) as j, j.lock(), queue_lock(root, config.coordination.lock_timeout_s):
+        recover(root, j)
         row = j.get(action_id) if action_id is not None else j.last_undoable()
         if row is None:
             raise Refused("no action to undo" if action_id is None

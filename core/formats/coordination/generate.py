@@ -362,7 +362,11 @@ def generate(n: int, out: Path | str, seed: int = 0, workers_shape: str = "map"
              "subjects": "a task by its id; the queue file as \"queue\"; a worker as "
                          "\"agent:NAME\"",
              "seed": seed, "workers_shape": workers_shape,
-             "tasks": g.truth, "unscored_info": {}, "scenarios": g.scenarios}
+             "tasks": g.truth,
+             # failed within the day and never reviewed: the generic informative kind
+             "unscored_info": {str(e["id"]): ["unread_terminal"] for e in g.entries
+                               if e["status"] == "failed"},
+             "scenarios": g.scenarios}
     (out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     os.utime(out / layout.QUEUE)
     return truth

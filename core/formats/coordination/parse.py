@@ -10,9 +10,11 @@
 - ``agent-comms.jsonl``: one JSON object per line, ``{timestamp, agent, message}`` or
   ``{from, to, message}``; a torn or foreign line is counted, never fatal.
 
-JSON is decoded with orjson (4-5x faster than ``json.loads`` on a 100k-entry queue, see
-README); what orjson refuses but the stdlib accepts (integers past 64 bits, NaN) is retried
-with ``json.loads``, whose error gives the position reported for a file that is not JSON.
+JSON is decoded with msgspec (``msgspec.json.decode``, untyped: the entries stay plain dicts,
+so an edit can write back every field it does not know): 2.5x faster than ``json.loads`` on
+a 100k-entry queue and 25% faster than orjson (README). What msgspec refuses but the stdlib
+accepts (integers past 64 bits, NaN) is retried with ``json.loads``, whose error gives the
+line and column reported for a file that is not JSON.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+import msgspec
 
+from core.model import fast_init
 from core.textsafe import clean
 from core.timefmt import parse_db_time
 
@@ -49,13 +52,16 @@ def _position(data: bytes, pos: int) -> tuple[int, int]:
     return line, col
 
 
+_DECODE = msgspec.json.Decoder().decode
+
+
 def decode(data: bytes) -> tuple[Any, JsonError | None]:
     """The JSON value, or None and where and why it does not parse."""
     try:
-        return orjson.loads(data), None
-    except orjson.JSONDecodeError:
+        return _DECODE(data), None
+    except msgspec.DecodeError:
         pass
-    except RecursionError:  # (orjson limits depth itself; belt and braces)
+    except RecursionError:  # (msgspec limits depth itself; belt and braces)
         pass
     try:
         text = data.decode("utf-8")
@@ -305,7 +311,8 @@ _ID_TOKEN = re.compile(r"\btask-[A-Za-z0-9_.-]+|\b\d{10,16}\b")
 _CLAIM_WORD = re.compile(r"\bclaim(?:ed|ing|s)?\b", re.I)
 
 
-@dataclass(frozen=True)
+@fast_init
+@dataclass(frozen=True, slots=True)
 class CommLine:
     lineno: int
     at: datetime | None
@@ -329,25 +336,29 @@ class CommsParse:
 
 def mentioned_ids(message: str) -> tuple[str, ...]:
     found = _ID_TOKEN.findall(message)
+    if not found:
+        return ()
+    if len(found) == 1:
+        return (found[0].rstrip(".-"),)
     return tuple(dict.fromkeys(t.rstrip(".-") for t in found))
 
 
 def _decoded_lines(data: bytes, first_lineno: int) -> Iterator[tuple[int, Any]]:
-    """(line number, object or _BAD) per non-blank line. One orjson call for the whole log
+    """(line number, object or _BAD) per non-blank line. One decode for the whole log
     when every line is JSON (the common case: 3x faster than a call per line)."""
     raw_lines = data.split(b"\n")
     numbered = [(n, ln) for n, ln in enumerate(raw_lines, start=first_lineno) if ln.strip()]
     try:
-        objs = orjson.loads(b"[" + b",".join(ln for _, ln in numbered) + b"]")
-    except orjson.JSONDecodeError:
+        objs = _DECODE(b"[" + b",".join(ln for _, ln in numbered) + b"]")
+    except (msgspec.DecodeError, RecursionError):
         objs = None
     if objs is not None and len(objs) == len(numbered):
         yield from zip((n for n, _ in numbered), objs, strict=True)
         return
     for n, ln in numbered:
         try:
-            yield n, orjson.loads(ln)
-        except orjson.JSONDecodeError:
+            yield n, _DECODE(ln)
+        except (msgspec.DecodeError, RecursionError):
             yield n, _BAD
 
 

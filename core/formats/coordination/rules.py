@@ -45,6 +45,7 @@ class CoordView:
     _caps: dict[str, frozenset[str]] = field(default_factory=dict)
     _lost: tuple[dict[str, Finding], list[Finding]] | None = None
     _repeated: dict[str, Finding] | None = None
+    _per_task: dict[str, list[Finding]] | None = None
 
     def health(self, name: str | None) -> tuple[str, str, list[Evidence]]:
         got = self._health.get(name)
@@ -57,6 +58,12 @@ class CoordView:
         if self._lost is None:
             self._lost = _lost_claims(self)
         return self._lost
+
+    @property
+    def per_task(self) -> dict[str, list[Finding]]:
+        if self._per_task is None:
+            self._per_task = _all_task_findings(self)
+        return self._per_task
 
     @property
     def repeated(self) -> dict[str, Finding]:
@@ -335,18 +342,40 @@ PER_TASK: tuple[Callable[[CoordView, str], Iterable[Finding]], ...] = (
     capability_mismatch, duplicate_id, missing_context, unverified_completion)
 
 
+def _all_task_findings(view: CoordView) -> dict[str, list[Finding]]:
+    """Every task's own findings, in one pass (the judge then asks per task: a lookup). Each
+    rule is called only where its guard can pass, read here once per entry."""
+    st = view.state
+    existing = st.existing
+    out: dict[str, list[Finding]] = {}
+    dups = st.queue.duplicates
+    for tid, e in st.entries.items():
+        raw = e.raw
+        status = st.tasks[tid].record.queue  # type: ignore[union-attr]
+        fs: list[Finding] = []
+        if status == "in_progress":
+            m = raw.get("metadata")
+            if isinstance(m, dict) and m.get("required_skills"):
+                fs.extend(capability_mismatch(view, tid))
+        elif status == "completed":
+            fs.extend(unverified_completion(view, tid))
+        if status not in ("completed", "cancelled") and (
+                instruction_rel(e) not in existing or raw.get("context_files")):
+            fs.extend(missing_context(view, tid))
+        if tid in dups:
+            fs.extend(duplicate_id(view, tid))
+        if fs:
+            out[tid] = fs
+    for tid, f in view.lost[0].items():
+        out.setdefault(tid, []).append(f)
+    for tid, f in view.repeated.items():
+        out.setdefault(tid, []).append(f)
+    return out
+
+
 def task_findings(view: CoordView, tid: str) -> list[Finding]:
     """This format's own findings about one task."""
-    if tid not in view.state.entries:
-        return []
-    out = [f for rule in PER_TASK for f in rule(view, tid)]
-    lost = view.lost[0].get(tid)
-    if lost is not None:
-        out.append(lost)
-    rep = view.repeated.get(tid)
-    if rep is not None:
-        out.append(rep)
-    return out
+    return view.per_task.get(tid, [])
 
 
 def subject_findings(view: CoordView) -> list[Finding]:

@@ -50,6 +50,7 @@ from core.formats.coordination.semantics import SEMANTICS
 from core.model import (
     Agent,
     Fact,
+    Header,
     ReadProblem,
     Side,
     Signal,
@@ -316,31 +317,68 @@ def _trail(st: CoordState, e: Entry, limit: int) -> tuple[TrailEvent, ...]:
 def _build_tasks(st: CoordState, opts: CoordinationOptions) -> None:
     """Records from the entries; the instruction file's TaskFile from the tasks/ listing
     alone (no read, no stat: 100,000 of each cost seconds and no rule needs them). Its trail
-    (entry times and comms lines) is built when asked (``full_task``, ``history``)."""
+    (entry times and comms lines) is built when asked (``full_task``, ``history``).
+    The common shapes are taken inline (plain printable strings); anything else goes
+    through the careful helpers."""
     existing = st.existing
     tasks_dir = layout.TASKS_DIR
+    names: dict[Any, str | None] = {None: None}  # worker names repeat: cleaned once each
+    statuses: dict[str, str] = {}
+    comms = st.comms_by_task
+    tasks = st.tasks
     for tid, e in st.entries.items():
         raw = e.raw
-        status = _clean(raw["status"].strip(), 60) or "?"
+        s = raw["status"]
+        status = statuses.get(s)
+        if status is None:
+            status = statuses[s] = _clean(s.strip(), 60) or "?"
         m = raw.get("metadata")
-        m = m if isinstance(m, dict) else {}
+        if type(m) is not dict:
+            m = {}
+        d = raw.get("description")
+        title = d if type(d) is str and len(d) <= 300 and d.isprintable() \
+            else _clean(d, 300)
+        who = raw.get("claimed_by")
+        claimed_by = names.get(who, _MISS) if type(who) is str or who is None else _MISS
+        if claimed_by is _MISS:
+            claimed_by = _clean(who, 200)
+            if type(who) is str:
+                names[who] = claimed_by
+        to = raw.get("assigned_to")
+        role = names.get(to, _MISS) if type(to) is str or to is None else _MISS
+        if role is _MISS:
+            role = _clean(to, 200)
+            if type(to) is str:
+                names[to] = role
+        at = raw.get("claimed_at")
+        if at is None:
+            at = raw.get("started_at")
+        lines = comms.get(tid)
         rec = TaskRecord(
-            task_id=tid, queue=status, title=_clean(raw.get("description"), 300),
+            task_id=tid, queue=status, title=title,
             priority=_clean(m.get("priority"), 40) if "priority" in m else None,
-            role=_clean(raw.get("assigned_to"), 200),
-            claimed_by=_clean(raw.get("claimed_by"), 200),
-            claimed_at_text=claimed_at_of(raw), blocked_by=depends_on(e),
+            role=role, claimed_by=claimed_by, claimed_at_text=stamp_text(at),
+            blocked_by=depends_on(e) if (m and not _DEP_KEYS_SET.isdisjoint(m))
+            or not _DEP_KEYS_SET.isdisjoint(raw) else (),
             # a cancelled task is out of the lanes: it recycles no more
-            attempt_count=None if status == "cancelled"
-            else _attempts(m, st.comms_by_task.get(tid)),
+            attempt_count=None if status == "cancelled" or not (lines or m)
+            else _attempts(m, lines),
             completed_at_text=stamp_text(raw.get("completed_at")),
             created_at_text=stamp_text(raw.get("created_at")))
-        rel = instruction_rel(e)
-        files: tuple[TaskFile, ...] = ()
+        rel = raw.get("instruction_file")
+        if not (type(rel) is str and rel and rel[0] not in " ./" and rel[-1] != " "):
+            rel = instruction_rel(e)
         if rel in existing:
-            files = (TaskFile(task_id=tid, queue=tasks_dir, mtime=0.0, size=0, parseable=True,
-                              title=rec.title or "", trail_complete=False, path=rel),)
-        st.tasks[tid] = Task(tid, rec, files)
+            tasks[tid] = Task(tid, rec, (TaskFile(
+                task_id=tid, queue=tasks_dir, mtime=0.0, size=0, parseable=True,
+                title=title or "", header=_EMPTY_HEADER, trail_complete=False, path=rel),))
+        else:
+            tasks[tid] = Task(tid, rec, ())
+
+
+_MISS: Any = object()
+_EMPTY_HEADER = Header()
+_DEP_KEYS_SET = frozenset(("depends_on", "dependencies", "blocked_by"))
 
 
 def full_file(st: CoordState, task: Task, limit: int) -> Task:
@@ -495,9 +533,10 @@ class CoordSource:
         return v
 
     def _task_rule(self, j: Any, rctx: Any) -> list[Any]:
-        from core.formats.coordination.rules import task_findings
-
-        return task_findings(self.view(rctx.as_of), j.task.task_id)
+        v = self._view
+        if v is None or v.state is not self.state or v.as_of != rctx.as_of:
+            v = self.view(rctx.as_of)
+        return v.per_task.get(j.task.task_id, ())  # type: ignore[no-any-return]
 
     def _subject_rule(self, rctx: Any, facts: Any) -> list[Any]:
         from core.formats.coordination.rules import subject_findings
@@ -557,7 +596,25 @@ class CoordSource:
                      or old.queue_error != new.queue_error)
 
     def on_paths(self, paths: set[str]) -> Delta:
+        """Re-read when a coordination file or an instruction file changed (the journal's
+        own writes, lock files and writers' temp files are no change of the queue)."""
+        if not any(self._relevant(p) for p in paths):
+            return Delta()
         return self._delta()
+
+    def _relevant(self, path: str) -> bool:
+        try:
+            rel = Path(path).resolve().relative_to(self.root)
+        except (ValueError, OSError):
+            return False
+        parts = rel.parts
+        if not parts or parts[0] == "warden":
+            return False
+        name = parts[-1]
+        if name.endswith((".lock", ".tmp")) or name.startswith("."):
+            return False
+        return parts[0] == layout.TASKS_DIR or name in (
+            layout.QUEUE, layout.WORKERS, layout.COMMS, layout.PROGRESS)
 
     def on_marker(self) -> Delta:
         return Delta()
