@@ -23,16 +23,22 @@ test: install
 bench: install
 	$(PY) bench/run.py
 
+# mypy and lint-imports find packages on disk, not through the editable install's import hook,
+# so they read the folders through a `qwarden/` tree of links (the installed import name).
+LINKS := $(VENV)/links
+
 lint: install
 	$(VENV)/bin/ruff check core tui tests bench
-	$(VENV)/bin/mypy
-	$(VENV)/bin/lint-imports
+	mkdir -p $(LINKS)/qwarden
+	for d in core tui themes; do ln -sfn ../../../$$d $(LINKS)/qwarden/$$d; done
+	MYPYPATH=$(LINKS) $(VENV)/bin/mypy
+	PYTHONPATH=$(LINKS) $(VENV)/bin/lint-imports
 
 screenshots: install
 	$(PY) -m pytest -q tests/test_tui_snapshots.py --snapshot-update
 
 soak: install
-	$(PY) -m core.actions.soak 1000
+	$(PY) -m qwarden.core.actions.soak 1000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -47,9 +47,9 @@ REPEAT = 3  # the console's figures are the median of this many runs
 async def _measure(root: Path, as_of: datetime) -> dict[str, float]:
     from dataclasses import replace
 
-    from core.config import Config
-    from core.formats import open_engine
-    from tui.app import QwardenApp
+    from qwarden.core.config import Config
+    from qwarden.core.formats import open_engine
+    from qwarden.tui.app import QwardenApp
 
     cfg = Config()
     app = QwardenApp(open_engine(root, cfg, as_of=as_of), cfg, root_label="bench")
@@ -151,9 +151,9 @@ async def _file_move_latency(root: Path, runs: int = 5) -> tuple[list[float], li
     the incoming lane, flagged), time until the screen's snapshot has the file there; then
     move it back. The first move brings a new scored finding, so it waits for its second look
     (``confirm_after_s``); the move back only clears one, and shows at once."""
-    from core.config import Config, LiveOptions
-    from core.formats import open_engine
-    from tui.app import QwardenApp
+    from qwarden.core.config import Config, LiveOptions
+    from qwarden.core.formats import open_engine
+    from qwarden.tui.app import QwardenApp
 
     cfg = Config(live=LiveOptions(debounce_ms=20))
     app = QwardenApp(open_engine(root, cfg), cfg, root_label="bench")
@@ -185,8 +185,8 @@ async def _file_move_latency(root: Path, runs: int = 5) -> tuple[list[float], li
 
 
 def main(sizes: tuple[int, ...] = (1000, 10_000, 100_000), keep: Path | None = None) -> None:
-    from core.formats.octopoid.generate import generate
-    from core.timefmt import parse_as_of
+    from qwarden.core.formats.octopoid.generate import generate
+    from qwarden.core.timefmt import parse_as_of
 
     print("console (headless 120x40, --as-of; seconds)")
     print(f"{'tasks':>8} {'first paint':>12} {'ui share':>9} {'cold':>6} {'lane rows':>10} "

@@ -85,7 +85,7 @@ def _cold_report(root: Path, as_of: str) -> tuple[float, float, float]:
     run: reading a big process's page tables that often slows it down."""
     code = (_HWM + "import atexit, sys\n"
             "atexit.register(lambda: print(f'QWARDEN_HWM {_hwm()}', file=sys.stderr))\n"
-            "from core.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+            "from qwarden.core.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     times = []
     rss = tree = 0.0
     for run in range(4):
@@ -110,8 +110,9 @@ def _cold_report(root: Path, as_of: str) -> tuple[float, float, float]:
 def _following_rss(root: Path, as_of: str) -> float:
     """Peak RSS (MB) of an engine that keeps following the queue (the console's core: stat
     cache and row change keys kept), after its scan and one warm rescan."""
-    code = (_HWM + "import sys\nfrom pathlib import Path\nfrom core.formats import open_engine\n"
-            "from core.timefmt import parse_as_of\n"
+    code = (_HWM + "import sys\nfrom pathlib import Path\n"
+            "from qwarden.core.formats import open_engine\n"
+            "from qwarden.core.timefmt import parse_as_of\n"
             "e = open_engine(Path(sys.argv[1]), as_of=parse_as_of(sys.argv[2]))\n"
             "e.scan()\ne.scan()\nprint(_hwm())\n")
     out = subprocess.run([sys.executable, "-c", code, str(root), as_of], cwd=REPO, check=True,
@@ -120,8 +121,8 @@ def _following_rss(root: Path, as_of: str) -> float:
 
 
 def _warm_and_change(root: Path, as_of: str) -> tuple[float, float, float]:
-    from core.formats import open_engine
-    from core.timefmt import parse_as_of
+    from qwarden.core.formats import open_engine
+    from qwarden.core.timefmt import parse_as_of
 
     eng = open_engine(root, as_of=parse_as_of(as_of))
     eng.scan()
@@ -149,7 +150,7 @@ def _warm_and_change(root: Path, as_of: str) -> tuple[float, float, float]:
 
 def _watch_latency(root: Path) -> float:
     """End to end on the live engine: os.replace -> subscriber sees the new directory (ms)."""
-    from core.formats import open_engine
+    from qwarden.core.formats import open_engine
 
     async def run() -> float:
         eng = open_engine(root)
@@ -178,7 +179,7 @@ def _watch_latency(root: Path) -> float:
 
 
 def bench_core(sizes: list[int], keep: Path | None) -> None:
-    from core.formats.octopoid.generate import generate
+    from qwarden.core.formats.octopoid.generate import generate
 
     print("core (warm page cache; median of 3)")
     print(f"{'tasks':>8} {'gen s':>7} {'floor s':>8} {'report s':>9} {'ratio':>6} "
@@ -214,7 +215,7 @@ def bench_core(sizes: list[int], keep: Path | None) -> None:
 def bench_ralf(n: int) -> None:
     """RALF beside Octopoid: a generated state's cold report (one process, as cron runs it)
     and a warm rescan, against the floor of reading the same files with cat."""
-    from core.formats.ralf.demo import generate as generate_ralf
+    from qwarden.core.formats.ralf.demo import generate as generate_ralf
 
     base = Path(tempfile.mkdtemp(prefix=f"qwarden-bench-ralf-{n}-"))
     try:
@@ -232,12 +233,12 @@ def bench_ralf(n: int) -> None:
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "core.cli", "report", "--json", "--root",
+            subprocess.run([sys.executable, "-m", "qwarden.core.cli", "report", "--json", "--root",
                             str(base), "--as-of", truth["as_of"]], cwd=REPO,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             times.append(time.perf_counter() - t)
-        from core.formats import open_engine
-        from core.timefmt import parse_as_of
+        from qwarden.core.formats import open_engine
+        from qwarden.core.timefmt import parse_as_of
 
         eng = open_engine(base, as_of=parse_as_of(truth["as_of"]))
         eng.scan()
@@ -271,8 +272,8 @@ def bench_coordination(n: int) -> None:
 
     import msgspec
 
-    from core.formats.coordination.generate import generate as generate_coord
-    from core.formats.coordination.source import CoordSource
+    from qwarden.core.formats.coordination.generate import generate as generate_coord
+    from qwarden.core.formats.coordination.source import CoordSource
 
     base = Path(tempfile.mkdtemp(prefix=f"qwarden-bench-coord-{n}-"))
     try:
@@ -294,7 +295,7 @@ def bench_coordination(n: int) -> None:
             gc.enable()
         read = _median_s(lambda: CoordSource(base).scan())
         cold = _median_s(lambda: subprocess.run(
-            [sys.executable, "-m", "core.cli", "report", "--json", "--root", str(base),
+            [sys.executable, "-m", "qwarden.core.cli", "report", "--json", "--root", str(base),
              "--as-of", truth["as_of"]], cwd=REPO, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL))
         print(f"coordination {n:>8} tasks ({q.stat().st_size / 1e6:.0f} MB queue): "

@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from core.config import AlertOptions
-from core.textsafe import clean_line
+from qwarden.core.config import AlertOptions
+from qwarden.core.textsafe import clean_line
 
 MAX_LISTED = 50  # findings named in one suppressed summary (the count has them all)
 

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.actions.plan import Refused
-from core.clihelp import (
+from qwarden.core.actions.plan import Refused
+from qwarden.core.clihelp import (
     EXIT_INTERNAL,
     EXIT_USAGE,
     VERDICT_EXITS,
@@ -32,12 +32,12 @@ from core.clihelp import (
     epilog,
     scratch_dir,
 )
-from core.config import Config, ConfigError, load_config
-from core.formats import FORMAT_NAMES, locate
-from core.report import EXIT_UNREADABLE, exit_code, render_json, render_text, write_json
-from core.sources.errors import SourceError
-from core.textsafe import clean_line, diagnostic
-from core.timefmt import parse_as_of
+from qwarden.core.config import Config, ConfigError, load_config
+from qwarden.core.formats import FORMAT_NAMES, locate
+from qwarden.core.report import EXIT_UNREADABLE, exit_code, render_json, render_text, write_json
+from qwarden.core.sources.errors import SourceError
+from qwarden.core.textsafe import clean_line, diagnostic
+from qwarden.core.timefmt import parse_as_of
 
 
 def _err(msg: str) -> None:
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the simulated queue's format (default: octopoid)")
 
     try:
-        from core.actions.cli import add_action_commands
+        from qwarden.core.actions.cli import add_action_commands
     except ImportError:  # interventions not installed in this build
         pass
     else:
@@ -297,8 +297,8 @@ def text_console(width: int | None, stream: Any = None) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from core.formats import open_engine
-    from core.report import Report
+    from qwarden.core.formats import open_engine
+    from qwarden.core.report import Report
 
     if args.json_schema:
         import json
@@ -341,9 +341,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) -> int:
-    from core.alerts import ExecAlerts
-    from core.formats import open_engine
-    from core.watch import (
+    from qwarden.core.alerts import ExecAlerts
+    from qwarden.core.formats import open_engine
+    from qwarden.core.watch import (
         ChangeTracker,
         change_dict,
         change_line,
@@ -356,8 +356,8 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
     as_json = bool(args.json)
     fixer = None
     if args.fix:
-        from core.actions.apply import recover
-        from core.actions.autofix import AutoFixer
+        from qwarden.core.actions.apply import recover
+        from qwarden.core.actions.autofix import AutoFixer
         read_only = bool(getattr(args, "read_only", False)) or config.read_only
         if args.fix != "observe" and not read_only:
             try:
@@ -486,17 +486,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.out.exists() and any(args.out.iterdir()):
             raise UsageError(f"--out {args.out}: exists and is not empty")
         if fmt == "ralf":
-            from core.formats.ralf.demo import generate as generate_ralf
+            from qwarden.core.formats.ralf.demo import generate as generate_ralf
 
             truth = generate_ralf(args.generate, args.out, seed=args.seed)
             where = args.out / ".autonomous"
         elif fmt == "coordination":
-            from core.formats.coordination.generate import generate as generate_coord
+            from qwarden.core.formats.coordination.generate import generate as generate_coord
 
             truth = generate_coord(args.generate, args.out, seed=args.seed)
             where = args.out
         else:
-            from core.formats.octopoid.generate import generate
+            from qwarden.core.formats.octopoid.generate import generate
 
             truth = generate(args.out, args.generate, seed=args.seed)
             where = args.out / ".orchestrator"
@@ -506,17 +506,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with scratch_dir("qwarden-demo-", keep=args.dir) as base:
         sim: Any
         if fmt == "ralf":
-            from core.formats.ralf.demo import Simulation as RalfSimulation
+            from qwarden.core.formats.ralf.demo import Simulation as RalfSimulation
 
             root = Path(base) / "project"
             sim = RalfSimulation(root, seed=args.seed)
         elif fmt == "coordination":
-            from core.formats.coordination.simulate import Simulation as CoordSimulation
+            from qwarden.core.formats.coordination.simulate import Simulation as CoordSimulation
 
             root = Path(base) / "coordination"
             sim = CoordSimulation(root, seed=args.seed)
         else:
-            from core.formats.octopoid.simulate import Simulation, create_demo_root
+            from qwarden.core.formats.octopoid.simulate import Simulation, create_demo_root
 
             root = create_demo_root(base, seed=args.seed)
             sim = Simulation(root, seed=args.seed)
@@ -534,8 +534,8 @@ def _demo_headless(root: Path, config: Config, sim, steps: int | None,  # type: 
     from rich.console import Console
     from rich.live import Live
 
-    from core.formats import open_engine
-    from core.report import render_group
+    from qwarden.core.formats import open_engine
+    from qwarden.core.report import render_group
 
     async def main() -> int:
         engine = open_engine(root, config, fmt=fmt)
@@ -565,7 +565,7 @@ def _run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | No
              simulation, read_only: bool,  # type: ignore[no-untyped-def]
              fix: str | None = None, bell: bool = False, fmt: str = "auto") -> int:
     try:
-        from tui.app import run_tui
+        from qwarden.tui.app import run_tui
     except ImportError as exc:
         _err(f"the console is not available: {exc}")
         return EXIT_UNREADABLE
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return cmd_demo(args)
         if args.command is not None:
-            from core.actions.cli import run_action_command
+            from qwarden.core.actions.cli import run_action_command
             return run_action_command(args)
         root, config = _load(args)
         config = _with_interval(config, args.interval)

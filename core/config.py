@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.safeio import read_whole
+from qwarden.core.safeio import read_whole
 
 
 class Thresholds(BaseModel):

@@ -27,13 +27,13 @@ from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from core.config import Config
-from core.judge import Judge
-from core.model import Agent, Publisher, Severity, Side, Snapshot, Task, TrailEvent
-from core.reviews import journal_path, read_reviews
-from core.sources.base import Delta, Source
-from core.sources.errors import SourceError
-from core.timefmt import UTC, parse_any
+from qwarden.core.config import Config
+from qwarden.core.judge import Judge
+from qwarden.core.model import Agent, Publisher, Severity, Side, Snapshot, Task, TrailEvent
+from qwarden.core.reviews import journal_path, read_reviews
+from qwarden.core.sources.base import Delta, Source
+from qwarden.core.sources.errors import SourceError
+from qwarden.core.timefmt import UTC, parse_any
 
 log = logging.getLogger("qwarden.engine")
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 
-from core.config import Config
-from core.liveness import JudgeContext, make_verdict, mismatch_settled, verdict
-from core.model import (
+from qwarden.core.config import Config
+from qwarden.core.liveness import JudgeContext, make_verdict, mismatch_settled, verdict
+from qwarden.core.model import (
     Action,
     Agent,
     Fact,
@@ -27,10 +27,10 @@ from core.model import (
     Task,
     Verdict,
 )
-from core.rules.base import Judged, RuleContext, TaskRule
-from core.rules.deps import blocked_by
-from core.rules.registry import RULE_ORDER, group_rules, rules_for, subject_rules
-from core.semantics import Semantics
+from qwarden.core.rules.base import Judged, RuleContext, TaskRule
+from qwarden.core.rules.deps import blocked_by
+from qwarden.core.rules.registry import RULE_ORDER, group_rules, rules_for, subject_rules
+from qwarden.core.semantics import Semantics
 
 # Actions that would take work away from an agent that is demonstrably working.
 DISRUPTIVE = frozenset({Action.RETRY, Action.RELEASE_CLAIM, Action.CANCEL, Action.QUARANTINE,

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.config import Thresholds
-from core.model import (
+from qwarden.core.config import Thresholds
+from qwarden.core.model import (
     Action,
     Agent,
     Evidence,
@@ -25,8 +25,8 @@ from core.model import (
     Verdict,
     fast_init,
 )
-from core.semantics import Semantics
-from core.timefmt import age_text
+from qwarden.core.semantics import Semantics
+from qwarden.core.timefmt import age_text
 
 
 @fast_init
@@ -166,7 +166,7 @@ def _newer_side(task: Task) -> Side | None:
     db_t = rec.newest_change if rec is not None else None
     f_t = file_time(task)
     if f_t is None and task.primary_file is not None:
-        from core.timefmt import from_epoch
+        from qwarden.core.timefmt import from_epoch
         f_t = from_epoch(task.primary_file.mtime)
     if db_t is None:
         return Side.FILE

@@ -23,7 +23,7 @@ from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
-from core.timefmt import parse_db_time
+from qwarden.core.timefmt import parse_db_time
 
 EMPTY_MAP: Mapping[str, str] = MappingProxyType({})
 

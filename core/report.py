@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from pydantic import BaseModel, Field
 
-from core.model import Action, Finding, Liveness, Severity, Side, Snapshot
-from core.textsafe import clean_line
-from core.timefmt import age_text, iso
+from qwarden.core.model import Action, Finding, Liveness, Severity, Side, Snapshot
+from qwarden.core.textsafe import clean_line
+from qwarden.core.timefmt import age_text, iso
 
 if TYPE_CHECKING:  # rich is imported only to render text: a --json report never loads it
     from rich.console import Console, Group

@@ -22,10 +22,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from core.model import Finding, Severity, Snapshot
-from core.report import EvidenceOut, _finding_dict, _status, exit_code
-from core.textsafe import clean_line
-from core.timefmt import iso
+from qwarden.core.model import Finding, Severity, Snapshot
+from qwarden.core.report import EvidenceOut, _finding_dict, _status, exit_code
+from qwarden.core.textsafe import clean_line
+from qwarden.core.timefmt import iso
 
 CHANGES = ("present", "appeared", "cleared", "severity")
 

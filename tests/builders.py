@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from core.formats.octopoid.writer import SCHEMA_V12
+from qwarden.core.formats.octopoid.writer import SCHEMA_V12
 
 # Octopoid's own schema, so rule tests see the real column set.
 SCHEMA = SCHEMA_V12
@@ -162,8 +162,8 @@ def generated_utc_state(tmp_path_factory: pytest.TempPathFactory, name: str, n: 
     ``yield from``: yields its root and ``as_of``, and restores the time zone after."""
     import time
 
-    from core.formats.octopoid.generate import generate
-    from core.timefmt import parse_as_of, reset_local_zone_cache
+    from qwarden.core.formats.octopoid.generate import generate
+    from qwarden.core.timefmt import parse_as_of, reset_local_zone_cache
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TZ", "UTC")

@@ -18,7 +18,7 @@ def utc_tz(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fixtures' local times are those of a machine running in UTC."""
     import time
 
-    from core.timefmt import reset_local_zone_cache
+    from qwarden.core.timefmt import reset_local_zone_cache
 
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()

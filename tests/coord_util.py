@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.formats.coordination.judge import by_subject, judge_root
-from core.timefmt import parse_any
+from qwarden.core.formats.coordination.judge import by_subject, judge_root
+from qwarden.core.timefmt import parse_any
 
 
 def judged(root: Path, as_of: datetime | str | None = None) -> dict[str, set[str]]:

@@ -10,9 +10,9 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from core.config import Config
-from core.formats import open_engine
-from tui.app import QwardenApp
+from qwarden.core.config import Config
+from qwarden.core.formats import open_engine
+from qwarden.tui.app import QwardenApp
 
 
 def frozen_app(root: Path, as_of: datetime, **kw: Any) -> QwardenApp:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from core.actions.apply import apply, marker, recover, undo
-from core.actions.journal import Journal
-from core.actions.plan import Plan, Refused, StalePlan
-from core.formats import open_engine
-from core.formats.octopoid.actions import (
+from qwarden.core.actions.apply import apply, marker, recover, undo
+from qwarden.core.actions.journal import Journal
+from qwarden.core.actions.plan import Plan, Refused, StalePlan
+from qwarden.core.formats import open_engine
+from qwarden.core.formats.octopoid.actions import (
     HISTORY_END,
     archive_errors,
     judge_task,
@@ -22,7 +22,7 @@ from core.formats.octopoid.actions import (
     make_plan,
     read_state,
 )
-from core.formats.octopoid.taskfile import parse_task_bytes
+from qwarden.core.formats.octopoid.taskfile import parse_task_bytes
 from tests.test_actions_support import ERROR, IDS, build_state, history, row, snapshot
 
 ACTOR = "qwarden:test"
@@ -358,7 +358,7 @@ def test_stale_after_intent_rolls_back(state: tuple[Path, datetime],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """An agent writes between the journal intent and the file op: the op's own re-check
     refuses, the DB transaction is rolled back, the journal says rolled_back."""
-    import core.actions.apply as ap
+    import qwarden.core.actions.apply as ap
 
     root, now = state
     tid = IDS["failed"]
@@ -412,7 +412,7 @@ def test_ids_that_leave_the_root_are_refused(state: tuple[Path, datetime]) -> No
             make_plan(root, "retry", bad, actor=ACTOR, now=now)
     evil = Plan("retry", IDS["failed"], ACTOR, files=())
     evil.check_paths()
-    from core.actions.plan import FileOp
+    from qwarden.core.actions.plan import FileOp
     for p in ("../x", "/etc/passwd", "state.db", "shared/queue/../../x"):
         with pytest.raises(Refused, match="outside"):
             Plan("x", "y", ACTOR, files=(FileOp(None, p, None, b""),)).check_paths()
@@ -478,7 +478,7 @@ def test_read_state_does_not_trust_file_path(state: tuple[Path, datetime]) -> No
 # ------------------------------------------------------------------ split
 
 def test_split_creates_children_and_repoints_blockers(state: tuple[Path, datetime]) -> None:
-    from core.formats.octopoid.actions import Subtask
+    from qwarden.core.formats.octopoid.actions import Subtask
 
     root, now = state
     parent, t = IDS["failed"], _at(now)
@@ -525,7 +525,7 @@ def test_agent_races_a_move(state: tuple[Path, datetime], monkeypatch: pytest.Mo
                             agent: str) -> None:
     """Between our copy landing at dst and the source's removal an agent moves or rewrites
     the source: its bytes survive, our copy goes, the DB is untouched, the plan is stale."""
-    import core.actions.apply as ap
+    import qwarden.core.actions.apply as ap
 
     root, now = state
     tid = IDS["failed"]
@@ -560,7 +560,7 @@ def test_accept_and_the_rule_agree_on_what_a_passing_check_is(
     import json as _json
     import sqlite3 as _sqlite3
 
-    from core.formats import open_engine
+    from qwarden.core.formats import open_engine
 
     root, now = state
     tid = IDS["unverified"]

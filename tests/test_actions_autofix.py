@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from core.actions.autofix import AutoFixer, TickReport, notes_text
-from core.actions.journal import Journal
-from core.config import Config
-from core.formats import open_engine
-from core.formats.octopoid.generate import generate
-from core.model import Liveness
-from core.timefmt import parse_as_of
+from qwarden.core.actions.autofix import AutoFixer, TickReport, notes_text
+from qwarden.core.actions.journal import Journal
+from qwarden.core.config import Config
+from qwarden.core.formats import open_engine
+from qwarden.core.formats.octopoid.generate import generate
+from qwarden.core.model import Liveness
+from qwarden.core.timefmt import parse_as_of
 from tests.test_actions_support import IDS, build_state, row, snapshot
 
 

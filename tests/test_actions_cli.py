@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
+from qwarden.core.cli import main
 from tests.test_actions_support import IDS, build_state, row, snapshot
 
 

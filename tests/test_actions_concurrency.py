@@ -8,11 +8,11 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from core.actions.apply import apply, marker
-from core.actions.journal import Journal
-from core.actions.plan import Refused, StalePlan
-from core.formats.octopoid.actions import make_plan, read_state
-from core.formats.octopoid.simulate import Simulation, create_demo_root
+from qwarden.core.actions.apply import apply, marker
+from qwarden.core.actions.journal import Journal
+from qwarden.core.actions.plan import Refused, StalePlan
+from qwarden.core.formats.octopoid.actions import make_plan, read_state
+from qwarden.core.formats.octopoid.simulate import Simulation, create_demo_root
 
 KINDS = {"failed": ["retry", "cancel"], "provisional": ["accept", "cancel"],
          "claimed": ["release", "retry"], "incoming": ["cancel", "escalate"],

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from core.actions.apply import CRASH_ENV, apply, recover, undo
-from core.actions.journal import Journal
-from core.formats.octopoid.actions import make_plan
+from qwarden.core.actions.apply import CRASH_ENV, apply, recover, undo
+from qwarden.core.actions.journal import Journal
+from qwarden.core.formats.octopoid.actions import make_plan
 from tests.test_actions_support import IDS, build_state, snapshot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,8 +28,8 @@ NOW = datetime(2026, 11, 22, 22, 30, 0)
 RUNNER = """
 import json, sys
 from pathlib import Path
-from core.actions.apply import apply, undo
-from core.actions.plan import Plan
+from qwarden.core.actions.apply import apply, undo
+from qwarden.core.actions.plan import Plan
 root = Path(sys.argv[1])
 if sys.argv[2] == "undo":
     undo(root, int(sys.argv[3]))

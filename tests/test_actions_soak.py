@@ -1,4 +1,4 @@
-"""A short soak (the full one is ``python -m core.actions.soak 1000``): randomized interventions
+"""A short soak (the full one is ``make soak``): randomized interventions
 against live simulated agents, some SIGKILLed mid-apply; no task lost, no divergence."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.actions.apply import apply
-from core.actions.soak import main, outcome_state, soak
-from core.formats.octopoid.actions import make_plan
+from qwarden.core.actions.apply import apply
+from qwarden.core.actions.soak import main, outcome_state, soak
+from qwarden.core.formats.octopoid.actions import make_plan
 from tests.test_actions_support import IDS, build_state
 
 
@@ -53,7 +53,7 @@ def test_a_soak_that_fails_midway_leaves_no_scratch(tmp_path: Path, monkeypatch)
         made.append(root)
         raise KeyboardInterrupt  # as Ctrl-C in the middle of the run
 
-    monkeypatch.setattr("core.actions.soak.make_plan", broken_plan)
+    monkeypatch.setattr("qwarden.core.actions.soak.make_plan", broken_plan)
     with pytest.raises(KeyboardInterrupt):
         soak(5, kill_rate=0)
     assert made and made[0].is_relative_to(tmp_path)  # it did run in the scratch dir

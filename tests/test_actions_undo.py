@@ -10,9 +10,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.actions.apply import apply, undo
-from core.actions.journal import Journal
-from core.formats.octopoid.actions import make_plan
+from qwarden.core.actions.apply import apply, undo
+from qwarden.core.actions.journal import Journal
+from qwarden.core.formats.octopoid.actions import make_plan
 from tests.test_actions_support import IDS, build_state, snapshot
 
 NOW = datetime(2026, 11, 22, 22, 30, 0)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.formats import open_engine
-from core.formats.octopoid.reader import resolve_root
-from core.timefmt import parse_as_of
+from qwarden.core.cli import main
+from qwarden.core.formats import open_engine
+from qwarden.core.formats.octopoid.reader import resolve_root
+from qwarden.core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 from tests.conftest import snapshot_bytes
 
@@ -28,7 +28,7 @@ def _utc(utc_tz: None) -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "TZ": "UTC", "HOME": "/nonexistent"}
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "qwarden.core.cli", *args], capture_output=True,
                           text=True, cwd=REPO, env=env, timeout=60)
 
 
@@ -48,7 +48,7 @@ def small_state(tmp_path: Path) -> StateBuilder:
 
 def test_missing_root_and_no_root_found(tmp_path: Path) -> None:
     one_line_error(run_cli("report", "--root", str(tmp_path / "nope")), "no such directory")
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "report"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli", "report"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
     one_line_error(proc, "no .orchestrator directory")

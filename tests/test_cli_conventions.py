@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from core import cli
-from core.cli import build_parser, main
+from qwarden.core import cli
+from qwarden.core.cli import build_parser, main
 from tests.builders import StateBuilder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def _long_line_state(tmp_path: Path) -> Path:
 
 
 def _report(root: Path, *extra: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "report", "--root", str(root),
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli", "report", "--root", str(root),
                            "--as-of", "2026-11-22T22:10:00", *extra], capture_output=True,
                           text=True, cwd=REPO, timeout=60,
                           env={**os.environ, "TZ": "UTC", "COLUMNS": "80"})
@@ -143,7 +143,7 @@ def test_a_reader_that_stops_early_does_not_change_the_exit_code(tmp_path: Path,
     # `qwarden report | head -c 1`: the verdict is critical (a corrupt file) and stays so;
     # the closed pipe is no "warnings" (rich exits 1 on it)
     root = _long_line_state(tmp_path)
-    cmd = (f"{sys.executable} -m core.cli report --root {root} --as-of 2026-11-22T22:10:00 "
+    cmd = (f"{sys.executable} -m qwarden.core.cli report --root {root} --as-of 2026-11-22T22:10:00 "
            f"{' '.join(fmt)} | head -c 1 > /dev/null; exit ${{PIPESTATUS[0]}}")
     (root / "shared" / "queue" / "incoming" / "TASK-c0c0c0c0.md").write_bytes(b"\x00bad")
     for i in range(300):  # enough output to outgrow the pipe
@@ -179,14 +179,16 @@ def _demo_env(tmp: Path) -> dict[str, str]:
 def test_demo_leaves_no_scratch_dir_unless_dir_is_given(tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--headless", "--steps",
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli",
+                           "demo", "--headless", "--steps",
                            "2"], capture_output=True, text=True, cwd=REPO, timeout=120,
                           env=_demo_env(tmp))
     assert proc.returncode in (0, 1, 2), proc.stderr
     assert "qwarden-demo-" in proc.stderr and "removed when the demo ends" in proc.stderr
     assert list(tmp.iterdir()) == []
     kept = tmp_path / "kept"
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--headless", "--steps",
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli",
+                           "demo", "--headless", "--steps",
                            "1", "--dir", str(kept)], capture_output=True, text=True, cwd=REPO,
                           timeout=120, env=_demo_env(tmp))
     assert (kept / ".orchestrator" / "state.db").is_file() and list(tmp.iterdir()) == []
@@ -194,7 +196,7 @@ def test_demo_leaves_no_scratch_dir_unless_dir_is_given(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_demo_removes_its_scratch_dir(tmp_path: Path, sig: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "demo", "--headless"],
+    proc = subprocess.Popen([sys.executable, "-m", "qwarden.core.cli", "demo", "--headless"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             cwd=REPO, env=_demo_env(tmp_path))
     try:

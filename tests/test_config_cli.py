@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config, ConfigError, load_config
-from core.formats import open_engine
-from core.timefmt import parse_as_of
+from qwarden.core.config import Config, ConfigError, load_config
+from qwarden.core.formats import open_engine
+from qwarden.core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_watch_headless_prints_and_stops_after_ticks(tmp_path: Path) -> None:
     b.task("t1", db_queue=None)
     root = b.build()
     proc = subprocess.run(
-        [sys.executable, "-m", "core.cli", "watch", "--headless", "--root", str(root),
+        [sys.executable, "-m", "qwarden.core.cli", "watch", "--headless", "--root", str(root),
          "--interval", "0.5", "--ticks", "2"], capture_output=True, text=True, cwd=REPO,
         timeout=60, env={**os.environ, "TZ": "UTC"})
     assert proc.returncode == 1, proc.stderr  # an orphan file is a warning
@@ -76,7 +76,7 @@ def test_watch_headless_safe_fix_repairs_an_orphan(tmp_path: Path) -> None:
     b.task("0ab0ab01", db_queue=None)
     root = b.build()
     proc = subprocess.run(
-        [sys.executable, "-m", "core.cli", "watch", "--headless", "--root", str(root),
+        [sys.executable, "-m", "qwarden.core.cli", "watch", "--headless", "--root", str(root),
          "--interval", "0.5", "--ticks", "2", "--fix", "safe"], capture_output=True, text=True,
         cwd=REPO, timeout=90, env={**os.environ, "TZ": "UTC"})
     assert "autofix safe:" in proc.stdout and "register TASK-0ab0ab01" in proc.stdout, (

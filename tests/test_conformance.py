@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core.formats import open_engine
-from core.rules.base import SCORED_KINDS
-from core.timefmt import parse_as_of
+from qwarden.core.formats import open_engine
+from qwarden.core.rules.base import SCORED_KINDS
+from qwarden.core.timefmt import parse_as_of
 from tests.conftest import SHARED_SAMPLE, restore_sample, snapshot_bytes
 
 pytestmark = [
@@ -43,7 +43,8 @@ def test_sample_report_cli_json_and_readonly(tmp_path: Path) -> None:
     truth = restore_sample(tmp_path / "s")
     before = snapshot_bytes(tmp_path / "s")
     proc = subprocess.run(
-        [sys.executable, "-m", "core.cli", "report", "--json", "--root", str(tmp_path / "s"),
+        [sys.executable, "-m", "qwarden.core.cli",
+         "report", "--json", "--root", str(tmp_path / "s"),
          "--as-of", truth["as_of"]],
         capture_output=True, text=True, env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
         cwd=Path(__file__).resolve().parents[1])

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core.actions.journal import Journal
-from core.actions.plan import Refused, StalePlan
-from core.formats.coordination import actions as A
-from core.formats.coordination import simulate as S
-from core.formats.coordination.generate import generate
-from core.timefmt import parse_any
+from qwarden.core.actions.journal import Journal
+from qwarden.core.actions.plan import Refused, StalePlan
+from qwarden.core.formats.coordination import actions as A
+from qwarden.core.formats.coordination import simulate as S
+from qwarden.core.formats.coordination.generate import generate
+from qwarden.core.timefmt import parse_any
 from tests.coord_util import entry, judged, now, worker, write_state
 
 
@@ -205,7 +205,7 @@ def test_a_crash_mid_apply_is_settled_by_the_next_writer(root: Path, step: str, 
     import sys
 
     before = (root / "task-queue.json").read_bytes()
-    code = ("from core.formats.coordination import actions as A\n"
+    code = ("from qwarden.core.formats.coordination import actions as A\n"
             f"A.apply({str(root)!r}, A.plan({str(root)!r}, 'split', 'task-4', "
             "subtasks=('a', 'b')))\n")
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.formats import detect
-from core.formats.coordination import simulate as S
+from qwarden.core.cli import main
+from qwarden.core.formats import detect
+from qwarden.core.formats.coordination import simulate as S
 from tests.coord_util import entry, judged, now, worker, write_state
 
 

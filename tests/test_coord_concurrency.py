@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from core.actions.plan import Refused, StalePlan
-from core.config import Config
-from core.formats.coordination import actions as A
-from core.formats.coordination import simulate as S
-from core.formats.coordination.lock import LockTimeout, queue_lock
+from qwarden.core.actions.plan import Refused, StalePlan
+from qwarden.core.config import Config
+from qwarden.core.formats.coordination import actions as A
+from qwarden.core.formats.coordination import simulate as S
+from qwarden.core.formats.coordination.lock import LockTimeout, queue_lock
 from tests.coord_util import entry, write_state
 
 N_DEAD = 30

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core.formats.coordination.generate import generate
-from core.formats.coordination.judge import by_subject, judge_root
-from core.formats.coordination.kinds import COORD_SCORED
-from core.timefmt import parse_any
+from qwarden.core.formats.coordination.generate import generate
+from qwarden.core.formats.coordination.judge import by_subject, judge_root
+from qwarden.core.formats.coordination.kinds import COORD_SCORED
+from qwarden.core.timefmt import parse_any
 from tests.coord_util import judged, tree
 
 

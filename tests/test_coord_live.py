@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from core.config import Config, CoordinationOptions, LiveOptions
-from core.formats import open_engine
-from core.formats.coordination import simulate as S
+from qwarden.core.config import Config, CoordinationOptions, LiveOptions
+from qwarden.core.formats import open_engine
+from qwarden.core.formats.coordination import simulate as S
 from tests.test_engine_live import wait_for
 
 

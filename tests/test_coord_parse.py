@@ -9,15 +9,15 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.formats.coordination.actions import repaired
-from core.formats.coordination.parse import (
+from qwarden.core.formats.coordination.actions import repaired
+from qwarden.core.formats.coordination.parse import (
     decode,
     parse_comms,
     parse_queue,
     parse_workers,
     salvage,
 )
-from core.formats.coordination.source import CoordSource, read_state
+from qwarden.core.formats.coordination.source import CoordSource, read_state
 from tests.coord_util import entry, judged, now, worker, write_state
 
 
@@ -155,8 +155,8 @@ def test_a_corrupt_queue_keeps_the_last_good_snapshot(tmp_path: Path) -> None:
     assert src.state is not None and src.state.queue_stale
     assert d.facts
     assert any("not valid JSON at line" in p.message for p in src.problems())
-    from core.formats.coordination.judge import judge_root
-    from core.formats.coordination.rules import subject_findings
+    from qwarden.core.formats.coordination.judge import judge_root
+    from qwarden.core.formats.coordination.rules import subject_findings
     f = subject_findings(src.view(now()))
     assert [x.kind for x in f] == ["corrupt_queue_file"]
     assert "line" in f[0].summary and "column" in f[0].summary
@@ -195,8 +195,8 @@ def test_fifo_and_oversized_files_are_problems_not_hangs(tmp_path: Path) -> None
 
     import pytest
 
-    from core.config import Config
-    from core.sources.errors import SourceError
+    from qwarden.core.config import Config
+    from qwarden.core.sources.errors import SourceError
 
     root = tmp_path / "c"
     write_state(root, [entry(1)], {"w1": worker(["a"], 5)})

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.formats.coordination.generate import generate
-from core.timefmt import parse_any
+from qwarden.core.formats.coordination.generate import generate
+from qwarden.core.timefmt import parse_any
 from tests.pilot import frozen_app, ready
 
 
@@ -28,14 +28,14 @@ async def test_console_on_a_generated_coordination_queue(tmp_path: Path) -> None
         await pilot.press("escape")
         await pilot.press("A")
         await pilot.pause()
-        from tui.screens.agents import AgentsScreen
+        from qwarden.tui.screens.agents import AgentsScreen
         assert isinstance(app.screen, AgentsScreen)
         await pilot.press("escape")
         assert app.screen is app.main_screen
 
 
 def test_full_task_has_the_merged_trail(tmp_path: Path) -> None:
-    from core.formats.coordination.source import CoordSource
+    from qwarden.core.formats.coordination.source import CoordSource
 
     truth = generate(300, tmp_path / "g", 1)
     src = CoordSource(tmp_path / "g")

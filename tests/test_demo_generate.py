@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core.formats import open_engine
-from core.formats.octopoid.generate import generate
-from core.rules.base import SCORED_KINDS
-from core.timefmt import parse_as_of
+from qwarden.core.formats import open_engine
+from qwarden.core.formats.octopoid.generate import generate
+from qwarden.core.rules.base import SCORED_KINDS
+from qwarden.core.timefmt import parse_as_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,13 +59,13 @@ def test_deterministic_per_seed(tmp_path: Path) -> None:
 
 def test_cli_generate(tmp_path: Path) -> None:
     out = tmp_path / "gen"
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--generate", "120",
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli", "demo", "--generate", "120",
                            "--out", str(out), "--seed", "4"], capture_output=True, text=True,
                           cwd=REPO, timeout=120, env={"TZ": "UTC", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     truth = json.loads((out / "truth.json").read_text())
     assert len(truth["tasks"]) == 120 and (out / ".orchestrator" / "state.db").is_file()
-    again = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--generate", "5",
+    again = subprocess.run([sys.executable, "-m", "qwarden.core.cli", "demo", "--generate", "5",
                             "--out", str(out)], capture_output=True, text=True, cwd=REPO,
                            timeout=60)
     assert again.returncode == 64 and "not empty" in again.stderr  # usage error

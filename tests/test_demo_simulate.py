@@ -9,11 +9,11 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from core.config import load_config
-from core.formats import open_engine
-from core.formats.octopoid import writer as ow
-from core.formats.octopoid.simulate import Simulation, create_demo_root
-from core.rules.base import SCORED_KINDS
+from qwarden.core.config import load_config
+from qwarden.core.formats import open_engine
+from qwarden.core.formats.octopoid import writer as ow
+from qwarden.core.formats.octopoid.simulate import Simulation, create_demo_root
+from qwarden.core.rules.base import SCORED_KINDS
 
 
 def db_rows(root: Path) -> dict[str, tuple]:

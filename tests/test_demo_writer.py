@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.formats.octopoid import writer as ow
-from core.formats.octopoid.taskfile import parse_task_bytes
+from qwarden.core.formats.octopoid import writer as ow
+from qwarden.core.formats.octopoid.taskfile import parse_task_bytes
 
 T0 = datetime(2026, 11, 22, 21, 0, 0, 123456)  # naive local, like Octopoid's stamps
 

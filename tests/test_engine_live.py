@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config, LiveOptions
-from core.engine import Engine
-from core.formats import open_engine
-from core.model import Severity, Snapshot
-from core.timefmt import parse_as_of
+from qwarden.core.config import Config, LiveOptions
+from qwarden.core.engine import Engine
+from qwarden.core.formats import open_engine
+from qwarden.core.model import Severity, Snapshot
+from qwarden.core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 
 
@@ -101,8 +101,8 @@ async def test_poll_now_does_not_overlap_and_keeps_last_snapshot_on_error(
 
 
 def test_core_never_imports_textual() -> None:
-    code = ("import sys, pkgutil, importlib, core\n"
-            "for m in pkgutil.walk_packages(core.__path__, 'core.'):\n"
+    code = ("import sys, pkgutil, importlib, qwarden.core as core\n"
+            "for m in pkgutil.walk_packages(core.__path__, 'qwarden.core.'):\n"
             "    importlib.import_module(m.name)\n"
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -157,7 +157,7 @@ def test_incremental_judgement_equals_a_fresh_one_through_a_simulated_run(
     a WAL-mode state.db through short connections (its -wal comes and goes). After every tick
     the warm engine's rescan must judge exactly as a fresh engine does: same findings, no
     leftovers, no duplicates, same verdicts."""
-    from core.formats.octopoid.simulate import Simulation, create_demo_root
+    from qwarden.core.formats.octopoid.simulate import Simulation, create_demo_root
 
     root = create_demo_root(tmp_path, seed=3)
     as_of = parse_as_of((datetime.now() + timedelta(minutes=10)).isoformat())  # one instant
@@ -225,7 +225,7 @@ async def test_a_two_step_write_is_no_finding_but_a_real_one_shows_after_its_sec
     # Octopoid's create_task writes the file, then the row: between the two the task is an
     # orphan file for a moment. That moment is never published; a file that stays without a
     # row is, once its second look has seen it again (confirm_after_s later).
-    from core.formats.octopoid import writer as ow
+    from qwarden.core.formats.octopoid import writer as ow
 
     b = live_state
     cfg = Config(live=LiveOptions(db_check_interval_s=0.2, rejudge_interval_s=0.5))

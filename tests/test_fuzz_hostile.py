@@ -40,8 +40,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.report import Report
+from qwarden.core.cli import main
+from qwarden.core.report import Report
 from tests.builders import StateBuilder
 from tests.hostile import Hang, crashed_writer, deadline, memory_cap, tree
 
@@ -477,7 +477,8 @@ def test_fuzz_subprocess_exit_codes(templates: list[Path], tmp_path: Path) -> No
         done = mutate(ctx, 3)
         stats.update(done)
         before = tree(case)
-        proc = subprocess.run([sys.executable, "-m", "core.cli", "report", "--json", "--root",
+        proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli",
+                               "report", "--json", "--root",
                                str(ctx.root), "--as-of", AS_OF], capture_output=True,
                               text=True, cwd=REPO, timeout=60,
                               env={"PATH": "/usr/bin:/bin", "TZ": "UTC", "HOME": "/nonexistent"})

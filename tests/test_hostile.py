@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.config import load_config
-from core.formats import open_engine
+from qwarden.core.cli import main
+from qwarden.core.config import load_config
+from qwarden.core.formats import open_engine
 from tests.builders import StateBuilder
 from tests.hostile import crashed_writer, deadline, memory_cap, tree
 from tests.test_actions_support import IDS, build_state
@@ -59,7 +59,7 @@ def report(root: Path, *extra: str, as_of: str | None = AS_OF) -> tuple[int, str
 
 def cli(*args: str, timeout: float = 30, env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "qwarden.core.cli", *args], capture_output=True,
                           text=True, cwd=REPO, env=env or ENV, timeout=timeout)
 
 
@@ -89,7 +89,7 @@ def test_fifo_log_does_not_hang_the_console_tail(tmp_path: Path) -> None:
 
 def test_fifo_appearing_while_watch_headless_runs(tmp_path: Path) -> None:
     root = small(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "watch", "--headless",
+    proc = subprocess.Popen([sys.executable, "-m", "qwarden.core.cli", "watch", "--headless",
                              "--root", str(root), "--interval", "0.5", "--ticks", "4"],
                             cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -354,7 +354,7 @@ def test_writer_closing_while_the_crashed_wal_is_copied(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The soak found it: a writer's last close checkpoints and deletes the -wal while the
     reader copies it; the reader then reads the DB as it now is, never an exception."""
-    import core.formats.octopoid.reader as octopoid
+    import qwarden.core.formats.octopoid.reader as octopoid
 
     root = small(tmp_path)
     crashed_wal(root)
@@ -434,7 +434,7 @@ def test_problem_paths_on_stderr_are_cleaned(tmp_path: Path) -> None:
     d = root / "agents" / "evil\x1b]52;c;aGVsbG8=\x07\x1b[2J"
     d.mkdir()
     (d / "state.json").write_text("{not json")
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "report", "--root", str(root),
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli", "report", "--root", str(root),
                            "--as-of", AS_OF], capture_output=True, cwd=REPO, env=ENV,
                           timeout=30)
     assert b"agents/evil" in proc.stderr and b"not valid JSON" in proc.stderr

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config, LiveOptions, Thresholds
-from core.formats import open_engine
-from core.formats.octopoid import writer as ow
-from core.model import Snapshot
+from qwarden.core.config import Config, LiveOptions, Thresholds
+from qwarden.core.formats import open_engine
+from qwarden.core.formats.octopoid import writer as ow
+from qwarden.core.model import Snapshot
 
 STALE_S, ZOMBIE_S = 5.0, 10.0
 CONFIG = Config(thresholds=Thresholds(stale_after_s=STALE_S, zombie_after_s=ZOMBIE_S,

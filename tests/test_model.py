@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.model import (
+from qwarden.core.model import (
     Action,
     Evidence,
     Finding,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.formats.ralf.judge import info_by_subject, judge_root, scored_by_subject
-from core.timefmt import parse_as_of
+from qwarden.core.formats.ralf.judge import info_by_subject, judge_root, scored_by_subject
+from qwarden.core.timefmt import parse_as_of
 from tests.ralf_util import RALF_SAMPLE, copy_sample, tree
 
 pytestmark = [

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from core.formats.ralf.demo import Simulation, generate
-from core.formats.ralf.judge import info_by_subject, judge_root, scored_by_subject
-from core.formats.ralf.sync import apply_sync, plan_sync, undo_sync
-from core.timefmt import parse_as_of
+from qwarden.core.formats.ralf.demo import Simulation, generate
+from qwarden.core.formats.ralf.judge import info_by_subject, judge_root, scored_by_subject
+from qwarden.core.formats.ralf.sync import apply_sync, plan_sync, undo_sync
+from qwarden.core.timefmt import parse_as_of
 from tests.ralf_util import tree_bytes
 
 

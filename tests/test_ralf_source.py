@@ -10,12 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.formats.ralf import layout as lay
-from core.formats.ralf.judge import info_by_subject, judge_root, scored_by_subject
-from core.formats.ralf.parse import parse_events, parse_queue, parse_task_header, scan_events
-from core.formats.ralf.source import RalfSource
-from core.sources.errors import SourceError
-from core.timefmt import parse_as_of
+from qwarden.core.formats.ralf import layout as lay
+from qwarden.core.formats.ralf.judge import info_by_subject, judge_root, scored_by_subject
+from qwarden.core.formats.ralf.parse import (
+    parse_events,
+    parse_queue,
+    parse_task_header,
+    scan_events,
+)
+from qwarden.core.formats.ralf.source import RalfSource
+from qwarden.core.sources.errors import SourceError
+from qwarden.core.timefmt import parse_as_of
 
 AS_OF = parse_as_of("2026-02-01T13:20:00Z")
 HDR = "# {tid}: {title}\n\n**Type:** fix\n**Priority:** high\n**Status:** pending\n" \
@@ -194,7 +199,7 @@ def test_readers_never_raise(text: str) -> None:
                           st.integers(0, 99)), max_size=12), st.booleans())
 def test_latest_completion_is_by_run_number_either_order(evs: list[tuple[str, int]],
                                                          newest_first: bool) -> None:
-    from core.formats.ralf.source import latest_completion
+    from qwarden.core.formats.ralf.source import latest_completion
     rows = [f"- task_id: TASK-{i}\n  type: {t}\n  run_number: {r}\n"
             f"  timestamp: '2026-02-01T{(99 - r) % 24:02d}:00:00Z'\n"
             for i, (t, r) in enumerate(evs)]
@@ -211,8 +216,8 @@ def test_latest_completion_is_by_run_number_either_order(evs: list[tuple[str, in
 
 
 def test_is_a_source_and_rescan_reports_what_changed(tmp_path: Path) -> None:
-    from core.formats.ralf import FORMAT_INFO
-    from core.sources.base import Source
+    from qwarden.core.formats.ralf import FORMAT_INFO
+    from qwarden.core.sources.base import Source
 
     root = _later_layout(tmp_path / "p")
     assert FORMAT_INFO.name == "ralf" and FORMAT_INFO.detect(root)

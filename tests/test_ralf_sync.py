@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from core.actions.journal import Journal
-from core.actions.plan import Refused, StalePlan
-from core.formats.ralf.judge import judge_root, scored_by_subject
-from core.formats.ralf.parse import parse_queue
-from core.formats.ralf.sync import apply_sync, plan_sync, undo_sync
-from core.timefmt import parse_as_of
+from qwarden.core.actions.journal import Journal
+from qwarden.core.actions.plan import Refused, StalePlan
+from qwarden.core.formats.ralf.judge import judge_root, scored_by_subject
+from qwarden.core.formats.ralf.parse import parse_queue
+from qwarden.core.formats.ralf.sync import apply_sync, plan_sync, undo_sync
+from qwarden.core.timefmt import parse_as_of
 from tests.ralf_util import RALF_SAMPLE, copy_sample, tree, tree_bytes
 
 AS_OF = parse_as_of("2026-02-01T13:20:00Z")
@@ -182,7 +182,7 @@ def test_read_only_refuses(tmp_path: Path) -> None:
 def test_interrupted_sync_is_rolled_back_from_the_journal(tmp_path: Path) -> None:
     """A qwarden killed between writing queue.yaml and marking the action done: the next
     writer restores the journaled bytes and removes the backup it made."""
-    import core.formats.ralf.sync as sync_mod
+    import qwarden.core.formats.ralf.sync as sync_mod
 
     root = copy_sample(tmp_path / "s")
     before = tree_bytes(root)
@@ -211,7 +211,7 @@ def test_interrupted_sync_is_rolled_back_from_the_journal(tmp_path: Path) -> Non
 def test_module_cli_dry_run_shows_diff_and_writes_nothing(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]
                                                           ) -> None:
-    from core.formats.ralf.sync import main
+    from qwarden.core.formats.ralf.sync import main
 
     root = _state(tmp_path / "s", "queue: []\n",
                   active={"TASK-9.md": HDR.format(tid="TASK-9", title="Nine")})

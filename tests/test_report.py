@@ -11,9 +11,16 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from core.formats import open_engine
-from core.report import Report, build_report, exit_code, render_json, render_text, write_json
-from core.timefmt import parse_as_of
+from qwarden.core.formats import open_engine
+from qwarden.core.report import (
+    Report,
+    build_report,
+    exit_code,
+    render_json,
+    render_text,
+    write_json,
+)
+from qwarden.core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,13 +86,13 @@ def test_json_report_follows_its_schema_and_exit_codes(tmp_path: Path) -> None:
 
 
 def test_cli_json_schema_and_stdout_stderr_split(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "report", "--json-schema"],
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli", "report", "--json-schema"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     schema = json.loads(proc.stdout)
     assert "findings" in schema["properties"] and "schema_version" in schema["properties"]
     b = nasty_state(tmp_path)
     (b.root / "agents" / "a1" / "status.json").write_text("{not json")
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "report", "--json", "--root",
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli", "report", "--json", "--root",
                            str(b.root), "--as-of", b.now.isoformat()],
                           capture_output=True, text=True, cwd=REPO, timeout=60,
                           env={"TZ": "UTC", "PATH": "/usr/bin:/bin"})
@@ -110,8 +117,8 @@ def test_every_action_hint_is_a_command_the_same_state_accepts(tmp_path: Path, c
     import shlex
     import sqlite3
 
-    from core.cli import main
-    from core.report import action_hint
+    from qwarden.core.cli import main
+    from qwarden.core.report import action_hint
     from tests.test_actions_support import IDS, build_state
 
     root, _ = build_state(tmp_path)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core.formats import open_engine
-from core.model import Liveness, Snapshot
-from core.timefmt import parse_as_of
+from qwarden.core.formats import open_engine
+from qwarden.core.model import Liveness, Snapshot
+from qwarden.core.timefmt import parse_as_of
 from tests.builders import StateBuilder
 
 
@@ -257,7 +257,7 @@ def test_a_dead_pid_dates_the_death_from_the_newest_signal(b: StateBuilder, monk
     # Killed while the scheduler was down: the later reap stamped last_finished a minute ago
     # and left exit code 1. The pid is dead and the agent's own last sign of life is 30 min
     # old: a zombie now, not 5 minutes after the reap's stamp.
-    import core.formats.octopoid.reader as octo
+    import qwarden.core.formats.octopoid.reader as octo
 
     b.task("t1", db_queue="claimed", trail=claim(3600), db={"claimed_by": "a1",
                                                             "claimed_at": 3600})
@@ -375,8 +375,8 @@ def test_file_only_mode_without_db(tmp_path: Path) -> None:
 
 
 def test_unread_terminal_until_a_supervisor_marks_it_read(b: StateBuilder) -> None:
-    from core.actions.apply import apply
-    from core.formats.octopoid.actions import make_plan
+    from qwarden.core.actions.apply import apply
+    from qwarden.core.formats.octopoid.actions import make_plan
 
     b.task("d1", db_queue="done", file_queues=("done",),
            trail=[*claim(3000), ("SUBMITTED_AT", 2000), ("COMMITS_COUNT", 2),
@@ -427,7 +427,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 def test_rules_are_called_only_where_they_can_fire(generated, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The registry's scope table only skips calls that would have found nothing: judging
     a generated state (every anomaly kind) with it and without it gives the same findings."""
-    from core.rules import registry
+    from qwarden.core.rules import registry
 
     root, as_of = generated
     scoped = open_engine(root, as_of=as_of).scan()

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config
-from core.engine import Engine
-from core.formats import open_engine
-from core.formats.octopoid import queue_files
-from core.model import Snapshot
-from core.sources.forkmap import fork_map
+from qwarden.core.config import Config
+from qwarden.core.engine import Engine
+from qwarden.core.formats import open_engine
+from qwarden.core.formats.octopoid import queue_files
+from qwarden.core.model import Snapshot
+from qwarden.core.sources.forkmap import fork_map
 from tests.builders import StateBuilder
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
@@ -303,7 +303,7 @@ def test_the_worker_s_progress_shows_while_the_db_is_read(
 @needs_fork
 def test_a_db_that_cannot_be_read_leaves_no_worker_behind(
         tmp_path: Path, utc_tz: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.sources.errors import SourceError
+    from qwarden.core.sources.errors import SourceError
 
     b = StateBuilder(tmp_path, now=datetime.now())
     for i in range(30):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.formats.octopoid.reader import parse_json_object
-from core.formats.octopoid.taskfile import parse_task_bytes
+from qwarden.core.formats.octopoid.reader import parse_json_object
+from qwarden.core.formats.octopoid.taskfile import parse_task_bytes
 
 BASE = """# [TASK-abc12345] Wire up settings page
 

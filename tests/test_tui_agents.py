@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from qwarden.tui.screens.agents import AgentsScreen
+from qwarden.tui.widgets.agents_list import AgentsList, natural_key
 from tests.builders import StateBuilder
 from tests.pilot import frozen_app
-from tui.screens.agents import AgentsScreen
-from tui.widgets.agents_list import AgentsList, natural_key
 
 
 def test_natural_key_orders_numbers_by_value() -> None:

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config, LiveOptions
-from core.engine import Engine
-from core.formats import open_engine, open_source
-from core.timefmt import parse_as_of
+from qwarden.core.config import Config, LiveOptions
+from qwarden.core.engine import Engine
+from qwarden.core.formats import open_engine, open_source
+from qwarden.core.timefmt import parse_as_of
+from qwarden.tui.app import QwardenApp
+from qwarden.tui.lanes import LaneFilter
+from qwarden.tui.screens.help import HelpScreen
+from qwarden.tui.screens.prompt import PromptScreen
+from qwarden.tui.widgets.detail_pane import DetailPane
+from qwarden.tui.widgets.header_bar import HeaderBar
 from tests.builders import StateBuilder, generated_utc_state
 from tests.pilot import frozen_app, ready, wait_until
-from tui.app import QwardenApp
-from tui.lanes import LaneFilter
-from tui.screens.help import HelpScreen
-from tui.screens.prompt import PromptScreen
-from tui.widgets.detail_pane import DetailPane
-from tui.widgets.header_bar import HeaderBar
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ async def test_first_paint_orders_lane_by_attention(generated: tuple[Path, datet
         # it opens on the lane with the most tasks whose worst finding is critical
         from collections import Counter
 
-        from core.model import Severity
+        from qwarden.core.model import Severity
         crit = snap.tasks_with(Severity.CRITICAL)
         by_lane = Counter(snap.verdicts[t].effective_state for t in crit)
         assert by_lane and by_lane[main.lane] == max(by_lane.values())
@@ -95,7 +95,7 @@ async def test_navigation_keys(generated: tuple[Path, datetime]) -> None:
         assert app.main_screen.lane == first_lane
         assert lst.current_key == key
         # enter: the task on the whole screen; esc: back to the list
-        from tui.screens.task import TaskScreen
+        from qwarden.tui.screens.task import TaskScreen
         await pilot.press("enter")
         await pilot.pause(0.1)
         assert isinstance(app.screen, TaskScreen) and app.screen.task_id == key
@@ -235,8 +235,8 @@ async def test_findings_and_agents_views_jump_to_task(
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(app, pilot)
         await pilot.press("F")
-        from tui.screens.findings import FindingsScreen
-        from tui.widgets.findings_list import FindingsList
+        from qwarden.tui.screens.findings import FindingsScreen
+        from qwarden.tui.widgets.findings_list import FindingsList
         assert isinstance(app.screen, FindingsScreen)
         fl = app.screen.query_one(FindingsList)
         assert fl.rows[0].startswith("h:")
@@ -247,7 +247,7 @@ async def test_findings_and_agents_views_jump_to_task(
         assert app.screen is app.main_screen
         assert app.main_screen.lane_list.current_key == f.task_id
         await pilot.press("A")
-        from tui.screens.agents import AgentsScreen
+        from qwarden.tui.screens.agents import AgentsScreen
         assert isinstance(app.screen, AgentsScreen)
         await pilot.press("escape")
         assert app.screen is app.main_screen
@@ -389,7 +389,7 @@ async def test_no_render_while_modal_open(tmp_path: Path, utc_tz: None) -> None:
 
 
 def test_theme_choice_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tui.themes import choose_theme
+    from qwarden.tui.themes import choose_theme
 
     avail = {"qwarden-dark", "qwarden-light", "qwarden-contrast", "textual-dark"}
     monkeypatch.delenv("TEXTUAL_THEME", raising=False)
@@ -404,7 +404,7 @@ def test_theme_choice_order(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_stylesheet_uses_theme_variables_only() -> None:
     import re
 
-    from tui.themes import QWARDEN_THEMES, STATUS_DEFAULTS, STYLESHEET
+    from qwarden.tui.themes import QWARDEN_THEMES, STATUS_DEFAULTS, STYLESHEET
 
     css = re.sub(r"/\*.*?\*/", "", STYLESHEET.read_text(), flags=re.S)
     assert not re.search(r"#[0-9a-fA-F]{3,8}\b|\brgba?\(|\bhsl\(", css)

@@ -14,9 +14,9 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.color import Color
 
+from qwarden.tui.app import QwardenApp
 from tests.builders import generated_utc_state
 from tests.pilot import frozen_app
-from tui.app import QwardenApp
 
 AA = 4.5
 

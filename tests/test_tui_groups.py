@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from core.actions.apply import undo
+from qwarden.core.actions.apply import undo
+from qwarden.tui.screens.confirm import ConfirmScreen
+from qwarden.tui.screens.prompt import PromptScreen
 from tests.builders import StateBuilder
 from tests.test_tui_interventions import app_for, db_queue, settle
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.prompt import PromptScreen
 
 FAILED = ("f0000001", "f0000002", "f0000003", "f0000004")
 STAMP = re.compile(r"\d{4}-\d\d-\d\d[T ][\d:.]+(?:[+-]\d\d:\d\d|Z)?")
@@ -140,8 +140,8 @@ async def test_mark_all_refuses_live_work_and_says_why(tmp_path: Path) -> None:
 
 
 async def test_fix_this_group_from_the_findings_view(tmp_path: Path) -> None:
-    from tui.screens.findings import FindingsScreen
-    from tui.widgets.findings_list import FindingsList
+    from qwarden.tui.screens.findings import FindingsScreen
+    from qwarden.tui.widgets.findings_list import FindingsList
 
     b = StateBuilder(tmp_path)
     for i in range(3):

@@ -10,13 +10,13 @@ import pytest
 from textual.geometry import Region
 from textual.widget import Widget
 
-from core.config import Config
-from core.formats import open_engine
+from qwarden.core.config import Config
+from qwarden.core.formats import open_engine
+from qwarden.tui.app import QwardenApp
+from qwarden.tui.widgets.detail_pane import DetailPane
+from qwarden.tui.widgets.header_bar import HeaderBar
+from qwarden.tui.widgets.trace_pane import TracePane
 from tests.builders import StateBuilder
-from tui.app import QwardenApp
-from tui.widgets.detail_pane import DetailPane
-from tui.widgets.header_bar import HeaderBar
-from tui.widgets.trace_pane import TracePane
 
 OSC52 = "\x1b]52;c;ZXZpbCBjbGlwYm9hcmQ=\x07"
 CSI2J = "\x1b[2J"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config
-from core.formats import open_engine
-from core.timefmt import parse_as_of
+from qwarden.core.config import Config
+from qwarden.core.formats import open_engine
+from qwarden.core.timefmt import parse_as_of
+from qwarden.tui.app import QwardenApp
+from qwarden.tui.screens.confirm import ConfirmScreen
 from tests.builders import StateBuilder
-from tui.app import QwardenApp
-from tui.screens.confirm import ConfirmScreen
 
 
 @pytest.fixture(autouse=True)
@@ -143,8 +143,8 @@ async def test_cancel_asks_for_a_reason_then_moves_to_rejected(tmp_path: Path) -
 async def test_autofix_runs_after_a_poll_and_can_be_paused(tmp_path: Path) -> None:
     from datetime import datetime
 
-    from core.actions.autofix import AutoFixer
-    from core.config import LiveOptions
+    from qwarden.core.actions.autofix import AutoFixer
+    from qwarden.core.config import LiveOptions
 
     b = StateBuilder(tmp_path, now=datetime.now())
     b.task("0f0f0f01", db_queue=None)  # an orphan: safe mode registers it
@@ -216,7 +216,7 @@ async def test_prompts_show_their_whole_prefix_and_split_its_format(
         tmp_path: Path, key: str, kind: str) -> None:
     from textual.widgets import Input, Label
 
-    from tui.screens.prompt import PromptScreen
+    from qwarden.tui.screens.prompt import PromptScreen
 
     b = state(tmp_path)
     app = app_for(b)

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from textual.widgets import Footer
 
+from qwarden.tui.screens.help import HelpScreen
+from qwarden.tui.widgets.detail_pane import DetailPane
+from qwarden.tui.widgets.lane_tabs import LaneTabs
+from qwarden.tui.widgets.trace_pane import TracePane
 from tests.builders import StateBuilder, generated_utc_state
 from tests.pilot import frozen_app, ready
-from tui.screens.help import HelpScreen
-from tui.widgets.detail_pane import DetailPane
-from tui.widgets.lane_tabs import LaneTabs
-from tui.widgets.trace_pane import TracePane
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +157,8 @@ async def test_help_at_80x24_keeps_descriptions_and_explains_kinds(
 
 
 def test_a_rows_finding_kinds_come_before_its_title(tmp_path: Path) -> None:
-    from core.formats import open_engine
-    from tui.widgets.lane_list import LaneList
+    from qwarden.core.formats import open_engine
+    from qwarden.tui.widgets.lane_list import LaneList
 
     b = StateBuilder(tmp_path)
     b.task("aaaa0001", db_queue=None,

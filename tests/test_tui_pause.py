@@ -14,12 +14,12 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-from core.config import Config, LiveOptions
-from core.formats import open_engine
+from qwarden.core.config import Config, LiveOptions
+from qwarden.core.formats import open_engine
+from qwarden.tui.app import QwardenApp
+from qwarden.tui.lanes import LaneIndex
 from tests.builders import StateBuilder
 from tests.pilot import wait_until
-from tui.app import QwardenApp
-from tui.lanes import LaneIndex
 
 
 def _move(root: Path, tid: str, src: str, dst: str) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from textual import events
 
+from qwarden.tui.app import EXIT_INTERNAL, QwardenApp, exit_status
+from qwarden.tui.screens.main import MainScreen
 from tests.builders import StateBuilder
 from tests.pilot import frozen_app
-from tui.app import EXIT_INTERNAL, QwardenApp, exit_status
-from tui.screens.main import MainScreen
 
 
 def _app(tmp_path: Path) -> QwardenApp:

@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from core.config import Config
-from core.formats import open_engine
-from core.model import Snapshot
+from qwarden.core.config import Config
+from qwarden.core.formats import open_engine
+from qwarden.core.model import Snapshot
+from qwarden.tui import lanes
+from qwarden.tui.lanes import ATTENTION, LaneFilter, LaneIndex, sort_key, worst_rank
+from qwarden.tui.screens.main import MainScreen
+from qwarden.tui.widgets.lane_list import LaneList
 from tests.builders import generated_utc_state
 from tests.pilot import frozen_app, wait_until
-from tui import lanes
-from tui.lanes import ATTENTION, LaneFilter, LaneIndex, sort_key, worst_rank
-from tui.screens.main import MainScreen
-from tui.widgets.lane_list import LaneList
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def big_snap(big: tuple[Path, datetime]) -> Snapshot:
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lanes, "CHUNK", 64)
     monkeypatch.setattr(lanes, "SYNC_SCAN", 300)
-    import tui.screens.main as main_mod
+    import qwarden.tui.screens.main as main_mod
     monkeypatch.setattr(main_mod, "SYNC_SCAN", 300)
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import pytest_textual_snapshot as pts
 
-from core.config import Config
-from core.formats import open_engine
+from qwarden.core.config import Config
+from qwarden.core.formats import open_engine
+from qwarden.tui.app import QwardenApp
 from tests.builders import generated_utc_state
-from tui.app import QwardenApp
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 
@@ -50,9 +50,9 @@ def make_app(state: tuple[Path, datetime], theme: str) -> QwardenApp:
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
     """Until the debounced detail and trace show the task under the cursor, scrolled where
     they go (a loaded machine fires those timers late: a fixed wait made the shots flaky)."""
+    from qwarden.tui.widgets.detail_pane import DetailPane
+    from qwarden.tui.widgets.trace_pane import TracePane
     from tests.pilot import wait_until
-    from tui.widgets.detail_pane import DetailPane
-    from tui.widgets.trace_pane import TracePane
 
     app = pilot.app
     await app.workers.wait_for_complete()

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from core.model import Severity
+from qwarden.core.model import Severity
+from qwarden.tui.app import QwardenApp
+from qwarden.tui.screens.task import TaskBody, TaskScreen
+from qwarden.tui.widgets.detail_pane import DetailPane
+from qwarden.tui.widgets.trace_pane import TracePane
 from tests.builders import generated_utc_state
 from tests.pilot import frozen_app
-from tui.app import QwardenApp
-from tui.screens.task import TaskBody, TaskScreen
-from tui.widgets.detail_pane import DetailPane
-from tui.widgets.trace_pane import TracePane
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ async def test_findings_first_with_the_action_key_then_sides_then_trace(
 
 async def test_an_action_key_in_the_task_view_acts_on_its_task(
         generated: tuple[Path, datetime]) -> None:
-    from tui.screens.prompt import PromptScreen
+    from qwarden.tui.screens.prompt import PromptScreen
 
     root, as_of = generated
     app = frozen_app(root, as_of, read_only=True)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from core.model import Severity
+from qwarden.core.model import Severity
+from qwarden.tui.app import QwardenApp
+from qwarden.tui.lanes import ATTENTION, sort_key, worst_rank
+from qwarden.tui.widgets.lane_tabs import LaneTabs
 from tests.builders import generated_utc_state
 from tests.pilot import frozen_app, ready
-from tui.app import QwardenApp
-from tui.lanes import ATTENTION, sort_key, worst_rank
-from tui.widgets.lane_tabs import LaneTabs
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ async def test_attention_view_lists_every_lanes_problems_worst_first(
         at = main.lane_list.cursor
         await pilot.press("j", "enter")
         await pilot.pause()
-        from tui.screens.task import TaskScreen
+        from qwarden.tui.screens.task import TaskScreen
         assert isinstance(app.screen, TaskScreen) and app.screen.task_id == rows[at + 1]
 
 
@@ -106,8 +106,8 @@ async def test_n_and_N_walk_every_critical_across_lanes(
 async def test_bell_rings_on_a_new_critical_only(tmp_path: Path, utc_tz: None) -> None:
     import sqlite3
 
-    from core.config import Config, LiveOptions
-    from core.formats import open_engine
+    from qwarden.core.config import Config, LiveOptions
+    from qwarden.core.formats import open_engine
     from tests.builders import StateBuilder
     from tests.pilot import wait_until
 

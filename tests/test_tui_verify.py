@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from core.config import Config
-from core.formats import open_engine
-from core.timefmt import parse_as_of
+from qwarden.core.config import Config
+from qwarden.core.formats import open_engine
+from qwarden.core.timefmt import parse_as_of
+from qwarden.tui.app import QwardenApp
+from qwarden.tui.widgets.trace_pane import TracePane
 from tests.test_tui_interventions import db_queue, settle, state
-from tui.app import QwardenApp
-from tui.widgets.trace_pane import TracePane
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core.alerts import ExecAlerts
-from core.config import AlertOptions
-from core.watch import FindingEvent
+from qwarden.core.alerts import ExecAlerts
+from qwarden.core.config import AlertOptions
+from qwarden.core.watch import FindingEvent
 from tests.test_watch_headless import REPO, Lines, live_state
 
 
@@ -97,7 +97,8 @@ def test_watch_sends_each_new_critical_to_a_real_command(tmp_path: Path) -> None
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     hook = f'cat > "{inbox}/$QWARDEN_TASK_ID.$QWARDEN_KIND.json"'
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "watch", "--headless", "--root",
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli",
+                           "watch", "--headless", "--root",
                            str(root), "--ticks", "2", "--interval", "0.3", "--exec", hook],
                           capture_output=True, text=True, cwd=REPO, timeout=90,
                           env={**os.environ, "TZ": "UTC"})
@@ -115,7 +116,8 @@ def test_a_hanging_command_never_holds_the_watch_up(tmp_path: Path) -> None:
     root = live_state(tmp_path).root
     children = tmp_path / "children"
     hook = f"sleep 60 & echo $! >> {children}; wait"
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "watch", "--headless", "--root",
+    proc = subprocess.Popen([sys.executable, "-m", "qwarden.core.cli",
+                             "watch", "--headless", "--root",
                              str(root), "--ticks", "3", "--interval", "0.3", "--exec", hook,
                              "--config", str(_config(tmp_path, exec_timeout_s=4))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -18,9 +18,9 @@ from typing import IO
 
 import pytest
 
-from core.formats import open_engine
-from core.model import Severity
-from core.watch import (
+from qwarden.core.formats import open_engine
+from qwarden.core.model import Severity
+from qwarden.core.watch import (
     AutofixEvent,
     ChangeTracker,
     FindingEvent,
@@ -127,7 +127,7 @@ def test_a_severity_change_is_one_line_and_a_new_critical(tmp_path: Path) -> Non
 # ------------------------------------------------------------------ the command
 
 def _watch(root: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "core.cli", "watch", "--headless",
+    return subprocess.Popen([sys.executable, "-m", "qwarden.core.cli", "watch", "--headless",
                              "--root", str(root), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO,
                             env={**os.environ, "TZ": "UTC"})
@@ -169,7 +169,8 @@ def test_ticks_2_runs_exactly_two_fixer_passes(tmp_path: Path) -> None:
     """Issue 8 defect 8: `--ticks 2` ran three fixer passes (the initial one, then one per
     poll for two polls)."""
     root = live_state(tmp_path).root
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "watch", "--headless", "--root",
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli",
+                           "watch", "--headless", "--root",
                            str(root), "--interval", "0.3", "--ticks", "2", "--fix",
                            "observe"], capture_output=True, text=True, cwd=REPO, timeout=90,
                           env={**os.environ, "TZ": "UTC"})
@@ -202,7 +203,8 @@ def test_the_first_tick_is_the_initial_scan_printed_at_once(tmp_path: Path) -> N
     finally:
         if proc.poll() is None:
             proc.kill()
-    proc1 = subprocess.run([sys.executable, "-m", "core.cli", "watch", "--headless", "--root",
+    proc1 = subprocess.run([sys.executable, "-m", "qwarden.core.cli",
+                            "watch", "--headless", "--root",
                             str(root), "--ticks", "1"], capture_output=True, text=True,
                            cwd=REPO, timeout=60, env={**os.environ, "TZ": "UTC"})
     assert proc1.returncode == 2 and proc1.stdout.splitlines()[-1].endswith(" last tick")
@@ -283,7 +285,8 @@ def test_unreadable_paths_are_said_once_on_stderr(tmp_path: Path) -> None:
     b.agent("impl-1", running=False)
     root = b.build()
     (root / "agents" / "impl-1" / "state.json").write_text("{not json\x1b]0;title\x07")
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "watch", "--headless", "--root",
+    proc = subprocess.run([sys.executable, "-m", "qwarden.core.cli",
+                           "watch", "--headless", "--root",
                            str(root), "--ticks", "2", "--interval", "0.3"],
                           capture_output=True, text=True, cwd=REPO, timeout=60,
                           env={**os.environ, "TZ": "UTC"})

@@ -24,18 +24,18 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 
-from core.clihelp import EXIT_INTERNAL
-from core.config import Config
-from core.engine import Engine
-from core.formats import open_engine
-from core.model import Severity, Snapshot
-from core.textsafe import clean_line
-from tui.keys import APP_BINDINGS
-from tui.screens.agents import AgentsScreen
-from tui.screens.findings import FindingsScreen
-from tui.screens.help import HelpScreen
-from tui.screens.main import MainScreen
-from tui.themes import QWARDEN_THEMES, STATUS_DEFAULTS, STYLESHEET, choose_theme
+from qwarden.core.clihelp import EXIT_INTERNAL
+from qwarden.core.config import Config
+from qwarden.core.engine import Engine
+from qwarden.core.formats import open_engine
+from qwarden.core.model import Severity, Snapshot
+from qwarden.core.textsafe import clean_line
+from qwarden.tui.keys import APP_BINDINGS
+from qwarden.tui.screens.agents import AgentsScreen
+from qwarden.tui.screens.findings import FindingsScreen
+from qwarden.tui.screens.help import HelpScreen
+from qwarden.tui.screens.main import MainScreen
+from qwarden.tui.themes import QWARDEN_THEMES, STATUS_DEFAULTS, STYLESHEET, choose_theme
 
 
 class SnapshotArrived(Message):
@@ -319,8 +319,8 @@ def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | Non
         label = "~" + label[len(home):]
     autofix = None
     if fix is not None and as_of is None:
-        from core.actions.apply import recover
-        from core.actions.autofix import AutoFixer
+        from qwarden.core.actions.apply import recover
+        from qwarden.core.actions.autofix import AutoFixer
 
         if fix != "observe" and not config.read_only:
             recover(engine.root)  # finish or undo what a killed writer left, first

@@ -3,8 +3,8 @@ the row symbols: shown in help (``?``), in the task view and in the findings vie
 
 from __future__ import annotations
 
-from core.model import Action, Finding, Snapshot
-from core.report import command_hint
+from qwarden.core.model import Action, Finding, Snapshot
+from qwarden.core.report import command_hint
 
 # kind -> (what it means, what fixes it)
 GLOSSARY: dict[str, tuple[str, str]] = {

@@ -13,18 +13,18 @@ import getpass
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from core.actions.apply import apply
-from core.actions.guard import live_work_refusal
-from core.actions.plan import Plan, Refused, StalePlan
-from core.formats.octopoid.actions import Subtask, make_plan
-from core.formats.octopoid.reader import SourceError
-from core.model import Snapshot
-from tui.glossary import planner_for
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.prompt import PromptScreen
+from qwarden.core.actions.apply import apply
+from qwarden.core.actions.guard import live_work_refusal
+from qwarden.core.actions.plan import Plan, Refused, StalePlan
+from qwarden.core.formats.octopoid.actions import Subtask, make_plan
+from qwarden.core.formats.octopoid.reader import SourceError
+from qwarden.core.model import Snapshot
+from qwarden.tui.glossary import planner_for
+from qwarden.tui.screens.confirm import ConfirmScreen
+from qwarden.tui.screens.prompt import PromptScreen
 
 if TYPE_CHECKING:
-    from tui.app import QwardenApp
+    from qwarden.tui.app import QwardenApp
 
 # key action -> (planner kind, prompt for a note or None, note required)
 ACTIONS: dict[str, tuple[str, str | None, bool]] = {
@@ -60,7 +60,7 @@ def live_snapshot(app: QwardenApp) -> Snapshot | None:
     snap = app.engine.snapshot
     if snap is None or snap.live:
         return snap
-    from core.formats import open_engine
+    from qwarden.core.formats import open_engine
 
     return open_engine(app.engine.root, app.config).scan()
 
@@ -188,8 +188,8 @@ class Intervention:
             verify = self.app.config.actions.get("verify") if self.kind == "accept" else None
             if verify:
                 # the config's verify command gates an accept, from the console as from the CLI
-                from core.actions.cli import run_verify
-                from tui.widgets.trace_pane import TracePane
+                from qwarden.core.actions.cli import run_verify
+                from qwarden.tui.widgets.trace_pane import TracePane
 
                 pane = self.app.main_screen.query_one(TracePane)
                 tid, app = self.task_id, self.app

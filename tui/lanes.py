@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import overload
 
-from core.model import Severity, Snapshot, Task
-from core.textsafe import clean_line
+from qwarden.core.model import Severity, Snapshot, Task
+from qwarden.core.textsafe import clean_line
 
 _PRIO = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
 Key = tuple[int, int, float, str]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tui.lanes import LaneFilter, LaneIndex
+from qwarden.tui.lanes import LaneFilter, LaneIndex
 
 
 class Marks:

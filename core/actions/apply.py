@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.actions.journal import ActionRow, Journal
-from core.actions.plan import (
+from qwarden.core.actions.journal import ActionRow, Journal
+from qwarden.core.actions.plan import (
     ACTION_FILE_MAX_BYTES,
     FileOp,
     Plan,
@@ -36,7 +36,8 @@ from core.actions.plan import (
     check_inside_root,
     sha256,
 )
-from core.safeio import read_whole
+from qwarden.core.atomicfile import existing_mode, temp_name, unlink_durable, write_atomic
+from qwarden.core.safeio import read_whole
 
 CRASH_ENV = "QWARDEN_CRASH_AT"
 BUSY_TIMEOUT_MS = 5000
@@ -130,57 +131,29 @@ def _check_file(root: Path, f: FileOp, task_id: str) -> None:
 
 # ------------------------------------------------------------------ atomic file ops
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _grab_name(path: Path, aid: int) -> Path:
     return path.parent / f".{path.name}.qw{aid}.grab"
 
 
 def _tmp_name(path: Path, aid: int) -> Path:
-    return path.parent / f".{path.name}.qw{aid}.tmp"
+    return temp_name(path, f"qw{aid}")
 
 
 def _write_atomic(path: Path, data: bytes, aid: int, step: str, no_clobber: bool,
                   mode: int = 0o644) -> None:
-    """Temp file in the same dir, fsync, then os.replace (or os.link when the target must not
-    exist: link fails instead of overwriting what an agent just created), fsync the dir."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path, aid)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """``atomicfile.write_atomic``; ``no_clobber`` refuses (stale plan) a target that appeared
+    meanwhile instead of overwriting what an agent just created."""
     try:
-        os.write(fd, data) if data else None
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _crash(step + ":tmp")
-    if no_clobber:
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            os.unlink(tmp)
-            raise StalePlan(f"{path.name}: appeared in {path.parent.name}/ meanwhile") from None
-        os.unlink(tmp)
-    else:
-        os.replace(tmp, path)
-    _fsync_dir(path.parent)
+        write_atomic(path, data, tag=f"qw{aid}", no_clobber=no_clobber, mode=mode,
+                     after_temp=lambda: _crash(step + ":tmp"))
+    except FileExistsError:
+        raise StalePlan(f"{path.name}: appeared in {path.parent.name}/ meanwhile") from None
 
 
-def _unlink(path: Path) -> None:
-    os.unlink(path)
-    _fsync_dir(path.parent)
+_unlink = unlink_durable
 
 
-def _mode(path: Path) -> int:
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        return 0o644
+_mode = existing_mode
 
 
 def _do_file(root: Path, f: FileOp, aid: int, step: str, task_id: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,14 +27,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.actions.apply import apply
-from core.actions.guard import live_work_refusal
-from core.actions.journal import FIXES, ActionRow, Journal
-from core.actions.plan import Refused, StalePlan, check_inside_root
-from core.config import Config
-from core.formats.octopoid.actions import make_plan
-from core.formats.octopoid.reader import SourceError
-from core.model import Finding, Snapshot
+from qwarden.core.actions.apply import apply
+from qwarden.core.actions.guard import live_work_refusal
+from qwarden.core.actions.journal import FIXES, ActionRow, Journal
+from qwarden.core.actions.plan import Refused, StalePlan, check_inside_root
+from qwarden.core.atomicfile import write_atomic
+from qwarden.core.config import Config
+from qwarden.core.formats.octopoid.actions import make_plan
+from qwarden.core.formats.octopoid.reader import SourceError
+from qwarden.core.model import Finding, Snapshot
 
 MODES = ("observe", "safe", "aggressive")
 OUTPUTS = ("autofix-notes.md", "metrics.prom", "metrics-history.jsonl")
@@ -245,9 +245,4 @@ def prometheus_text(rep: TickReport, totals: Counter[str]) -> str:
 
 
 def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, text.encode(), tag="qw")

@@ -17,22 +17,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.actions.apply import Result, apply, inverse_plan, recover, stale_message
-from core.actions.guard import TALKS_ONLY
-from core.actions.journal import Journal
-from core.actions.plan import Plan, Refused, StalePlan
-from core.clihelp import ACTION_EXITS, PLAIN_EXITS, UsageError, add_command
-from core.config import Config, ConfigError, load_config
-from core.formats import locate
-from core.formats.octopoid.actions import (
+from qwarden.core.actions.apply import Result, apply, inverse_plan, recover, stale_message
+from qwarden.core.actions.guard import TALKS_ONLY
+from qwarden.core.actions.journal import Journal
+from qwarden.core.actions.plan import Plan, Refused, StalePlan
+from qwarden.core.clihelp import ACTION_EXITS, PLAIN_EXITS, UsageError, add_command
+from qwarden.core.config import Config, ConfigError, load_config
+from qwarden.core.formats import locate
+from qwarden.core.formats.octopoid.actions import (
     PLANNERS,
     Subtask,
     judge_task,
     make_plan,
 )
-from core.formats.octopoid.reader import resolve_root
-from core.sources.errors import SourceError
-from core.textsafe import clean_line, diagnostic
+from qwarden.core.formats.octopoid.reader import resolve_root
+from qwarden.core.sources.errors import SourceError
+from qwarden.core.textsafe import clean_line, diagnostic
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE = 0, 1, 3
 
@@ -139,7 +139,7 @@ def add_action_commands(subparsers: Any) -> None:
             p.add_argument("--type", dest="msg_type", default="warning",
                            choices=("info", "warning", "error", "question"))
         _common(p)
-    from core.formats import FORMATS
+    from qwarden.core.formats import FORMATS
 
     extra: dict[str, str] = {}
     for info in FORMATS.values():

@@ -8,9 +8,9 @@ task and whose newest sign of life is younger than the zombie threshold.
 
 from __future__ import annotations
 
-from core.config import Thresholds
-from core.liveness import agents_at_work_on
-from core.model import Liveness, Snapshot
+from qwarden.core.config import Thresholds
+from qwarden.core.liveness import agents_at_work_on
+from qwarden.core.model import Liveness, Snapshot
 
 # Actions that only talk about a task (the inbox, the journal) and never write its file or row.
 TALKS_ONLY = frozenset({"escalate", "mark-read"})

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.actions.plan import Plan, check_inside_root, sha256
+from qwarden.core.actions.plan import Plan, check_inside_root, sha256
 
 STATES = ("planned", "applying", "done", "rolled_back", "undone", "failed")
 UNFINISHED = ("planned", "applying")
@@ -58,7 +58,7 @@ def warden_dir(root: Path) -> Path:
     return Path(root) / "warden"
 
 
-from core.reviews import REVIEWS_SQL, read_reviews  # noqa: E402,F401  (shared with observers)
+from qwarden.core.reviews import REVIEWS_SQL, read_reviews  # noqa: E402,F401  (shared with observers)
 
 
 def _now() -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.safeio import LeavesRoot, check_inside
+from qwarden.core.safeio import LeavesRoot, check_inside
 
 # An action rewrites a task file whole, so it reads it whole: bigger files are refused (the
 # report reads a bounded prefix of them instead).

@@ -1,6 +1,6 @@
 """Soak: randomized interventions against the demo's live simulated agents, some SIGKILLed at a
 random journal step and recovered. Prints lost tasks, DB/file divergences introduced (both must
-be 0), actions refused as stale, and action latency. ``python -m core.actions.soak [N]``.
+be 0), actions refused as stale, and action latency. ``python -m qwarden.core.actions.soak [N]``.
 
 The agents run in a thread of this process; a killed intervention runs in a subprocess with
 ``QWARDEN_CRASH_AT``. Half the in-process actions race the agents freely; the other half (and
@@ -24,19 +24,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.actions.apply import CRASH_ENV, _history_rows, apply, read_row, recover
-from core.actions.journal import Journal
-from core.actions.plan import Plan, Refused, StalePlan, sha256
-from core.clihelp import scratch_dir
-from core.formats.octopoid.actions import make_plan
+from qwarden.core.actions.apply import CRASH_ENV, _history_rows, apply, read_row, recover
+from qwarden.core.actions.journal import Journal
+from qwarden.core.actions.plan import Plan, Refused, StalePlan, sha256
+from qwarden.core.clihelp import scratch_dir
+from qwarden.core.formats.octopoid.actions import make_plan
 
 KINDS = {"failed": ["retry", "cancel", "clear-error"], "provisional": ["accept", "cancel"],
          "claimed": ["release", "retry"], "incoming": ["cancel", "escalate", "clear-error"],
          "done": ["mark-read"], "needs_continuation": ["retry"], "rejected": ["mark-read"]}
 STEPS = ("intent", "file:0:tmp", "file:0:linked", "file:0:grabbed", "file:0", "rows", "commit",
          "done")
-RUNNER = ("import json,sys\nfrom pathlib import Path\nfrom core.actions.apply import apply\n"
-          "from core.actions.plan import Plan\napply(Path(sys.argv[1]), Plan.from_json("
+RUNNER = ("import json,sys\nfrom pathlib import Path\n"
+          "from qwarden.core.actions.apply import apply\n"
+          "from qwarden.core.actions.plan import Plan\napply(Path(sys.argv[1]), Plan.from_json("
           "json.loads(Path(sys.argv[2]).read_text())))\n")
 
 
@@ -123,7 +124,7 @@ def soak(n: int = 1000, seed: int = 0, kill_rate: float = 0.1, base: Path | None
 
 
 def _soak(n: int, seed: int, kill_rate: float, base: Path, echo: Any) -> dict[str, Any]:
-    from core.formats.octopoid.simulate import Simulation, create_demo_root
+    from qwarden.core.formats.octopoid.simulate import Simulation, create_demo_root
 
     root = create_demo_root(base / "demo", seed=seed)
     sim = Simulation(root, seed=seed, faults=True)
@@ -238,7 +239,7 @@ def _soak(n: int, seed: int, kill_rate: float, base: Path, echo: Any) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.actions.soak")
+    p = argparse.ArgumentParser(prog="python -m qwarden.core.actions.soak")
     p.add_argument("n", nargs="?", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kill-rate", type=float, default=0.1)

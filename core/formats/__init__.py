@@ -11,12 +11,12 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from core.config import Config
-from core.formats.coordination import FORMAT_INFO as COORDINATION
-from core.formats.octopoid.source import FORMAT_INFO as OCTOPOID
-from core.formats.ralf import FORMAT_INFO as RALF
-from core.sources.base import FormatInfo, Source
-from core.sources.errors import SourceError
+from qwarden.core.config import Config
+from qwarden.core.formats.coordination import FORMAT_INFO as COORDINATION
+from qwarden.core.formats.octopoid.source import FORMAT_INFO as OCTOPOID
+from qwarden.core.formats.ralf import FORMAT_INFO as RALF
+from qwarden.core.sources.base import FormatInfo, Source
+from qwarden.core.sources.errors import SourceError
 
 FORMATS: dict[str, FormatInfo] = {f.name: f for f in (OCTOPOID, RALF, COORDINATION)}
 FORMAT_NAMES: tuple[str, ...] = ("auto", *FORMATS)
@@ -90,7 +90,7 @@ def _given(root: str | os.PathLike[str] | None) -> str | None:
 def open_engine(root: str | os.PathLike[str] | None, config: Config | None = None,
                 as_of: datetime | None = None, follow: bool = True, fmt: str = "auto"):
     """An engine over the source for ``root`` (see ``open_source``)."""
-    from core.engine import Engine
+    from qwarden.core.engine import Engine
 
     config = config or Config()
     source = open_source(root, fmt, config, live=as_of is None, follow=follow)

@@ -11,9 +11,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.liveness import JudgeContext, StateJudgement
-from core.model import Action, Evidence, Fact, Finding, Severity, Side, Task, Verdict, fast_init
-from core.semantics import Semantics
+from qwarden.core.liveness import JudgeContext, StateJudgement
+from qwarden.core.model import (
+    Action,
+    Evidence,
+    Fact,
+    Finding,
+    Severity,
+    Side,
+    Task,
+    Verdict,
+    fast_init,
+)
+from qwarden.core.semantics import Semantics
 
 
 @fast_init

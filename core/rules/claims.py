@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from core.model import Action, Finding, Severity
-from core.rules.base import Judged, RuleContext, finding
+from qwarden.core.model import Action, Finding, Severity
+from qwarden.core.rules.base import Judged, RuleContext, finding
 
 
 def zombie_claim(j: Judged, ctx: RuleContext) -> Iterable[Finding]:

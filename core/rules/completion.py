@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.model import Action, Finding, Severity, Side
-from core.rules.base import Judged, RuleContext, ev, finding
-from core.semantics import Semantics
+from qwarden.core.model import Action, Finding, Severity, Side
+from qwarden.core.rules.base import Judged, RuleContext, ev, finding
+from qwarden.core.semantics import Semantics
 
 
 def passing_checks(results: Mapping[str, Any], sem: Semantics) -> list[str]:

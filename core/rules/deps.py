@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from core.model import Action, Finding, Liveness, Severity
-from core.rules.base import Judged, RuleContext, ev, finding
+from qwarden.core.model import Action, Finding, Liveness, Severity
+from qwarden.core.rules.base import Judged, RuleContext, ev, finding
 
 
 def blocked_by(j: Judged) -> tuple[str, ...]:

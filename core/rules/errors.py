@@ -7,8 +7,8 @@ import functools
 import re
 from collections.abc import Iterable
 
-from core.model import Action, Finding, Severity, Side
-from core.rules.base import Judged, RuleContext, ev, finding
+from qwarden.core.model import Action, Finding, Severity, Side
+from qwarden.core.rules.base import Judged, RuleContext, ev, finding
 
 
 def stale_error(j: Judged, ctx: RuleContext) -> Iterable[Finding]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
-from core.model import Action, Finding, Severity, Side
-from core.rules.base import Judged, RuleContext, ev, finding
+from qwarden.core.model import Action, Finding, Severity, Side
+from qwarden.core.rules.base import Judged, RuleContext, ev, finding
 
 
 def escalated(j: Judged, ctx: RuleContext) -> Iterable[Finding]:

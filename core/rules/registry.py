@@ -3,9 +3,9 @@ recommended action when severities tie: earlier rules win."""
 
 from __future__ import annotations
 
-from core.rules import claims, completion, deps, errors, info, sync
-from core.rules.base import GroupRule, SubjectRule, TaskRule
-from core.semantics import Semantics
+from qwarden.core.rules import claims, completion, deps, errors, info, sync
+from qwarden.core.rules.base import GroupRule, SubjectRule, TaskRule
+from qwarden.core.semantics import Semantics
 
 TASK_RULES: tuple[tuple[str, TaskRule], ...] = (
     ("split_brain", claims.split_brain),

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from core.liveness import mismatch_settled
-from core.model import Action, Finding, Severity, Side, TaskFile
-from core.rules.base import Judged, RuleContext, ev, finding
-from core.timefmt import from_epoch
+from qwarden.core.liveness import mismatch_settled
+from qwarden.core.model import Action, Finding, Severity, Side, TaskFile
+from qwarden.core.rules.base import Judged, RuleContext, ev, finding
+from qwarden.core.timefmt import from_epoch
 
 
 def file_db_mismatch(j: Judged, ctx: RuleContext) -> Iterable[Finding]:

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from core.model import Agent, Fact, ReadProblem, Task, TrailEvent
-from core.semantics import Semantics
+from qwarden.core.model import Agent, Fact, ReadProblem, Task, TrailEvent
+from qwarden.core.semantics import Semantics
 
 if TYPE_CHECKING:
-    from core.config import Config
+    from qwarden.core.config import Config
 
 
 @dataclass

@@ -9,8 +9,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from core.model import Snapshot
-from tui.widgets.agents_list import AgentsList
+from qwarden.core.model import Snapshot
+from qwarden.tui.widgets.agents_list import AgentsList
 
 
 class AgentsScreen(Screen[str | None]):

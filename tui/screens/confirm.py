@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from core.textsafe import clean_line
+from qwarden.core.textsafe import clean_line
 
 
 class ConfirmScreen(ModalScreen[bool]):

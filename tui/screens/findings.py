@@ -8,10 +8,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from core.model import Snapshot
-from tui.glossary import planner_for
-from tui.intervene import GroupItem
-from tui.widgets.findings_list import FindingsList
+from qwarden.core.model import Snapshot
+from qwarden.tui.glossary import planner_for
+from qwarden.tui.intervene import GroupItem
+from qwarden.tui.widgets.findings_list import FindingsList
 
 
 class FindingsScreen(Screen[str | None]):
@@ -57,7 +57,7 @@ class FindingsScreen(Screen[str | None]):
         return items
 
     def action_fix_group(self) -> None:
-        from tui.intervene import GroupIntervention
+        from qwarden.tui.intervene import GroupIntervention
 
         lst = self.query_one(FindingsList)
         key = lst.current_key

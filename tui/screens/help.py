@@ -13,8 +13,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.glossary import GLOSSARY, LEGEND
-from tui.keys import EXTRA_HELP, SCROLL_BINDINGS, all_bindings, display_keys
+from qwarden.tui.glossary import GLOSSARY, LEGEND
+from qwarden.tui.keys import EXTRA_HELP, SCROLL_BINDINGS, all_bindings, display_keys
 
 WIDE = 100  # columns from which the binding ids are shown
 

@@ -19,20 +19,20 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
 
-from core.model import Severity, Snapshot
-from tui.keys import ACTION_BINDINGS, MAIN_BINDINGS, MARK_BINDINGS, TRIAGE_KEYS
-from tui.lanes import ATTENTION, SYNC_SCAN, LaneFilter, LaneIndex
-from tui.marks import Marks
-from tui.screens.prompt import PromptScreen
-from tui.widgets.detail_pane import DetailPane
-from tui.widgets.header_bar import HeaderBar
-from tui.widgets.lane_list import LaneList
-from tui.widgets.lane_tabs import LaneTabs, Tab
-from tui.widgets.row_list import RowList
-from tui.widgets.trace_pane import TracePane
+from qwarden.core.model import Severity, Snapshot
+from qwarden.tui.keys import ACTION_BINDINGS, MAIN_BINDINGS, MARK_BINDINGS, TRIAGE_KEYS
+from qwarden.tui.lanes import ATTENTION, SYNC_SCAN, LaneFilter, LaneIndex
+from qwarden.tui.marks import Marks
+from qwarden.tui.screens.prompt import PromptScreen
+from qwarden.tui.widgets.detail_pane import DetailPane
+from qwarden.tui.widgets.header_bar import HeaderBar
+from qwarden.tui.widgets.lane_list import LaneList
+from qwarden.tui.widgets.lane_tabs import LaneTabs, Tab
+from qwarden.tui.widgets.row_list import RowList
+from qwarden.tui.widgets.trace_pane import TracePane
 
 if TYPE_CHECKING:
-    from tui.app import QwardenApp
+    from qwarden.tui.app import QwardenApp
 
 LANE_KEYS = [Binding(str((i + 1) % 10), f"lane({i})", f"Lane {i + 1}", show=False,
                      id=f"main.lane{i + 1}") for i in range(10)]
@@ -267,7 +267,7 @@ class MainScreen(Screen[None]):
 
     def on_row_list_selected(self, event: RowList.Selected) -> None:
         """enter: the task on the whole screen (findings and evidence first)."""
-        from tui.screens.task import TaskScreen
+        from qwarden.tui.screens.task import TaskScreen
 
         if self.snapshot is not None and event.key in self.snapshot.tasks:
             self.app.push_screen(TaskScreen(self.snapshot, event.key))
@@ -462,7 +462,7 @@ class MainScreen(Screen[None]):
         return True
 
     def action_intervene(self, action: str) -> None:
-        from tui.intervene import ACTIONS, GroupIntervention, GroupItem, Intervention
+        from qwarden.tui.intervene import ACTIONS, GroupIntervention, GroupItem, Intervention
 
         if self.marks:
             kind = ACTIONS[action][0]
@@ -477,7 +477,12 @@ class MainScreen(Screen[None]):
 
     def action_do_recommended(self) -> None:
         """``d``: each task's own recommended action (one task, or every marked one)."""
-        from tui.intervene import GroupIntervention, GroupItem, Intervention, recommended_item
+        from qwarden.tui.intervene import (
+            GroupIntervention,
+            GroupItem,
+            Intervention,
+            recommended_item,
+        )
 
         snap = self.snapshot
         if snap is None:

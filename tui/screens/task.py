@@ -14,13 +14,13 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from core.model import Snapshot
-from tui.keys import ACTION_BINDINGS, SCROLL_BINDINGS
-from tui.widgets.detail_pane import DetailPane
-from tui.widgets.trace_pane import TracePane
+from qwarden.core.model import Snapshot
+from qwarden.tui.keys import ACTION_BINDINGS, SCROLL_BINDINGS
+from qwarden.tui.widgets.detail_pane import DetailPane
+from qwarden.tui.widgets.trace_pane import TracePane
 
 if TYPE_CHECKING:
-    from tui.app import QwardenApp
+    from qwarden.tui.app import QwardenApp
 
 
 class TaskBody(VerticalScroll, can_focus=True):
@@ -66,7 +66,7 @@ class TaskScreen(Screen[None]):
         return super().check_action(action, parameters)
 
     def action_intervene(self, action: str) -> None:
-        from tui.intervene import Intervention
+        from qwarden.tui.intervene import Intervention
 
         Intervention(self.qapp, action, self.task_id).start()
 

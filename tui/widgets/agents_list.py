@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from core.model import Agent, Snapshot
-from core.textsafe import clean_line
-from core.timefmt import age_text
-from tui.widgets.row_list import RowList
+from qwarden.core.model import Agent, Snapshot
+from qwarden.core.textsafe import clean_line
+from qwarden.core.timefmt import age_text
+from qwarden.tui.widgets.row_list import RowList
 
 LOCKED_OUT_FAILURES = 3  # consecutive failed runs after which an agent is kept from work
 PROBLEMS = ("dead", "zombie", "locked out", "stale", "")

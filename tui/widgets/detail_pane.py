@@ -12,12 +12,12 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from core.model import Evidence, Snapshot
-from core.textsafe import clean_line
-from core.timefmt import age_text
-from tui.glossary import GLOSSARY, action_key
-from tui.keys import SCROLL_BINDINGS
-from tui.lanes import task_priority
+from qwarden.core.model import Evidence, Snapshot
+from qwarden.core.textsafe import clean_line
+from qwarden.core.timefmt import age_text
+from qwarden.tui.glossary import GLOSSARY, action_key
+from qwarden.tui.keys import SCROLL_BINDINGS
+from qwarden.tui.lanes import task_priority
 
 SEV_STYLE = {"critical": "critical", "warning": "warning", "info": "info"}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from core.model import Finding, Snapshot
-from core.textsafe import clean_line
-from tui.widgets.row_list import RowList
+from qwarden.core.model import Finding, Snapshot
+from qwarden.core.textsafe import clean_line
+from qwarden.tui.widgets.row_list import RowList
 
 
 class FindingsList(RowList):

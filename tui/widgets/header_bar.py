@@ -9,9 +9,9 @@ from typing import Protocol
 from rich.text import Text
 from textual.widget import Widget
 
-from core.model import Severity, Snapshot
-from core.textsafe import clean_line
-from core.timefmt import age_text, iso
+from qwarden.core.model import Severity, Snapshot
+from qwarden.core.textsafe import clean_line
+from qwarden.core.timefmt import age_text, iso
 
 
 class EngineLike(Protocol):

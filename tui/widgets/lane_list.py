@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from core.model import Liveness, Snapshot
-from core.textsafe import clean_line
-from core.timefmt import age_text
-from tui.lanes import task_mtime, task_priority
-from tui.widgets.row_list import RowList
+from qwarden.core.model import Liveness, Snapshot
+from qwarden.core.textsafe import clean_line
+from qwarden.core.timefmt import age_text
+from qwarden.tui.lanes import task_mtime, task_priority
+from qwarden.tui.widgets.row_list import RowList
 
 SEVERITY_GLYPH = {2: ("!!", "critical"), 1: ("! ", "warning"), 0: ("i ", "info")}
 LIVENESS_GLYPH = {

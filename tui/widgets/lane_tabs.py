@@ -12,7 +12,7 @@ from textual import events
 from textual.message import Message
 from textual.widget import Widget
 
-from core.model import Severity
+from qwarden.core.model import Severity
 
 SEVERITY_MARK = {Severity.CRITICAL: ("!!", "critical"), Severity.WARNING: ("!", "warning")}
 

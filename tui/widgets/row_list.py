@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.keys import LIST_BINDINGS
+from qwarden.tui.keys import LIST_BINDINGS
 
 
 class RowList(ScrollView, can_focus=True):

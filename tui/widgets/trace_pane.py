@@ -11,10 +11,10 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from core.model import Snapshot, TrailEvent
-from core.textsafe import clean_ansi_log, clean_line
-from core.timefmt import age_text
-from tui.keys import SCROLL_BINDINGS
+from qwarden.core.model import Snapshot, TrailEvent
+from qwarden.core.textsafe import clean_ansi_log, clean_line
+from qwarden.core.timefmt import age_text
+from qwarden.tui.keys import SCROLL_BINDINGS
 
 LOG_LINES = 40
 VERIFY_LINES = 200  # kept per run; the pane shows the last LOG_LINES

@@ -13,22 +13,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.formats.coordination.layout import detect
-from core.sources.base import FormatInfo
+from qwarden.core.formats.coordination.layout import detect
+from qwarden.core.sources.base import FormatInfo
 
 if TYPE_CHECKING:
-    from core.config import Config
+    from qwarden.core.config import Config
 
 
 def open_source(root: Path | str, config: Config | None = None, live: bool = False,
                 follow: bool = False) -> Any:
-    from core.formats.coordination.source import CoordSource
+    from qwarden.core.formats.coordination.source import CoordSource
 
     return CoordSource(root, config, live, follow)
 
 
 def run_action(args: Any, root: Path) -> int:
-    from core.formats.coordination.cli import run_action as run
+    from qwarden.core.formats.coordination.cli import run_action as run
 
     return run(args, root)
 

@@ -33,11 +33,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.actions.journal import Journal
-from core.actions.plan import Plan, Refused, StalePlan, check_inside_root
-from core.config import Config
-from core.formats.coordination import layout
-from core.formats.coordination.lock import (
+from qwarden.core.actions.journal import Journal
+from qwarden.core.actions.plan import Plan, Refused, StalePlan, check_inside_root
+from qwarden.core.config import Config
+from qwarden.core.formats.coordination import layout
+from qwarden.core.formats.coordination.lock import (
     array_spans,
     create_exclusive,
     dump_queue,
@@ -46,9 +46,9 @@ from core.formats.coordination.lock import (
     queue_lock,
     write_atomic,
 )
-from core.formats.coordination.parse import check_entry, norm_id, parse_queue, salvage
-from core.formats.coordination.rules import CoordView, worker_health
-from core.formats.coordination.source import (
+from qwarden.core.formats.coordination.parse import check_entry, norm_id, parse_queue, salvage
+from qwarden.core.formats.coordination.rules import CoordView, worker_health
+from qwarden.core.formats.coordination.source import (
     CoordState,
     context_files,
     instruction_rel,
@@ -56,7 +56,7 @@ from core.formats.coordination.source import (
     read_workers,
     worker_caps,
 )
-from core.safeio import read_whole
+from qwarden.core.safeio import read_whole
 
 ACTIONS = ("reset", "reassign", "retry", "cancel", "split", "repair")
 CRASH_ENV = "QWARDEN_CRASH_AT"  # a step name: SIGKILL there (the crash tests)

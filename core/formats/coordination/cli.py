@@ -10,12 +10,12 @@ import getpass
 import sys
 from pathlib import Path
 
-from core.actions.plan import Refused, StalePlan
-from core.config import ConfigError, load_config
-from core.formats.coordination import actions as A
-from core.formats.coordination.lock import LockTimeout
-from core.sources.errors import SourceError
-from core.textsafe import diagnostic
+from qwarden.core.actions.plan import Refused, StalePlan
+from qwarden.core.config import ConfigError, load_config
+from qwarden.core.formats.coordination import actions as A
+from qwarden.core.formats.coordination.lock import LockTimeout
+from qwarden.core.sources.errors import SourceError
+from qwarden.core.textsafe import diagnostic
 
 COMMANDS = {
     "reset": "a dead worker's in-progress task back to pending (its claim cleared)",
@@ -64,7 +64,7 @@ def run_action(args: argparse.Namespace, root: Path) -> int:
     command = ALIASES.get(args.command, args.command)
     try:
         if command == "log":
-            from core.actions.cli import _cmd_log
+            from qwarden.core.actions.cli import _cmd_log
 
             return _cmd_log(root, args)
         writes = not getattr(args, "dry_run", False)
@@ -86,7 +86,7 @@ def run_action(args: argparse.Namespace, root: Path) -> int:
                           f"reset), undo and log; not {args.command}")
         tid = getattr(args, "task_id", None) or ""
         if command != "repair" and not tid:
-            from core.clihelp import UsageError
+            from qwarden.core.clihelp import UsageError
 
             raise UsageError(f"{args.command}: which task? (TASK_ID)")
         p = A.plan(root, command, tid, note=getattr(args, "note", "") or "", actor=_actor(),

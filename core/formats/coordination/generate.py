@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.formats.coordination import layout
-from core.timefmt import iso, parse_local_iso
+from qwarden.core.formats.coordination import layout
+from qwarden.core.timefmt import iso, parse_local_iso
 
 GENERATED_AT = datetime(2026, 11, 22, 22, 0, 0)  # naive local, like the design's stamps
 AS_OF = GENERATED_AT + timedelta(minutes=10)

@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from core.config import Config
-from core.formats.coordination.source import CoordSource
-from core.judge import Judge
-from core.model import Finding
+from qwarden.core.config import Config
+from qwarden.core.formats.coordination.source import CoordSource
+from qwarden.core.judge import Judge
+from qwarden.core.model import Finding
 
 
 def judge_root(root: Path | str, as_of: datetime, config: Config | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.safeio import is_file
+from qwarden.core.safeio import is_file
 
 QUEUE = "task-queue.json"
 WORKERS = "worker-status.json"

@@ -25,8 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core.formats.coordination import layout
-from core.safeio import check_inside
+from qwarden.core import atomicfile
+from qwarden.core.formats.coordination import layout
+from qwarden.core.safeio import check_inside
 
 
 class LockTimeout(OSError):
@@ -60,50 +61,16 @@ def queue_lock(root: Path, timeout_s: float = 10.0) -> Iterator[None]:
         os.close(fd)
 
 
-def fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes, tag: str = "qw") -> None:
-    """Temp file beside ``path``, fsync, rename over it, fsync the directory. The mode of
-    the file it replaces is kept."""
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except OSError:
-        mode = 0o644
-    tmp = path.parent / f".{path.name}.{tag}{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """The queue's replace (``atomicfile.write_atomic``; the temp name carries the pid, so two
+    writers never share one). The mode of the file it replaces is kept."""
+    atomicfile.write_atomic(path, data, tag=f"{tag}{os.getpid()}")
 
 
 def create_exclusive(path: Path, data: bytes) -> None:
-    """A new file that must not exist yet (temp + link: fails rather than overwrite)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.qw{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    fsync_dir(path.parent)
+    """A new file that must not exist yet (temp + link: ``FileExistsError`` rather than
+    overwrite)."""
+    atomicfile.write_atomic(path, data, tag=f"qw{os.getpid()}", no_clobber=True, mode=0o644)
 
 
 # ------------------------------------------------------------------------------ spans

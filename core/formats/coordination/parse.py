@@ -28,9 +28,9 @@ from typing import Any
 
 import msgspec
 
-from core.model import fast_init
-from core.textsafe import clean
-from core.timefmt import parse_db_time
+from qwarden.core.model import fast_init
+from qwarden.core.textsafe import clean
+from qwarden.core.timefmt import parse_db_time
 
 STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 

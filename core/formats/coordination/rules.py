@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.config import Config, CoordinationOptions, Thresholds
-from core.formats.coordination import layout
-from core.formats.coordination.kinds import COORD_SCORED
-from core.formats.coordination.parse import stamp
-from core.formats.coordination.source import (
+from qwarden.core.config import Config, CoordinationOptions, Thresholds
+from qwarden.core.formats.coordination import layout
+from qwarden.core.formats.coordination.kinds import COORD_SCORED
+from qwarden.core.formats.coordination.parse import stamp
+from qwarden.core.formats.coordination.source import (
     CoordState,
     context_files,
     holders,
@@ -29,9 +29,9 @@ from core.formats.coordination.source import (
     meta,
     worker_caps,
 )
-from core.model import Action, Agent, Evidence, Finding, Severity, Side, Signal
-from core.rules.errors import error_signature
-from core.timefmt import age_text
+from qwarden.core.model import Action, Agent, Evidence, Finding, Severity, Side, Signal
+from qwarden.core.rules.errors import error_signature
+from qwarden.core.timefmt import age_text
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from core.formats.coordination.kinds import COORD_SCORED, FORMAT, LANES
-from core.semantics import Semantics
+from qwarden.core.formats.coordination.kinds import COORD_SCORED, FORMAT, LANES
+from qwarden.core.semantics import Semantics
 
 _TASKS = frozenset({"tasks"})
 

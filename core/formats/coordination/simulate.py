@@ -25,9 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.formats.coordination import layout
-from core.formats.coordination.lock import dump_queue, queue_lock, write_atomic
-from core.formats.coordination.parse import check_entry
+from qwarden.core.formats.coordination import layout
+from qwarden.core.formats.coordination.lock import dump_queue, queue_lock, write_atomic
+from qwarden.core.formats.coordination.parse import check_entry
 
 WORKER_LOCK = layout.WORKERS + ".lock"
 SKILL_SETS = (["backend", "api"], ["frontend", "ui"], ["testing", "pytest"])
@@ -204,7 +204,7 @@ def torn_write(root: Path, rng: random.Random) -> None:
 def validate_queue(root: Path) -> int | None:
     """The design's validate_queue (keep entries with id and status), under the lock, on a
     file that may not parse: salvage what decodes. Returns how many entries were kept."""
-    from core.formats.coordination.parse import salvage
+    from qwarden.core.formats.coordination.parse import salvage
 
     with queue_lock(root):
         data = (root / layout.QUEUE).read_bytes()

@@ -29,9 +29,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from core.config import Config, CoordinationOptions
-from core.formats.coordination import layout
-from core.formats.coordination.parse import (
+from qwarden.core.config import Config, CoordinationOptions
+from qwarden.core.formats.coordination import layout
+from qwarden.core.formats.coordination.parse import (
     CommLine,
     CommsParse,
     Entry,
@@ -46,8 +46,8 @@ from core.formats.coordination.parse import (
     stamp,
     stamp_text,
 )
-from core.formats.coordination.semantics import SEMANTICS
-from core.model import (
+from qwarden.core.formats.coordination.semantics import SEMANTICS
+from qwarden.core.model import (
     Agent,
     Fact,
     Header,
@@ -59,10 +59,10 @@ from core.model import (
     TaskRecord,
     TrailEvent,
 )
-from core.safeio import read_prefix, read_tail, read_whole
-from core.sources.base import Delta, WatchSpec
-from core.sources.errors import SourceError
-from core.textsafe import clean
+from qwarden.core.safeio import read_prefix, read_tail, read_whole
+from qwarden.core.sources.base import Delta, WatchSpec
+from qwarden.core.sources.errors import SourceError
+from qwarden.core.textsafe import clean
 
 INSTRUCTION_PREFIX = 64 * 1024  # an instruction file's title is in its first lines
 
@@ -524,7 +524,7 @@ class CoordSource:
 
     # -- the format's own rules, over what this source read ---------------------------------
     def view(self, as_of: datetime) -> Any:
-        from core.formats.coordination.rules import view_of
+        from qwarden.core.formats.coordination.rules import view_of
 
         st = self._st()
         v = self._view
@@ -539,7 +539,7 @@ class CoordSource:
         return v.per_task.get(j.task.task_id, ())  # type: ignore[no-any-return]
 
     def _subject_rule(self, rctx: Any, facts: Any) -> list[Any]:
-        from core.formats.coordination.rules import subject_findings
+        from qwarden.core.formats.coordination.rules import subject_findings
 
         return subject_findings(self.view(rctx.as_of))
 
@@ -572,8 +572,8 @@ class CoordSource:
         return self._st().tasks.get(task_id)
 
     def _delta(self) -> Delta:
-        from core.formats.coordination.rules import derived
-        from core.timefmt import UTC
+        from qwarden.core.formats.coordination.rules import derived
+        from qwarden.core.timefmt import UTC
 
         old = self.state
         now = datetime.now(UTC)

@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import safeio
-from core.actions.guard import live_work_refusal
-from core.actions.plan import ACTION_FILE_MAX_BYTES, FileOp, Plan, Refused, RowOp, sha256
-from core.config import Thresholds
-from core.formats.octopoid.reader import (
+from qwarden.core import safeio
+from qwarden.core.actions.guard import live_work_refusal
+from qwarden.core.actions.plan import ACTION_FILE_MAX_BYTES, FileOp, Plan, Refused, RowOp, sha256
+from qwarden.core.config import Thresholds
+from qwarden.core.formats.octopoid.reader import (
     COUNT_MAX,
     DB_ERRORS,
     QUEUES,
@@ -31,15 +31,15 @@ from core.formats.octopoid.reader import (
     SourceError,
     bounded_int,
 )
-from core.formats.octopoid.semantics import SEMANTICS
-from core.formats.octopoid.taskfile import (
+from qwarden.core.formats.octopoid.semantics import SEMANTICS
+from qwarden.core.formats.octopoid.taskfile import (
     HISTORY_END,
     HISTORY_HEADING,
     history_spans,
     parse_task_bytes,
 )
-from core.model import Snapshot, TaskFile
-from core.rules.completion import passing_checks
+from qwarden.core.model import Snapshot, TaskFile
+from qwarden.core.rules.completion import passing_checks
 
 TERMINAL = ("done", "failed", "escalated", "rejected")
 
@@ -726,7 +726,7 @@ class Judgement:
 
 def judge_task(root: Path, task_id: str, config: Any = None) -> Judgement:
     """One scan of the queue, reduced to this task's verdict and findings."""
-    from core.formats import open_engine
+    from qwarden.core.formats import open_engine
 
     snap = open_engine(Path(root), config).scan()
     th = config.thresholds if config is not None else Thresholds()

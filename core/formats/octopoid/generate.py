@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.formats.octopoid.writer import (
+from qwarden.core.formats.octopoid.writer import (
     TASK_COLUMNS,
     continuation_block,
     error_block,

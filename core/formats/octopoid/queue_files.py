@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.formats.octopoid.taskfile import TASK_FILE_RE, parse_task_bytes
-from core.model import Header, ReadProblem, TaskFile
-from core.safeio import OPEN_FLAGS, read_bounded, within
-from core.sources.errors import SourceError
-from core.sources.forkmap import Forked, can_fork, fork_map, usable_cpus
+from qwarden.core.formats.octopoid.taskfile import TASK_FILE_RE, parse_task_bytes
+from qwarden.core.model import Header, ReadProblem, TaskFile
+from qwarden.core.safeio import OPEN_FLAGS, read_bounded, within
+from qwarden.core.sources.errors import SourceError
+from qwarden.core.sources.forkmap import Forked, can_fork, fork_map, usable_cpus
 
 NeedsTrail = Callable[[str, str], bool]  # (task id, queue) -> parse the whole file?
 SameId = Callable[[str], str]  # task id -> an equal string already held

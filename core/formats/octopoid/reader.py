@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from core import safeio
-from core.formats.octopoid.queue_files import (
+from qwarden.core import safeio
+from qwarden.core.formats.octopoid.queue_files import (
     ColdStart,
     FileScan,
     NeedsTrail,
@@ -33,11 +33,11 @@ from core.formats.octopoid.queue_files import (
     SameId,
     relpath_under,
 )
-from core.formats.octopoid.semantics import EXPECTED_DIRS, FORMAT, QUEUES  # noqa: F401
-from core.formats.octopoid.taskfile import TASK_FILE_RE
-from core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
-from core.sources.errors import SourceError
-from core.timefmt import from_epoch, parse_any, parse_db_time, parse_local_iso
+from qwarden.core.formats.octopoid.semantics import EXPECTED_DIRS, FORMAT, QUEUES  # noqa: F401
+from qwarden.core.formats.octopoid.taskfile import TASK_FILE_RE
+from qwarden.core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
+from qwarden.core.sources.errors import SourceError
+from qwarden.core.timefmt import from_epoch, parse_any, parse_db_time, parse_local_iso
 
 TASK_COLUMNS = (
     "id", "file_path", "queue", "priority", "complexity", "role", "branch", "blocked_by",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from core.semantics import Semantics
+from qwarden.core.semantics import Semantics
 
 FORMAT = "octopoid-v1"
 QUEUES: tuple[str, ...] = (

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from core.formats.octopoid import writer as ow
+from qwarden.core.formats.octopoid import writer as ow
 
 DEMO_CONFIG = """# qwarden demo: short thresholds so the simulated queue changes while you watch
 [thresholds]

@@ -20,20 +20,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterab
 from pathlib import Path
 from typing import Any
 
-from core import safeio
-from core.config import Config
-from core.formats.octopoid.queue_files import FileScan
-from core.formats.octopoid.reader import (
+from qwarden.core import safeio
+from qwarden.core.config import Config
+from qwarden.core.formats.octopoid.queue_files import FileScan
+from qwarden.core.formats.octopoid.reader import (
     EXPECTED_DIRS,
     FORMAT,
     QUEUES,
     OctopoidReader,
     resolve_root,
 )
-from core.formats.octopoid.semantics import SEMANTICS
-from core.model import Agent, Fact, ReadProblem, Task, TaskRecord, TrailEvent
-from core.sources.base import Delta, FormatInfo, Source, WatchSpec
-from core.sources.errors import SourceError
+from qwarden.core.formats.octopoid.semantics import SEMANTICS
+from qwarden.core.model import Agent, Fact, ReadProblem, Task, TaskRecord, TrailEvent
+from qwarden.core.sources.base import Delta, FormatInfo, Source, WatchSpec
+from qwarden.core.sources.errors import SourceError
 
 
 def task_id_of(rel: str) -> str:

@@ -11,9 +11,9 @@ import re
 import sys
 from datetime import datetime
 
-from core.model import ErrorBlock, Header, Side, TaskFile, TrailEvent
-from core.textsafe import clean_line
-from core.timefmt import parse_local_iso
+from qwarden.core.model import ErrorBlock, Header, Side, TaskFile, TrailEvent
+from qwarden.core.textsafe import clean_line
+from qwarden.core.timefmt import parse_local_iso
 
 TASK_FILE_RE = re.compile(r"^TASK-([A-Za-z0-9][A-Za-z0-9_-]{0,63})\.md$")
 _HEADER_RE = re.compile(r"^# \[TASK-([^\]\s]{1,64})\][ \t]*(.*)$")

@@ -12,16 +12,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.formats.ralf.layout import detect
-from core.sources.base import FormatInfo
+from qwarden.core.formats.ralf.layout import detect
+from qwarden.core.sources.base import FormatInfo
 
 if TYPE_CHECKING:
-    from core.config import Config
+    from qwarden.core.config import Config
 
 
 def open_source(root: Path | str, config: Config | None = None, live: bool = False,
                 follow: bool = False) -> Any:
-    from core.formats.ralf.source import RalfSource
+    from qwarden.core.formats.ralf.source import RalfSource
 
     return RalfSource(root, config, live, follow)
 
@@ -29,7 +29,7 @@ def open_source(root: Path | str, config: Config | None = None, live: bool = Fal
 def run_action(args: Any, root: Path) -> int:
     """``qwarden sync`` (queue.yaml rewritten as the planner would) and ``qwarden undo`` on
     a RALF root; every other intervention is refused (RALF's planner owns the queue)."""
-    from core.formats.ralf import sync
+    from qwarden.core.formats.ralf import sync
 
     if args.command not in ("sync", "undo"):
         print(f"refused: a RALF queue takes `qwarden sync` and `qwarden undo` only "

@@ -367,7 +367,7 @@ def run_live(root: Path, steps: int, interval: float, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m core.formats.ralf.demo",
+    ap = argparse.ArgumentParser(prog="python -m qwarden.core.formats.ralf.demo",
                                  description="RALF demo: a live simulated planner and "
                                              "executor, or a generated state with truth.json")
     ap.add_argument("--generate", type=int, metavar="N")

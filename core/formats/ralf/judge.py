@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from core.formats.ralf.source import RalfSource
-from core.model import Finding
+from qwarden.core.formats.ralf.source import RalfSource
+from qwarden.core.model import Finding
 
 
 def judge_root(root: Path | str, as_of: datetime) -> tuple[list[Finding], RalfSource]:
     """The findings of the real engine (``qwarden report``'s one scan) on a RALF root."""
-    from core.formats import open_engine
+    from qwarden.core.formats import open_engine
 
     engine = open_engine(root, as_of=as_of, follow=False, fmt="ralf")
     snap = engine.scan()

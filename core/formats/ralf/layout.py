@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import safeio
+from qwarden.core import safeio
 
 PLACES = ("active", "completed")
 COMMS_DIRS = ("communications", "agents/communications")

@@ -27,7 +27,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from core.timefmt import parse_any
+from qwarden.core.timefmt import parse_any
 
 # ruamel's parser is pure Python (~4,000 lines/s here): a longer events.yaml is line-scanned.
 MAX_YAML_LINES = 20_000

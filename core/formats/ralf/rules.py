@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.formats.ralf.kinds import DONE_STATUSES, RALF_SCORED
-from core.model import (
+from qwarden.core.formats.ralf.kinds import DONE_STATUSES, RALF_SCORED
+from qwarden.core.model import (
     Action,
     Agent,
     Evidence,
@@ -28,7 +28,7 @@ from core.model import (
     Task,
     TrailEvent,
 )
-from core.timefmt import age_text, iso
+from qwarden.core.timefmt import age_text, iso
 
 FUTURE_SKEW_S = 60.0
 DEFAULT_TIMEOUT_S = 120.0

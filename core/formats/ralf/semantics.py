@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from core.formats.ralf import rules
-from core.formats.ralf.kinds import DONE_STATUSES, FORMAT, LANES, RALF_INFO, RALF_SCORED
-from core.semantics import Semantics
+from qwarden.core.formats.ralf import rules
+from qwarden.core.formats.ralf.kinds import DONE_STATUSES, FORMAT, LANES, RALF_INFO, RALF_SCORED
+from qwarden.core.semantics import Semantics
 
 __all__ = ["DONE_STATUSES", "FORMAT", "LANES", "RALF_INFO", "RALF_SCORED", "SEMANTICS"]
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import safeio
-from core.formats.ralf import layout as lay
-from core.formats.ralf.kinds import DONE_STATUSES, FORMAT
-from core.formats.ralf.parse import (
+from qwarden.core import safeio
+from qwarden.core.formats.ralf import layout as lay
+from qwarden.core.formats.ralf.kinds import DONE_STATUSES, FORMAT
+from qwarden.core.formats.ralf.parse import (
     Event,
     EventsFile,
     HeartbeatFile,
@@ -42,8 +42,8 @@ from core.formats.ralf.parse import (
     parse_queue,
     parse_task_header,
 )
-from core.formats.ralf.semantics import SEMANTICS
-from core.model import (
+from qwarden.core.formats.ralf.semantics import SEMANTICS
+from qwarden.core.model import (
     Agent,
     Fact,
     Header,
@@ -55,11 +55,11 @@ from core.model import (
     TaskRecord,
     TrailEvent,
 )
-from core.sources.base import Delta, WatchSpec
-from core.sources.errors import SourceError
+from qwarden.core.sources.base import Delta, WatchSpec
+from qwarden.core.sources.errors import SourceError
 
 if TYPE_CHECKING:
-    from core.config import Config
+    from qwarden.core.config import Config
 
 HEADER_BYTES = 16 * 1024  # the header block is in the first lines; never more is read
 MAX_COMM_BYTES = 32 * 1024 * 1024

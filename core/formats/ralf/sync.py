@@ -33,15 +33,16 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from core import safeio
-from core.actions.journal import Journal
-from core.actions.plan import FileOp, Plan, Refused, StalePlan, check_inside_root, sha256
-from core.formats.ralf import layout as lay
-from core.formats.ralf.kinds import DONE_STATUSES
-from core.formats.ralf.parse import _yaml, header_get, parse_queue
-from core.formats.ralf.rules import RalfView, done_of
-from core.formats.ralf.source import MAX_COMM_BYTES, RalfSource
-from core.model import Task
+from qwarden.core import safeio
+from qwarden.core.actions.journal import Journal
+from qwarden.core.actions.plan import FileOp, Plan, Refused, StalePlan, check_inside_root, sha256
+from qwarden.core.atomicfile import fsync_dir, write_atomic
+from qwarden.core.formats.ralf import layout as lay
+from qwarden.core.formats.ralf.kinds import DONE_STATUSES
+from qwarden.core.formats.ralf.parse import _yaml, header_get, parse_queue
+from qwarden.core.formats.ralf.rules import RalfView, done_of
+from qwarden.core.formats.ralf.source import MAX_COMM_BYTES, RalfSource
+from qwarden.core.model import Task
 
 KIND = "ralf-sync"
 UNDO_KIND = "ralf-sync-undo"
@@ -371,38 +372,12 @@ def _read_sha(path: Path) -> str | None:
     return sha256(data)
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write(path: Path, data: bytes, aid: int, no_clobber: bool) -> None:
-    """Temp file beside it, fsync, then rename (or link, when the target must not exist)."""
+    """``atomicfile.write_atomic``, then re-read: a write that does not hold is an error."""
     try:
-        mode = os.stat(path).st_mode & 0o777
-    except OSError:
-        mode = 0o644
-    tmp = path.parent / f".{path.name}.qw{aid}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        if data:
-            os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if no_clobber:
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            os.unlink(tmp)
-            raise StalePlan(f"{path.name} appeared meanwhile") from None
-        os.unlink(tmp)
-    else:
-        os.replace(tmp, path)
-    _fsync_dir(path.parent)
+        write_atomic(path, data, tag=f"qw{aid}", no_clobber=no_clobber)
+    except FileExistsError:
+        raise StalePlan(f"{path.name} appeared meanwhile") from None
     if _read_sha(path) != sha256(data):
         raise OSError(f"{path}: re-read after writing does not hold what was written")
 
@@ -538,7 +513,7 @@ def undo_sync(root: Path | str, action_id: int | None = None, note: str = "") ->
         _write(qpath, before, aid, no_clobber=False)
         if backup_now is not None and sha256(backup_now) == qop.before_sha:
             os.unlink(bpath)
-            _fsync_dir(bpath.parent)
+            fsync_dir(bpath.parent)
         j.set_state(aid, "done")
         j.mark_undone(row.id, aid)
         j.audit("done", aid)
@@ -554,7 +529,7 @@ def render_plan(plan: SyncPlan, diff: bool = True) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m core.formats.ralf.sync --root DIR [--dry-run] [--yes] [--undo [ID]]``
+    """``python -m qwarden.core.formats.ralf.sync --root DIR [--dry-run] [--yes] [--undo [ID]]``
     (what ``qwarden sync --format ralf`` runs)."""
     import argparse
 
