@@ -124,3 +124,7 @@ class FormatInfo:
     # Intervention commands only this format has (name -> one-line help): the CLI adds a
     # ``qwarden NAME [TASK_ID]`` for each, handed to ``run_action``.
     commands: Mapping[str, str] = field(default_factory=dict)
+    # The format's write path (``core.actions.interface.Interventions``) for a root, given the
+    # config and the caller's options (an API URL, ``direct_db``...); None: read-only. The
+    # console, the CLI and the auto-fixer plan and apply through it.
+    interventions: Callable[[Path | str, Config, Mapping[str, Any]], Any] | None = None
