@@ -354,7 +354,7 @@ def test_writer_closing_while_the_crashed_wal_is_copied(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The soak found it: a writer's last close checkpoints and deletes the -wal while the
     reader copies it; the reader then reads the DB as it now is, never an exception."""
-    import qwarden.core.formats.octopoid.reader as octopoid
+    import qwarden.core.sources.sqlite_ro as octopoid  # the shared read-only SQLite opener
 
     root = small(tmp_path)
     crashed_wal(root)

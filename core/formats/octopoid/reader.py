@@ -7,22 +7,16 @@ re-reads only files whose (mtime, size, inode) moved.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import math
 import operator
 import os
 import re
-import secrets
-import shutil
 import sqlite3
-import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from qwarden.core import safeio
 from qwarden.core.formats.octopoid.queue_files import (
@@ -37,6 +31,12 @@ from qwarden.core.formats.octopoid.semantics import EXPECTED_DIRS, FORMAT, QUEUE
 from qwarden.core.formats.octopoid.taskfile import TASK_FILE_RE
 from qwarden.core.model import Agent, ReadProblem, Side, Signal, TaskFile, TaskRecord, TrailEvent
 from qwarden.core.sources.errors import SourceError
+from qwarden.core.sources.sqlite_ro import (  # noqa: F401  (re-exported)
+    COPY_MARK,
+    DB_ERRORS,
+    ReadOnlySQLite,
+    _db_message,
+)
 from qwarden.core.timefmt import from_epoch, parse_any, parse_db_time, parse_local_iso
 
 TASK_COLUMNS = (
@@ -88,7 +88,7 @@ def resolve_root(explicit: str | os.PathLike[str] | None = None, cwd: Path | Non
 
 # ---------------------------------------------------------------- files
 
-class OctopoidReader:
+class OctopoidReader(ReadOnlySQLite):
     """Reads one ``.orchestrator`` root: files, rows, agents. Holds caches, never writes.
     (``source.OctopoidSource`` builds the supervised state on top of it.)"""
 
@@ -184,121 +184,6 @@ class OctopoidReader:
         m = re.search(r"^database:\s*\n(?:[ \t]+.*\n)*?[ \t]+enabled:\s*(\w+)", text, re.M)
         return not (m and m.group(1).lower() in ("false", "no", "off", "0"))
 
-    def db_uri(self) -> str:
-        """Read-only URI. A WAL-mode DB nobody has open has no -wal/-shm files, and even a
-        ``mode=ro`` reader would create them; then nothing uncommitted can exist, so the main
-        file alone is the whole truth and ``immutable=1`` reads it without creating a file.
-
-        A ``-wal`` without its ``-shm`` is what a crashed writer leaves: the log may hold
-        committed transactions, and any reader (``mode=ro`` included) would create the -shm
-        to index it. Then the DB and its log are copied to a private directory outside the
-        root and read there (``COPY_MARK``): every committed frame is seen, nothing is
-        written beside the queue. The copy is immutable, so it is reopened when the files
-        change, like any immutable reader."""
-        uri = f"file:{quote(str(self.db_path))}?mode=ro"
-        try:
-            header = safeio.read_prefix(self.db_path, 20)
-        except OSError:
-            return uri
-        wal = os.path.lexists(str(self.db_path) + "-wal")
-        if wal and not os.path.lexists(str(self.db_path) + "-shm"):
-            # (whatever the header says: SQLite even deletes the -wal of an empty file)
-            return uri + "&immutable=1" + COPY_MARK
-        if not wal and len(header) == 20 and header[18] == 2:  # WAL mode, nobody in it
-            return uri + "&immutable=1"
-        return uri
-
-    def db_fingerprint(self) -> tuple[tuple[int, int, int] | None, ...]:
-        """(mtime, size, inode) of state.db and its -wal: notices writes an immutable reader
-        can't, and a DB file replaced by another."""
-        out: list[tuple[int, int, int] | None] = []
-        for suffix in ("", "-wal"):
-            try:
-                st = os.stat(str(self.db_path) + suffix)
-                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-            except OSError:
-                out.append(None)
-        return tuple(out)
-
-    def connect(self) -> sqlite3.Connection:
-        """Open state.db read-only: ``mode=ro`` URI plus ``PRAGMA query_only``."""
-        if not os.path.lexists(self.db_path):
-            raise SourceError(f"{self.db_path}: database missing")
-        try:  # a FIFO or device named state.db would hang or flood SQLite's own open
-            os.close(safeio.open_regular(self.db_path)[0])
-        except OSError as exc:
-            raise SourceError(f"{self.db_path}: cannot read: {exc.strerror}") from None
-        copy_dir: str | None = None
-        try:
-            for _ in range(3):
-                uri = open_uri = self.db_uri()
-                if COPY_MARK not in uri:
-                    break
-                copy_dir = self._private_copy()
-                if copy_dir is not None:
-                    open_uri = (f"file:{quote(os.path.join(copy_dir, 'state.db'))}"
-                                "?mode=ro&immutable=1")
-                    break
-                # None: the -wal went or its -shm came back meanwhile (a writer closing or
-                # opening): decide again how to read
-            else:
-                raise SourceError(f"{self.db_path}: its -wal and -shm keep coming and going; "
-                                  "try again when the writer is done")
-            self.connected_uri = uri
-            conn = sqlite3.connect(open_uri, uri=True, timeout=self.busy_timeout_ms / 1000,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA query_only = ON")
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            self._check_schema(conn)
-        except DB_ERRORS as exc:
-            raise SourceError(f"{self.db_path}: {_db_message(exc)}") from None
-        finally:
-            if copy_dir is not None:  # the open connection keeps the copy's inode
-                shutil.rmtree(copy_dir, ignore_errors=True)
-        return conn
-
-    def _private_copy(self) -> str | None:
-        """Copy state.db and its -wal (a crashed writer's, no -shm) into a new private
-        directory outside the root, fold the log into the copy there, and return the
-        directory. The copy is taken again if either file changed while it was copied; None
-        if the DB is no longer in that state (the -wal gone, or a -shm back)."""
-        # a new directory of our own (mkdir fails rather than reuse one): it is removed whole
-        tmp = os.path.join(tempfile.gettempdir(), f"qwarden-db-{secrets.token_hex(8)}")
-        os.mkdir(tmp, 0o700)
-        try:
-            if safeio.within(self.root_real, tmp):
-                raise SourceError(f"{self.db_path}: a crashed writer left a -wal without its "
-                                  "-shm, and the temp dir (TMPDIR) is inside the root: it "
-                                  "cannot be read without writing there")
-            dst = os.path.join(tmp, "state.db")
-            for _ in range(3):
-                before = self.db_fingerprint()
-                for suffix in ("", "-wal"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(dst + suffix)  # (an earlier attempt's)
-                    try:
-                        _copy_regular(str(self.db_path) + suffix, dst + suffix)
-                    except FileNotFoundError:
-                        shutil.rmtree(tmp, ignore_errors=True)
-                        return None
-                if os.path.lexists(str(self.db_path) + "-shm"):
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    return None
-                if self.db_fingerprint() == before:
-                    break
-            else:
-                raise SourceError(f"{self.db_path}: changed on every copy of its -wal; "
-                                  "try again when the writer is done")
-            conn = sqlite3.connect(dst, isolation_level=None)  # the copy, in the private dir
-            try:
-                conn.execute("PRAGMA journal_mode = DELETE")  # checkpoints committed frames
-            finally:
-                conn.close()
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return tmp
-
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         cols = self._retry(lambda: [r[1] for r in conn.execute("PRAGMA table_info(tasks)")])
         if not cols:
@@ -309,22 +194,6 @@ class OctopoidReader:
         known = [c for c in TASK_COLUMNS if c in cols]
         extra = [c for c in cols if c not in TASK_COLUMNS]
         self._columns = tuple(known + extra)
-
-    def _retry(self, fn: Any) -> Any:
-        delay = 0.05
-        for attempt in range(self.busy_retries + 1):
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                msg = str(exc).lower()
-                if ("locked" in msg or "busy" in msg) and attempt < self.busy_retries:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-                    continue
-                raise
-
-    def data_version(self, conn: sqlite3.Connection) -> int:
-        return int(self._retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
 
     def read_records(self, conn: sqlite3.Connection, ids: Iterable[str] | None = None,
                      keys: dict[str, int] | None = None) -> dict[str, TaskRecord]:
@@ -589,21 +458,6 @@ def _q(col: str) -> str:
     return '"' + col.replace('"', '""') + '"'
 
 
-def _db_message(exc: BaseException) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return ("not a readable SQLite database (its schema is not valid UTF-8: "
-                f"byte {exc.start})")
-    msg = str(exc)
-    low = msg.lower()
-    if "not a database" in low or "malformed" in low:
-        return f"not a readable SQLite database ({msg})"
-    if "locked" in low or "busy" in low:
-        return f"database stayed locked ({msg})"
-    if "unable to open" in low:
-        return f"cannot open the database ({msg})"
-    return msg
-
-
 def _str(v: Any) -> str | None:
     if v is None:
         return None
@@ -672,23 +526,6 @@ def _read_json(p: Path, problems: list[ReadProblem], src: OctopoidReader) -> dic
         problems.append(ReadProblem(src.relpath(p), f"cannot read: {exc.strerror}"))
         return {}
     return parse_json_object(data, src.relpath(p), problems)
-
-
-def _copy_regular(src: str, dst: str) -> None:
-    """Copy a regular file (refusing a FIFO or device) into a new private file."""
-    fd, _ = safeio.open_regular(src)
-    try:
-        with os.fdopen(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out, \
-                os.fdopen(fd, "rb", closefd=False) as inp:
-            shutil.copyfileobj(inp, out, 1024 * 1024)
-    finally:
-        os.close(fd)
-
-
-# What reading a hostile DB can raise: SQLite's errors, and the UnicodeDecodeError Python
-# raises instead when SQLite's own error message quotes a schema that is not UTF-8.
-DB_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)
-COPY_MARK = "&qwarden=private-copy"  # not an SQLite parameter: marks a URI read via a copy
 
 
 def lenient_text(data: bytes) -> str:

@@ -12,11 +12,10 @@ incrementally.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +100,7 @@ class OctopoidSource(OctopoidReader):
         if self._file_only:
             return None
         if self._conn is not None:
-            uri = self.connected_uri or ""
-            if self.db_uri() != uri or (
-                    "immutable=1" in uri and self.db_fingerprint() != self._conn_fp):
+            if self.needs_reopen(self.connected_uri, self._conn_fp):
                 # -wal appeared or vanished: reopen in the matching read-only mode. And an
                 # immutable reader never sees a write: a writer that came and went (its -wal
                 # checkpointed and removed, as Octopoid's short connections do) changed the
@@ -405,41 +402,8 @@ class OctopoidSource(OctopoidReader):
     # ------------------------------------------------------------------ watching
     def watch_spec(self) -> WatchSpec:
         return WatchSpec(paths=tuple(self.watch_paths()),
-                         marker=self._marker if self.db_exists() else None)
+                         marker=self.data_version_marker if self.db_exists() else None)
 
-    @contextlib.asynccontextmanager
-    async def _marker(self) -> AsyncIterator[Callable[[], Awaitable[Hashable]]]:
-        """PRAGMA data_version (another connection committed) plus the DB files' stat,
-        through aiosqlite so the event loop never blocks on a busy DB. The connection lives
-        as long as the engine's watch does and is closed however that ends."""
-        import aiosqlite
-
-        held: dict[str, Any] = {}
-
-        async def close() -> None:
-            db = held.pop("db", None)
-            if db is not None:
-                with contextlib.suppress(Exception):
-                    await db.close()
-
-        async def read() -> Hashable:
-            uri = self.db_uri()
-            if held.get("uri") != uri:  # -wal appeared or vanished: reopen in that mode
-                await close()
-                held["uri"] = uri
-                held["db"] = aiosqlite.connect(uri, uri=True)  # kept before it is awaited
-                await held["db"]
-                await held["db"].execute("PRAGMA query_only = ON")
-            # the cursor closed at once: an open statement would hold a read lock that
-            # makes a writer's commit wait
-            async with held["db"].execute("PRAGMA data_version") as cur:
-                row = await cur.fetchone()
-            return (uri, row[0] if row else None, self.db_fingerprint())
-
-        try:
-            yield read
-        finally:
-            await close()
 
 
 def _detect(root: Path | str) -> bool:
