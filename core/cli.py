@@ -174,7 +174,8 @@ DEMO_EXAMPLES = """\
   qwarden demo
   qwarden demo --seed 7 --dir /tmp/mydemo          keep the state afterwards
   qwarden demo --headless --steps 30
-  qwarden demo --generate 10000 --out /tmp/q10k"""
+  qwarden demo --generate 10000 --out /tmp/q10k
+  qwarden demo --format taskapi --generate 5000 --out /tmp/tasks.db   (+ tasks.truth.json)"""
 
 DEMO_EXITS = ("  0   the demo ended (--generate: written)\n"
               "  1   --headless: warnings at the end\n"
@@ -266,7 +267,8 @@ def _load(args: argparse.Namespace) -> tuple[Path, Config]:
     """The queue's root and the config; ``args.format`` becomes the format found there."""
     info, root = locate(args.root, getattr(args, "format", None) or "auto")
     args.format = info.name
-    config, _ = load_config(root, args.config)
+    # (a database URL has no directory beside it to hold a qwarden.toml)
+    config, _ = load_config(root if isinstance(root, Path) else None, args.config)
     return root, config
 
 
@@ -473,7 +475,7 @@ def _run_until_interrupted(coro) -> int:  # type: ignore[no-untyped-def]
 
 # ------------------------------------------------------------------ demo
 
-DEMO_FORMATS = ("octopoid", "ralf", "coordination")
+DEMO_FORMATS = ("octopoid", "ralf", "coordination", "taskapi")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -483,9 +485,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.generate is not None:
         if args.out is None:
             raise UsageError("--generate needs --out DIR")
-        if args.out.exists() and any(args.out.iterdir()):
+        if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
             raise UsageError(f"--out {args.out}: exists and is not empty")
-        if fmt == "ralf":
+        if fmt == "taskapi":
+            from qwarden.core.formats.taskapi.generate import generate as generate_taskapi
+
+            truth = generate_taskapi(args.generate, args.out, seed=args.seed)
+            where = args.out if args.out.suffix == ".db" else args.out / "tasks.db"
+            print(f"wrote {args.generate} tasks to {where} (truth: "
+                  f"{where.parent / truth['truth_file']}, as_of {truth['as_of']})")
+            return 0
+        elif fmt == "ralf":
             from qwarden.core.formats.ralf.demo import generate as generate_ralf
 
             truth = generate_ralf(args.generate, args.out, seed=args.seed)
@@ -505,7 +515,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     with scratch_dir("qwarden-demo-", keep=args.dir) as base:
         sim: Any
-        if fmt == "ralf":
+        if fmt == "taskapi":
+            from qwarden.core.formats.taskapi.simulate import Simulation as TaskApiSimulation
+
+            root = Path(base) / "tasks.db"
+            sim = TaskApiSimulation(root, seed=args.seed)
+        elif fmt == "ralf":
             from qwarden.core.formats.ralf.demo import Simulation as RalfSimulation
 
             root = Path(base) / "project"

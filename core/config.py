@@ -79,11 +79,28 @@ class CoordinationOptions(BaseModel):
     comms_per_task: int = Field(20, ge=0, description="comms-log lines kept per task trace")
 
 
+class TaskApiOptions(BaseModel):
+    """The ``taskapi`` format (a ``tasks`` table behind an HTTP task API, SQLite or
+    PostgreSQL): its own clock, the system's own (comic-pile a28e4ef8: ``/stale`` is an
+    in_progress claim silent for 20 minutes)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zombie_after_s: float = Field(1200, gt=0, description="an in_progress claim with no sign "
+                                  "of life (claim or later heartbeat) for this long: zombie")
+    stale_after_s: float = Field(600, gt=0, description="silent this long: at risk "
+                                 "(stale_heartbeat)")
+    connect_timeout_s: float = Field(5, gt=0, description="PostgreSQL: give up connecting "
+                                     "after this long (the server is unreachable)")
+    statement_timeout_s: float = Field(60, gt=0, description="PostgreSQL: a read that takes "
+                                       "longer is cancelled (the server is stuck)")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     thresholds: Thresholds = Thresholds()
     coordination: CoordinationOptions = CoordinationOptions()
+    taskapi: TaskApiOptions = TaskApiOptions()
     limits: Limits = Limits()
     live: LiveOptions = LiveOptions()
     alerts: AlertOptions = AlertOptions()

@@ -444,6 +444,9 @@ class Signal:
     task_id: str | None = None  # the task the signal is about, when it says
 
 
+_NO_SIGNAL_INDEX: Mapping[str | None, tuple[Signal, ...]] = MappingProxyType({})
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Agent:
@@ -462,11 +465,19 @@ class Agent:
     signals: tuple[Signal, ...] = ()
     pid_alive: bool | None = None  # only set when judging the live machine
     log_relpath: str | None = None  # stdout.log, for the live tail
+    # ``signals`` by the task each is tied to (None: the untied ones), for an agent holding
+    # thousands of claims (a task API's worker name): without it every claim's judgement
+    # scanned every signal of its agent, quadratic in its claims. Empty: no index.
+    signals_by_task: Mapping[str | None, tuple[Signal, ...]] = field(
+        default_factory=lambda: _NO_SIGNAL_INDEX)
 
     def newest_signal(self, task_id: str | None = None) -> Signal | None:
         """The freshest sign of life; signals tied to another task do not count."""
         best: Signal | None = None
-        for s in self.signals:
+        index = self.signals_by_task
+        pool = self.signals if not index or task_id is None else (
+            index.get(task_id, ()) + index.get(None, ()))
+        for s in pool:
             if task_id is not None and s.task_id is not None and s.task_id != task_id:
                 continue
             if best is None or s.at > best.at:

@@ -15,10 +15,11 @@ from qwarden.core.config import Config
 from qwarden.core.formats.coordination import FORMAT_INFO as COORDINATION
 from qwarden.core.formats.octopoid.source import FORMAT_INFO as OCTOPOID
 from qwarden.core.formats.ralf import FORMAT_INFO as RALF
+from qwarden.core.formats.taskapi import FORMAT_INFO as TASKAPI
 from qwarden.core.sources.base import FormatInfo, Source
 from qwarden.core.sources.errors import SourceError
 
-FORMATS: dict[str, FormatInfo] = {f.name: f for f in (OCTOPOID, RALF, COORDINATION)}
+FORMATS: dict[str, FormatInfo] = {f.name: f for f in (OCTOPOID, RALF, COORDINATION, TASKAPI)}
 FORMAT_NAMES: tuple[str, ...] = ("auto", *FORMATS)
 
 
@@ -37,7 +38,8 @@ def locate(root: str | os.PathLike[str] | None, fmt: str = "auto"
            ) -> tuple[FormatInfo, Path]:
     """Which format ``root`` holds and where (``--root``; None: ``QWARDEN_ROOT``, else the
     working directory and its parents, as git finds its repository). Raises SourceError with
-    a sentence an operator can act on."""
+    a sentence an operator can act on. A database URL (``postgresql://…``) is returned as the
+    text it is (a ``Path`` would fold its ``//``)."""
     given = _given(root)
     if fmt != "auto":
         info = FORMATS.get(fmt)
@@ -51,12 +53,12 @@ def locate(root: str | os.PathLike[str] | None, fmt: str = "auto"
                                   "(use --root or QWARDEN_ROOT)")
             return info, found
         _must_exist(given)
-        return info, Path(given)
+        return info, _as_root(given)
     if given is not None:
         _must_exist(given)
         info = detect(given)
         # no format recognised it: Octopoid's own check says what is missing
-        return (info or OCTOPOID), Path(given)
+        return (info or OCTOPOID), _as_root(given)
     here = Path.cwd()
     for d in (here, *here.parents):
         info = detect(d)
@@ -64,6 +66,12 @@ def locate(root: str | os.PathLike[str] | None, fmt: str = "auto"
             return info, d
     raise SourceError(f"{here}: no .orchestrator directory (or other queue: "
                       f"{', '.join(FORMATS)}) here or above (use --root or QWARDEN_ROOT)")
+
+
+def _as_root(given: str) -> Path:
+    # a URL stays text (its format's open takes either); typed Path for the callers that
+    # only ever see directories and files
+    return given if "://" in given else Path(given)  # type: ignore[return-value]
 
 
 def _must_exist(given: str) -> None:

@@ -87,6 +87,15 @@ def error_signature(text: str) -> str | None:
     return pick.strip()[:300] or None
 
 
+def exception_signature(text: str) -> str | None:
+    """The masked signature of the exception line ``text`` ends in, or None when its last
+    line is no exception ("Need design decision": a reason, not a failure to group)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or not _EXC_LINE.match(lines[-1]):
+        return None
+    return error_signature(lines[-1])
+
+
 def _failure_text(j: Judged) -> str | None:
     pf = j.task.primary_file
     if pf is not None and pf.parseable:

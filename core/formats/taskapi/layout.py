@@ -1,0 +1,65 @@
+"""Where a task API queue is: an SQLite file whose ``tasks`` table has the API's columns, or a
+PostgreSQL URL. Detection reads only the SQLite header and schema, read-only (no side file);
+a URL is recognised by its scheme alone (connecting is the source's business, with a clear
+error when the server cannot be reached)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from qwarden.core.sources.errors import SourceError
+
+PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_dsn(root: Path | str) -> bool:
+    return isinstance(root, str) and root.lower().startswith(PG_SCHEMES)
+
+
+def redact(dsn: str) -> str:
+    """The DSN as a header may show it: the password (in the userinfo or a ``password=``
+    query parameter) replaced by ``***``."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "postgresql://(unparseable URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        if ":" in user:
+            user = user.split(":", 1)[0] + ":***"
+        netloc = f"{user}@{host}"
+    query = "&".join(
+        (kv.split("=", 1)[0] + "=***") if kv.lower().startswith("password=") else kv
+        for kv in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def detect(root: Path | str) -> bool:
+    """A PostgreSQL URL, or an SQLite file with a task API ``tasks`` table."""
+    if is_dsn(str(root)):
+        return True
+    p = Path(root)
+    if not p.is_file():
+        return False
+    from qwarden.core.formats.taskapi.sqlite import SqliteTasks, looks_like_sqlite
+
+    if not looks_like_sqlite(p):
+        return False
+    table = SqliteTasks(p)
+    try:
+        table.conn()
+    except SourceError:
+        return False
+    finally:
+        table.close()
+    return True
+
+
+def db_root(root: Path | str) -> Path | str:
+    """The root as the source keeps it: the DSN text, or the DB file's absolute path."""
+    if is_dsn(str(root)):
+        return str(root)
+    return Path(os.path.abspath(root))

@@ -1,0 +1,304 @@
+"""The task API's ``tasks`` table as a ``Source``, from SQLite (``sqlite.SqliteTasks``) or
+PostgreSQL (``pg.PgTasks``): one copy of the truth, no task files.
+
+- A task is a row: its ``TaskRecord`` (``queue`` is ``status``, ``claimed_by`` the
+  assigned_agent, ``claimed_at`` the claim's own note, ``blocked_by`` the ``dependencies``)
+  and its ``RowFacts`` (the columns the rules cite).
+- An agent is an assignee of in_progress rows; its signals, per task, are the claim and a
+  heartbeat sent after that claim (``parse.claim_signals``). No worker table exists, so
+  nothing else is known of it.
+- Changes: the backend's change marker (SQLite ``PRAGMA data_version`` + stat; PostgreSQL
+  the WAL position, then the table's ``xmin`` sum) moves, then each row's change key says
+  which rows to re-read.
+
+Every read is read-only (see the backends); a database that cannot be read raises
+``SourceError``, a bad cell is a ``ReadProblem``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from qwarden.core.config import Config
+from qwarden.core.formats.taskapi import rules
+from qwarden.core.formats.taskapi.kinds import FORMAT
+from qwarden.core.formats.taskapi.parse import (
+    CLAIM_LINE,
+    RowFacts,
+    claim_signals,
+    raw_dict,
+    read_row,
+    utc,
+)
+from qwarden.core.formats.taskapi.semantics import SEMANTICS
+from qwarden.core.model import (
+    Agent,
+    Fact,
+    ReadProblem,
+    Side,
+    Signal,
+    Task,
+    TaskRecord,
+    TrailEvent,
+)
+from qwarden.core.sources.base import Delta, WatchSpec
+from qwarden.core.textsafe import clean
+
+
+class TaskTable(Protocol):
+    """What a backend gives the source (``sqlite.SqliteTasks``, ``pg.PgTasks``)."""
+
+    label: str
+    progress: str
+
+    @property
+    def has_check_results(self) -> bool: ...
+    def read_rows(self, ids: Iterable[str] | None = None
+                  ) -> list[tuple[tuple[Any, ...], Hashable]]: ...
+    def change_keys(self) -> dict[str, Hashable]: ...
+    def raw_row(self, task_id: str) -> tuple[list[str], tuple[Any, ...]] | None: ...
+    def marker(self) -> Any: ...
+    def close(self) -> None: ...
+
+
+class TaskApiSource:
+    """The ``Source`` of one ``tasks`` table."""
+
+    format = FORMAT
+    has_record_side = False  # one copy of the truth: no file side to match it against
+
+    def __init__(self, table: TaskTable, root: Path | str, config: Config | None = None,
+                 live: bool = False, follow: bool = False) -> None:
+        self.table = table
+        self.root = root  # type: ignore[assignment]
+        self.label = table.label
+        self.journal_root: Path | None = None  # read-only here: no journal of its own
+        self.config = config or Config()
+        self.live = live
+        self.follow = follow
+        opts = self.config.taskapi
+        self._records: dict[str, TaskRecord] = {}
+        self._facts: dict[str, RowFacts] = {}
+        self._keys: dict[str, Hashable] = {}
+        self._tasks: dict[str, Task] = {}
+        self._agents: dict[str, Agent] = {}
+        self._problems: dict[str, list[ReadProblem]] = {}
+        self._groups: dict[str, tuple[str, ...]] = {}
+        self._view = rules.TableView({})
+        self._scanned = False
+        # This source's meaning: the format's, with its clock ([taskapi] in the config) and
+        # its rules bound to what it read.
+        self.semantics = dataclasses.replace(
+            SEMANTICS,
+            thresholds=MappingProxyType({"zombie_after_s": opts.zombie_after_s,
+                                         "stale_after_s": opts.stale_after_s}),
+            task_rules=(("taskapi", self._task_rule),))
+
+    # -- the format's rules, over what this source read -----------------------------------
+    def _task_rule(self, j: Any, rctx: Any) -> list[Any]:
+        return rules.task_findings(j, rctx, self._view)
+
+    @property
+    def view(self) -> rules.TableView:
+        return self._view
+
+    # -- reading -------------------------------------------------------------------------
+    def scan(self) -> None:
+        rows = self.table.read_rows(None)
+        self._records, self._facts, self._keys, self._problems = {}, {}, {}, {}
+        for row, key in rows:
+            self._take_row(row, key)
+        self._tasks = {tid: Task(tid, rec, ()) for tid, rec in self._records.items()}
+        self._groups = rules.failure_groups(self._facts.values())
+        self._agents = self._build_agents(self._facts.values())
+        self._view = rules.TableView(self._facts, self._groups, self.table.has_check_results)
+        self._scanned = True
+
+    def _take_row(self, row: tuple[Any, ...], key: Hashable) -> str | None:
+        problems: list[ReadProblem] = []
+        got = read_row(row, self.label, problems)
+        if got is None:
+            if problems:
+                self._problems.setdefault("", []).extend(problems)
+            return None
+        rec, facts = got
+        tid = rec.task_id
+        self._records[tid] = rec
+        self._facts[tid] = facts
+        self._keys[tid] = key
+        if problems:
+            self._problems[tid] = problems
+        else:
+            self._problems.pop(tid, None)
+        return tid
+
+    @staticmethod
+    def _build_agents(facts: Iterable[RowFacts]) -> dict[str, Agent]:
+        by_agent: dict[str, dict[str | None, tuple[Signal, ...]]] = {}
+        for f in facts:
+            if f.status == "in_progress" and f.agent:
+                by_agent.setdefault(f.agent, {})[f.task_id] = claim_signals(f)
+        return {name: Agent(name=name, has_state=True,
+                            signals=tuple(s for sigs in index.values() for s in sigs),
+                            current_task_source="tasks.assigned_agent",
+                            signals_by_task=MappingProxyType(index))
+                for name, index in by_agent.items()}
+
+    def _ensure(self) -> None:
+        if not self._scanned:
+            self.scan()
+
+    def all_tasks(self) -> dict[str, Task]:
+        self._ensure()
+        return dict(self._tasks)
+
+    def agents(self) -> dict[str, Agent]:
+        self._ensure()
+        return dict(self._agents)
+
+    def problems(self) -> tuple[ReadProblem, ...]:
+        return tuple(p for ps in self._problems.values() for p in ps)
+
+    def facts(self) -> tuple[Fact, ...]:
+        return ()
+
+    def task(self, task_id: str) -> Task | None:
+        self._ensure()
+        return self._tasks.get(task_id)
+
+    def row_facts(self, task_id: str) -> RowFacts | None:
+        """The columns the rules read of one row, as last read."""
+        return self._facts.get(task_id)
+
+    # -- changes -------------------------------------------------------------------------
+    def _reread(self, changed: set[str], gone: set[str]) -> Delta:
+        """Re-read ``changed`` rows (and drop ``gone`` ones); the delta names them, the
+        agents they were or are claimed by, and the tasks whose failure group changed."""
+        old_facts = {tid: self._facts.get(tid) for tid in changed | gone}
+        for tid in gone:
+            for d in (self._records, self._facts, self._keys, self._tasks, self._problems):
+                d.pop(tid, None)  # type: ignore[attr-defined]
+        seen: set[str] = set()
+        if changed:
+            for row, key in self.table.read_rows(changed):
+                tid = self._take_row(row, key)
+                if tid is not None:
+                    seen.add(tid)
+                    self._tasks[tid] = Task(tid, self._records[tid], ())
+        for tid in changed - seen:  # deleted between the key pass and the read
+            gone.add(tid)
+            for d in (self._records, self._facts, self._keys, self._tasks, self._problems):
+                d.pop(tid, None)  # type: ignore[attr-defined]
+        delta = Delta(tasks=set(changed | gone))
+        names = {f.agent for f in old_facts.values() if f is not None and f.agent}
+        names |= {f.agent for tid in seen if (f := self._facts.get(tid)) and f.agent}
+        if names:
+            fresh = self._build_agents(f for f in self._facts.values() if f.agent in names)
+            for n in names:
+                if self._agents.get(n) != fresh.get(n):
+                    delta.agents.add(n)
+                if n in fresh:
+                    self._agents[n] = fresh[n]
+                else:
+                    self._agents.pop(n, None)
+        sigs = {f.failure_signature for f in old_facts.values() if f and f.failure_signature}
+        sigs |= {f.failure_signature for tid in seen
+                 if (f := self._facts.get(tid)) and f.failure_signature}
+        if sigs:
+            groups = dict(self._groups)
+            for sig in sigs:
+                members = tuple(sorted(t for t, f in self._facts.items()
+                                       if f.status == "blocked" and f.failure_signature == sig))
+                before = groups.get(sig, ())
+                if members != before:
+                    delta.tasks |= set(members) | set(before)
+                if members:
+                    groups[sig] = members
+                else:
+                    groups.pop(sig, None)
+            self._groups = groups
+        delta.tasks = {t for t in delta.tasks if t in self._tasks or t in changed | gone}
+        self._view = rules.TableView(self._facts, self._groups, self.table.has_check_results)
+        return delta
+
+    def _diff(self) -> Delta:
+        self._ensure()
+        keys = self.table.change_keys()
+        changed = {t for t, k in keys.items() if self._keys.get(t) != k}
+        gone = set(self._keys) - set(keys)
+        if not changed and not gone:
+            return Delta()
+        return self._reread(changed, gone)
+
+    def on_paths(self, paths: set[str]) -> Delta:
+        return Delta()  # no files: the change marker says when the table was written
+
+    def on_marker(self) -> Delta:
+        return self._diff()
+
+    def look_again(self, ids: Iterable[str]) -> Delta:
+        self._ensure()
+        wanted = set(ids)
+        return self._reread({t for t in wanted}, set())
+
+    def rescan(self) -> Delta:
+        return self._diff()
+
+    def watch_spec(self) -> WatchSpec:
+        return WatchSpec(paths=(), marker=self.table.marker)
+
+    def scan_progress(self) -> str:
+        return self.table.progress
+
+    # -- details on demand ---------------------------------------------------------------
+    def full_task(self, task: Task) -> Task:
+        return task
+
+    def raw_record(self, task_id: str) -> Mapping[str, Any]:
+        got = self.table.raw_row(task_id)
+        return {} if got is None else raw_dict(*got)
+
+    def history(self, task_id: str) -> tuple[TrailEvent, ...]:
+        """status_notes, one event per line (the claim's line as CLAIMED), the heartbeat,
+        and the row's created/updated stamps."""
+        got = self.table.raw_row(task_id)
+        if got is None:
+            return ()
+        row = dict(zip(*got, strict=True))
+        out: list[TrailEvent] = []
+        created = utc(row.get("created_at"))
+        if created is not None:
+            out.append(TrailEvent("CREATED", created, Side.DB))
+        notes = row.get("status_notes")
+        if isinstance(notes, str):
+            for line in notes.splitlines()[-200:]:
+                line = line.strip()
+                if not line:
+                    continue
+                m = CLAIM_LINE.match(line)
+                if m is not None:
+                    out.append(TrailEvent("CLAIMED", utc(m.group("at")), Side.NOTES,
+                                          clean(m.group("agent"), keep_newlines=False)[:100],
+                                          clean(line, keep_newlines=False)[:300]))
+                    continue
+                at = None
+                if line.startswith("[") and "]" in line:
+                    at = utc(line[1:line.index("]")])
+                out.append(TrailEvent("NOTE", at, Side.NOTES, None,
+                                      clean(line, keep_newlines=False)[:300]))
+        hb = utc(row.get("last_heartbeat"))
+        if hb is not None:
+            out.append(TrailEvent("HEARTBEAT", hb, Side.DB,
+                                  clean(str(row.get("assigned_agent") or ""),
+                                        keep_newlines=False)[:100] or None))
+        return tuple(out)
+
+    def log_tail(self, agent_name: str, max_bytes: int = 16384) -> str:
+        return ""  # the API keeps no agent log
+
+    def close(self) -> None:
+        self.table.close()
