@@ -54,3 +54,38 @@ def snapshot_bytes(root: Path) -> dict[str, bytes]:
             p = Path(dp) / f
             out[str(p.relative_to(root))] = p.read_bytes()
     return out
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL cluster on loopback for the whole run (tests/pgcluster.py),
+    stopped at the end. Without the server binaries the tests that need it skip, saying why;
+    in CI (``CI`` set) they fail instead: there PostgreSQL must be installed (.ci/run)."""
+    from tests import pgcluster
+
+    why = pgcluster.why_unavailable()
+    cluster = None
+    if why is None:
+        try:
+            cluster = pgcluster.start()
+        except RuntimeError as exc:
+            why = f"cannot start a PostgreSQL cluster: {exc}"
+    if cluster is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {why}")
+        pytest.skip(f"PostgreSQL unavailable: {why}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_db(pg_cluster, request):
+    """A new empty database in the session's cluster: its DSN (superuser)."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + \
+        uuid.uuid4().hex[:6]
+    return pg_cluster.create_db(name)
