@@ -317,8 +317,9 @@ def generate(n: int, out: Path, seed: int = 0, with_checks: bool = False) -> dic
         truth_name = out.stem + ".truth.json"
     st = build(n, seed, with_checks)
     write_sqlite(st, out)
-    truth = {"format": "taskapi", "root": out.name, "as_of": AS_OF.isoformat().replace(
-        "+00:00", "Z"), "seed": seed, "truth_file": truth_name, "tasks": st.truth, "scenarios": st.scenarios}
+    truth = {"format": "taskapi", "root": out.name,
+             "as_of": AS_OF.isoformat().replace("+00:00", "Z"), "seed": seed,
+             "truth_file": truth_name, "tasks": st.truth, "scenarios": st.scenarios}
     (out.parent / truth_name).write_text(json.dumps(truth, indent=1) + "\n")
     return truth
 

@@ -88,6 +88,8 @@ class TaskApiSource:
         self._agents: dict[str, Agent] = {}
         self._problems: dict[str, list[ReadProblem]] = {}
         self._groups: dict[str, tuple[str, ...]] = {}
+        self._held_by: dict[str, set[str]] = {}  # agent -> its in_progress tasks
+        self._by_signature: dict[str, set[str]] = {}  # failure signature -> blocked tasks
         self._view = rules.TableView({})
         self._scanned = False
         # This source's meaning: the format's, with its clock ([taskapi] in the config) and
@@ -115,6 +117,8 @@ class TaskApiSource:
         self._tasks = {tid: Task(tid, rec, ()) for tid, rec in self._records.items()}
         self._groups = rules.failure_groups(self._facts.values())
         self._agents = self._build_agents(self._facts.values())
+        self._held_by, self._by_signature = {}, {}
+        self._index((), self._facts.values())
         self._view = rules.TableView(self._facts, self._groups, self.table.has_check_results)
         self._scanned = True
 
@@ -175,29 +179,36 @@ class TaskApiSource:
         return self._facts.get(task_id)
 
     # -- changes -------------------------------------------------------------------------
+    def _forget(self, tid: str) -> None:
+        for d in (self._records, self._facts, self._keys, self._tasks, self._problems):
+            d.pop(tid, None)  # type: ignore[attr-defined]
+
     def _reread(self, changed: set[str], gone: set[str]) -> Delta:
         """Re-read ``changed`` rows (and drop ``gone`` ones); the delta names them, the
         agents they were or are claimed by, and the tasks whose failure group changed."""
         old_facts = {tid: self._facts.get(tid) for tid in changed | gone}
         for tid in gone:
-            for d in (self._records, self._facts, self._keys, self._tasks, self._problems):
-                d.pop(tid, None)  # type: ignore[attr-defined]
+            self._forget(tid)
         seen: set[str] = set()
         if changed:
             for row, key in self.table.read_rows(changed):
-                tid = self._take_row(row, key)
-                if tid is not None:
-                    seen.add(tid)
-                    self._tasks[tid] = Task(tid, self._records[tid], ())
+                got = self._take_row(row, key)
+                if got is not None:
+                    seen.add(got)
+                    self._tasks[got] = Task(got, self._records[got], ())
         for tid in changed - seen:  # deleted between the key pass and the read
             gone.add(tid)
-            for d in (self._records, self._facts, self._keys, self._tasks, self._problems):
-                d.pop(tid, None)  # type: ignore[attr-defined]
+            self._forget(tid)
         delta = Delta(tasks=set(changed | gone))
+        new_facts = [f for tid in seen if (f := self._facts.get(tid)) is not None]
         names = {f.agent for f in old_facts.values() if f is not None and f.agent}
-        names |= {f.agent for tid in seen if (f := self._facts.get(tid)) and f.agent}
+        names |= {f.agent for f in new_facts if f.agent}
         if names:
-            fresh = self._build_agents(f for f in self._facts.values() if f.agent in names)
+            holders = [t for n in names for t in self._held_by.get(n, ())]
+            holders += [f.task_id for f in new_facts if f.agent in names]
+            fresh = self._build_agents(f for t in set(holders)
+                                       if (f := self._facts.get(t)) is not None
+                                       and f.agent in names)
             for n in names:
                 if self._agents.get(n) != fresh.get(n):
                     delta.agents.add(n)
@@ -205,14 +216,13 @@ class TaskApiSource:
                     self._agents[n] = fresh[n]
                 else:
                     self._agents.pop(n, None)
+        self._index(old_facts.values(), new_facts)
         sigs = {f.failure_signature for f in old_facts.values() if f and f.failure_signature}
-        sigs |= {f.failure_signature for tid in seen
-                 if (f := self._facts.get(tid)) and f.failure_signature}
+        sigs |= {f.failure_signature for f in new_facts if f.failure_signature}
         if sigs:
             groups = dict(self._groups)
             for sig in sigs:
-                members = tuple(sorted(t for t, f in self._facts.items()
-                                       if f.status == "blocked" and f.failure_signature == sig))
+                members = tuple(sorted(self._by_signature.get(sig, ())))
                 before = groups.get(sig, ())
                 if members != before:
                     delta.tasks |= set(members) | set(before)
@@ -221,9 +231,24 @@ class TaskApiSource:
                 else:
                     groups.pop(sig, None)
             self._groups = groups
-        delta.tasks = {t for t in delta.tasks if t in self._tasks or t in changed | gone}
         self._view = rules.TableView(self._facts, self._groups, self.table.has_check_results)
         return delta
+
+    def _index(self, old: Iterable[RowFacts | None], new: Iterable[RowFacts]) -> None:
+        """Keep who holds what (agent -> in_progress tasks) and which blocked tasks share a
+        failure signature, so a change re-reads and regroups only what it touched."""
+        for f in old:
+            if f is None:
+                continue
+            if f.agent:
+                self._held_by.get(f.agent, set()).discard(f.task_id)
+            if f.failure_signature:
+                self._by_signature.get(f.failure_signature, set()).discard(f.task_id)
+        for f in new:
+            if f.status == "in_progress" and f.agent:
+                self._held_by.setdefault(f.agent, set()).add(f.task_id)
+            if f.status == "blocked" and f.failure_signature:
+                self._by_signature.setdefault(f.failure_signature, set()).add(f.task_id)
 
     def _diff(self) -> Delta:
         self._ensure()

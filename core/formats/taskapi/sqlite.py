@@ -116,7 +116,9 @@ class SqliteTasks(ReadOnlySQLite):
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
             q = sql + f" WHERE task_id IN ({','.join('?' * len(chunk))})"
-            out += self._run(lambda c, q=q, chunk=chunk: c.execute(q, chunk).fetchall())
+            def some(c: sqlite3.Connection, q: str = q, chunk: list[str] = chunk) -> Any:
+                return c.execute(q, chunk).fetchall()
+            out += self._run(some)
         return [(r, hash(r)) for r in out]
 
     def change_keys(self) -> dict[str, Hashable]:
