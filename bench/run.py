@@ -10,7 +10,9 @@ Core, on generated 10k and 100k-task states (``core.formats.octopoid.generate``)
   it and its forked file reader together (sampled; their shared pages counted once), and the
   peak RSS of an engine that keeps following the queue (the console's core) after a scan and
   a warm rescan.
-Then the console's figures (bench/bench_tui.py) when the TUI is installed.
+Then RALF, the coordination files, the task API format in PostgreSQL (``bench_taskapi``,
+skipped with the reason when no server can be started) and the console's figures
+(bench/bench_tui.py) when the TUI is installed.
 
 Usage: python bench/run.py [--sizes 10000,100000] [--keep DIR]
 """
@@ -307,6 +309,136 @@ def bench_coordination(n: int) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def bench_taskapi(n: int) -> None:
+    """The task API format at n rows in PostgreSQL (a throwaway cluster, tests/pgcluster.py):
+    a fresh report process beside the floor of reading the same rows (``COPY (SELECT …) TO
+    STDOUT`` through psql) as a ratio; a recheck with nothing changed (the warm full pass, and
+    one change-marker read); one UPDATE to its finding on the live engine. Skipped, saying
+    why, when PostgreSQL cannot be started here."""
+    from tests import pgcluster
+
+    why = pgcluster.why_unavailable()
+    cluster = None
+    if why is None:
+        try:
+            cluster = pgcluster.start()
+        except RuntimeError as exc:
+            why = str(exc)
+    if cluster is None:
+        print(f"taskapi {n:>8} rows in PostgreSQL: skipped ({why})", flush=True)
+        return
+    base = Path(tempfile.mkdtemp(prefix=f"qwarden-bench-taskapi-{n}-"))
+    try:
+        _bench_taskapi(n, base, cluster)
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _bench_taskapi(n: int, base: Path, cluster) -> None:  # type: ignore[no-untyped-def]
+    from qwarden.core.formats import open_engine
+    from qwarden.core.formats.taskapi.generate import generate, load_into_pg
+    from qwarden.core.formats.taskapi.kinds import COLUMNS
+    from qwarden.core.formats.taskapi.pg import PgTasks
+    from qwarden.core.timefmt import parse_as_of
+
+    t = time.perf_counter()
+    truth = generate(n, base / "tasks.db", seed=1)
+    gen_s = time.perf_counter() - t
+    dsn = cluster.create_db("bench")
+    t = time.perf_counter()
+    asyncio.run(load_into_pg(base / "tasks.db", dsn))
+    load_s = time.perf_counter() - t
+    cluster.psql("VACUUM ANALYZE tasks", db="bench")
+    cols = ", ".join(c if c != "check_results" else "NULL" for c in COLUMNS)
+    floor = _median_s(lambda: cluster.psql(f"COPY (SELECT {cols}, xmin::text FROM tasks) TO "
+                                           "STDOUT", db="bench"))
+    cold = _median_s(lambda: subprocess.run(
+        [sys.executable, "-m", "qwarden.core.cli", "report", "--json", "--root", dsn,
+         "--as-of", truth["as_of"]], cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, check=False))
+    sqlite_cold = _median_s(lambda: subprocess.run(
+        [sys.executable, "-m", "qwarden.core.cli", "report", "--json", "--root",
+         str(base / "tasks.db"), "--as-of", truth["as_of"]], cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False))
+    eng = open_engine(dsn, as_of=parse_as_of(truth["as_of"]))
+    eng.scan()
+    warm = _median_s(eng.scan)
+    eng.source.close()
+
+    async def marker_cost() -> tuple[float, float]:
+        import asyncpg
+
+        table = PgTasks(dsn)
+        table.conn()
+        idle, moved = [], []
+        writer = await asyncpg.connect(dsn)
+        try:
+            async with table.marker() as read:
+                await read()
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    await read()
+                    idle.append(time.perf_counter() - t0)
+                for i in range(5):
+                    await writer.execute("UPDATE tasks SET title = title || '' WHERE id = $1",
+                                         i + 1)
+                    t0 = time.perf_counter()
+                    await read()
+                    moved.append(time.perf_counter() - t0)
+        finally:
+            await writer.close()
+            table.close()
+        return statistics.median(idle) * 1000, statistics.median(moved) * 1000
+
+    idle_ms, moved_ms = asyncio.run(marker_cost())
+
+    async def update_to_finding() -> tuple[float, float]:
+        import asyncpg
+
+        live = open_engine(dsn)
+        await live.start()
+        writer = await asyncpg.connect(dsn)
+        try:
+            tid = await writer.fetchval("SELECT task_id FROM tasks WHERE status = 'pending' "
+                                        "AND NOT completed AND dependencies IS NULL "
+                                        "ORDER BY id LIMIT 1")
+            await asyncio.sleep(1.5)  # steady state: the marker's first reads are in
+            seen = asyncio.get_running_loop().create_future()
+            changed = asyncio.get_running_loop().create_future()
+
+            def on(snap) -> None:  # type: ignore[no-untyped-def]
+                t_now = time.perf_counter()
+                rec = snap.tasks.get(tid)
+                if not changed.done() and rec is not None and rec.record is not None \
+                        and rec.record.updated_at_text != before:
+                    changed.set_result(t_now)
+                if not seen.done() and any(f.kind == "recycling_task"
+                                           for f in snap.findings_for(tid)):
+                    seen.set_result(t_now)
+            before = live.snapshot.tasks[tid].record.updated_at_text  # type: ignore[union-attr]
+            live.subscribe(on)
+            t0 = time.perf_counter()
+            # unclaim after done: back to pending, completed kept (a recycled task)
+            await writer.execute("UPDATE tasks SET completed = true, updated_at = now(), "
+                                 "status_notes = 'Unclaimed by bench' WHERE task_id = $1", tid)
+            t_row = await asyncio.wait_for(changed, 30) - t0
+            t_finding = await asyncio.wait_for(seen, 30) - t0
+        finally:
+            await writer.close()
+            await live.stop()
+        return t_row, t_finding
+
+    t_row, t_finding = asyncio.run(update_to_finding())
+    print(f"taskapi {n:>8} rows in PostgreSQL: gen {gen_s:.1f} s, COPY load {load_s:.1f} s; "
+          f"floor (psql COPY TO STDOUT) {floor:.2f} s, cold report {cold:.2f} s "
+          f"({cold / floor:.1f}x floor; the same state from SQLite {sqlite_cold:.2f} s); "
+          f"recheck, nothing changed: full pass {warm:.2f} s, change marker "
+          f"{idle_ms:.2f} ms idle / {moved_ms:.1f} ms after a write; one UPDATE -> row on "
+          f"screen {t_row:.2f} s, -> its finding {t_finding:.2f} s (second look "
+          "included)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000")
@@ -319,6 +451,7 @@ def main() -> None:
     bench_ralf(10_000)
     for n in (int(s) for s in args.sizes.split(",")):
         bench_coordination(n)
+    bench_taskapi(max(int(s) for s in args.sizes.split(",")))
     if not args.skip_tui:
         try:
             from bench.bench_tui import main as bench_tui

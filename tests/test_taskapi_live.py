@@ -192,3 +192,47 @@ def test_postgres_marker_connection_killed_is_shown_and_reopened(pg_cluster,
     print(f"marker connection killed: shown {shown!r}, watching again after {back:.2f} s")
     assert shown is not None and "cannot watch" in shown and "s3cret-pw" not in shown
     assert back < 5
+
+
+def test_postgres_change_marker_moves_with_the_tasks_table_only(pg_state: str) -> None:
+    """Each kind of write to tasks moves the marker at its next read (an UPDATE, a DELETE,
+    an INSERT, and an old transaction committing after a younger one, which a max(xmin)
+    would miss); a write to another table does not."""
+    from qwarden.core.formats.taskapi.pg import PgTasks
+
+    async def main() -> None:
+        table = PgTasks(pg_state)
+        table.conn()
+        a = await asyncpg.connect(pg_state)
+        b = await asyncpg.connect(pg_state)
+        try:
+            async with table.marker() as read:
+                v = await read()
+                await a.execute("CREATE TABLE elsewhere (x int); INSERT INTO elsewhere "
+                                "VALUES (1)")
+                assert await read() == v and await read() == v
+                for sql in ("UPDATE tasks SET title = title || '!' WHERE id = 1",
+                            "DELETE FROM tasks WHERE id = 2",
+                            "INSERT INTO tasks (id, task_id, title, priority, status, "
+                            "estimated_effort, completed, created_at, updated_at) VALUES "
+                            "(999999, 'NEW-1', 'n', 'LOW', 'pending', '1h', false, now(), "
+                            "now())"):
+                    await a.execute(sql)
+                    w = await read()
+                    assert w != v, sql
+                    assert await read() == w  # settled: nothing more moved
+                    v = w
+                old = a.transaction()  # an older transaction...
+                await old.start()
+                await a.execute("UPDATE elsewhere SET x = 2")  # ...gets its xid first
+                await b.execute("UPDATE tasks SET title = title || '?' WHERE id = 3")
+                v = await read()
+                await a.execute("UPDATE tasks SET title = title || '?' WHERE id = 4")
+                await old.commit()  # its xid is below b's: max(xmin) would not move
+                assert await read() != v
+        finally:
+            await a.close()
+            await b.close()
+            table.close()
+
+    asyncio.run(main())

@@ -11,9 +11,9 @@
   engine keeps the last good snapshot, shows the error, and retries with a back-off).
 
 The change marker (``marker``), polled every second in the engine's own loop through a
-connection of its own, costs O(1) while nothing is written anywhere: ``pg_current_wal_lsn()``
-(every committed INSERT, UPDATE or DELETE of a logged table writes WAL, so an unchanged
-position proves nothing was written). Only when the position moved does it read the table's
+connection of its own, costs O(1) while nothing is written anywhere:
+``pg_current_wal_insert_lsn()`` (every INSERT, UPDATE or DELETE of a logged table writes WAL,
+so an unchanged position proves nothing was written; on a standby, the replay position). Only when the position moved does it read the table's
 own stamp, ``count(*)`` and ``sum(xmin)``: a row's ``xmin`` is the transaction that wrote its
 current version, so any insert, update or delete changes the pair (a max of xmin would miss a
 long transaction that commits after a younger one), and other databases' or tables' writes
@@ -41,8 +41,11 @@ from qwarden.core.textsafe import clean_line
 T = TypeVar("T")
 BATCH = 10_000  # rows per cursor fetch (progress, and bounded buffers)
 SERVER_SETTINGS = {"default_transaction_read_only": "on", "application_name": "qwarden"}
+# the insert position: it moves when a write is logged, before its commit is visible (hence
+# the read once more after a move); the write position lags behind it by up to the WAL
+# writer's delay under synchronous_commit = off, past the commit's visibility
 WAL_POSITION = ("SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
-                "ELSE pg_current_wal_lsn() END)::text")
+                "ELSE pg_current_wal_insert_lsn() END)::text")
 TABLE_STAMP = f"SELECT count(*), coalesce(sum(xmin::text::bigint), 0) FROM {TABLE}"
 
 
