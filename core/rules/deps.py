@@ -13,7 +13,11 @@ def blocked_by(j: Judged) -> tuple[str, ...]:
     if rec is not None and rec.blocked_by:
         return rec.blocked_by
     pf = j.task.primary_file
-    raw = pf.header.get("BLOCKED_BY", "") if pf is not None else ""
+    if pf is None:
+        return ()  # (no row links and no file: the common case of a file-less format)
+    raw = pf.header.get("BLOCKED_BY", "")
+    if not raw:
+        return ()
     return tuple(s.strip().removeprefix("TASK-") for s in raw.split(",") if s.strip())
 
 

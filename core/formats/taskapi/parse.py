@@ -45,12 +45,17 @@ class RowFacts:
     heartbeat: datetime | None  # last_heartbeat, as stored (may predate the claim)
     heartbeat_text: str | None  # the cell as the DB holds it (evidence)
     updated_at: datetime | None
-    last_note: str | None  # the newest line of status_notes (what was said last)
+    notes_tail: str | None  # the end of status_notes (its newest line: ``last_note``)
     dependencies: str | None  # the cell, as text
     blocked_reason: str | None  # its tail
     blocked_by: str | None  # free text, usually an agent's name (not a task link)
     failure_signature: str | None  # the exception line blocked_reason ends in (masked)
     check_results: str | None
+
+    @property
+    def last_note(self) -> str | None:
+        """The newest line of status_notes (what was said last)."""
+        return last_note(self.notes_tail)
 
     @property
     def heartbeat_after_claim(self) -> datetime | None:
@@ -103,9 +108,16 @@ def utc(v: Any) -> datetime | None:
         return None
 
 
-def stamp_text(dt: datetime | None) -> str | None:
-    """The one text form a ``TaskRecord`` keeps (``parse_db_time`` reads it as UTC)."""
-    return None if dt is None else dt.isoformat(sep=" ")
+def stamp_text(dt: datetime | None, raw: Any = None) -> str | None:
+    """The text a ``TaskRecord`` keeps, which ``parse_db_time`` reads back as ``dt``:
+    SQLite's own naive UTC text as it is (``YYYY-MM-DD HH:MM:SS[.ffffff]``, read as UTC),
+    else the UTC isoformat."""
+    if dt is None:
+        return None
+    if type(raw) is str and len(raw) >= 19 and raw[10] == " " and raw[19:20] in ("", ".") \
+            and len(raw) <= 26:
+        return raw
+    return dt.isoformat(sep=" ")
 
 
 def as_bool(v: Any) -> bool | None:
@@ -149,6 +161,32 @@ def last_note(notes: str | None) -> str | None:
     return None
 
 
+_SHORT: dict[tuple[Any, int], str | None] = {}  # status, priority, agent, worktree values
+
+
+def short_text(v: Any, limit: int) -> str | None:
+    """``text`` for the few values a column repeats over every row (status, priority, agent
+    names), cleaned once each (bounded: a table of all-distinct values cleans each row)."""
+    key = (v, limit)
+    try:
+        return _SHORT[key]
+    except KeyError:
+        pass
+    except TypeError:  # (an unhashable cell)
+        return text(v, limit)
+    got = text(v, limit)
+    if len(_SHORT) < 65536:
+        _SHORT[key] = got
+    return got
+
+
+_S, _P, _AG, _WT, _NOTES = (_POS[c] for c in ("status", "priority", "assigned_agent",
+                                               "worktree", "status_notes"))
+_HB, _CR, _UP, _DONE, _DEPS, _WHY, _BY, _TITLE, _CHECKS = (_POS[c] for c in (
+    "last_heartbeat", "created_at", "updated_at", "completed", "dependencies",
+    "blocked_reason", "blocked_by", "title", "check_results"))
+
+
 def read_row(row: tuple[Any, ...], where: str, problems: list[ReadProblem]
              ) -> tuple[TaskRecord, RowFacts] | None:
     """One row (``kinds.COLUMNS`` order) as its record and facts; None (and a problem)
@@ -157,54 +195,56 @@ def read_row(row: tuple[Any, ...], where: str, problems: list[ReadProblem]
     if not tid:
         problems.append(ReadProblem(f"{where} tasks row", "no task_id: row skipped"))
         return None
-    status = text(row[_POS["status"]], 60) or "?"
-    agent = text(row[_POS["assigned_agent"]], 100)
-    raw_notes = row[_POS["status_notes"]]
+    status = short_text(row[_S], 60) or "?"
+    agent = short_text(row[_AG], 100)
+    raw_notes = row[_NOTES]
     notes = raw_notes.decode("utf-8", "replace") if isinstance(raw_notes, bytes) else (
         raw_notes if isinstance(raw_notes, str) or raw_notes is None else str(raw_notes))
     claim_note, claim_at = claim_of(notes, agent)
     stamps: dict[str, datetime | None] = {}
-    for col in ("last_heartbeat", "created_at", "updated_at"):
-        raw = row[_POS[col]]
+    for col, i in (("last_heartbeat", _HB), ("created_at", _CR), ("updated_at", _UP)):
+        raw = row[i]
         stamps[col] = dt = utc(raw)
-        if dt is None and raw not in (None, ""):
+        if dt is None and raw is not None and raw != "":
             problems.append(ReadProblem(f"{where} tasks[{tid}].{col}",
                                         f"unreadable time {text(raw, 40)!r}: read as missing"))
-    raw_done = row[_POS["completed"]]
+    raw_done = row[_DONE]
     completed = as_bool(raw_done)
     if completed is None and raw_done is not None:
         problems.append(ReadProblem(f"{where} tasks[{tid}].completed",
                                     f"unreadable value {text(raw_done, 40)!r}: read as missing"))
-    deps_raw = row[_POS["dependencies"]]
+    deps_raw = row[_DEPS]
     deps_text = deps_raw if isinstance(deps_raw, str) else text(deps_raw, 2000)
-    reason_raw = row[_POS["blocked_reason"]]
+    reason_raw = row[_WHY]
     reason = (reason_raw if isinstance(reason_raw, str) else
               None if reason_raw is None else str(reason_raw))
     reason_tail = reason[-REASON_KEEP:] if reason else None
-    hb_raw = row[_POS["last_heartbeat"]]
+    hb_raw = row[_HB]
     facts = RowFacts(
-        task_id=tid, status=status, agent=agent, worktree=text(row[_POS["worktree"]], 255),
+        task_id=tid, status=status, agent=agent, worktree=short_text(row[_WT], 255),
         completed=completed, claim_note=claim_note, claim_at=claim_at,
         heartbeat=stamps["last_heartbeat"],
         heartbeat_text=None if hb_raw is None else stamp_text(stamps["last_heartbeat"])
         or text(hb_raw, 40),
-        updated_at=stamps["updated_at"], last_note=last_note(notes),
-        dependencies=text(deps_text, 500),
+        updated_at=stamps["updated_at"],
+        notes_tail=notes[-2 * NOTE_KEEP:] if notes else None,
+        dependencies=None if deps_text is None else text(deps_text, 500),
         blocked_reason=None if reason_tail is None else clean(reason_tail),
-        blocked_by=text(row[_POS["blocked_by"]], 100),
+        blocked_by=short_text(row[_BY], 100),
         failure_signature=exception_signature(reason_tail) if reason_tail else None,
-        check_results=text(row[_POS["check_results"]], 4000))
+        check_results=None if row[_CHECKS] is None else text(row[_CHECKS], 4000))
     # a claim's time when someone holds it, or the row is in_progress with nobody assigned
     # (a direct edit): then it has been silent since updated_at
     claimed_at = facts.claim_time if agent or status == "in_progress" else None
     rec = TaskRecord(
-        task_id=tid, queue=status, priority=text(row[_POS["priority"]], 20),
-        title=text(row[_POS["title"]], 255), claimed_by=agent,
-        claimed_at_text=stamp_text(claimed_at),
-        blocked_by=split_dependencies(deps_text),
+        task_id=tid, queue=status, priority=short_text(row[_P], 20),
+        title=text(row[_TITLE], 255), claimed_by=agent,
+        claimed_at_text=stamp_text(claimed_at, row[_UP] if claimed_at is stamps["updated_at"]
+                                   else None),
+        blocked_by=split_dependencies(deps_text) if deps_text else (),
         check_results_text=facts.check_results,
-        created_at_text=stamp_text(stamps["created_at"]),
-        updated_at_text=stamp_text(stamps["updated_at"]))
+        created_at_text=stamp_text(stamps["created_at"], row[_CR]),
+        updated_at_text=stamp_text(stamps["updated_at"], row[_UP]))
     return rec, facts
 
 

@@ -13,15 +13,16 @@
 The change marker (``marker``), polled every second in the engine's own loop through a
 connection of its own, costs O(1) while nothing is written anywhere:
 ``pg_current_wal_insert_lsn()`` (every INSERT, UPDATE or DELETE of a logged table writes WAL,
-so an unchanged position proves nothing was written; on a standby, the replay position). Only when the position moved does it read the table's
-own stamp, ``count(*)`` and ``sum(xmin)``: a row's ``xmin`` is the transaction that wrote its
-current version, so any insert, update or delete changes the pair (a max of xmin would miss a
-long transaction that commits after a younger one), and other databases' or tables' writes
-move the WAL but not the stamp. The read after a move is repeated once more a second later, so
-a commit whose WAL was written but not yet visible is never missed. No trigger, no LISTEN, no
-table of qwarden's own on the user's database. (``pg_stat_user_tables`` counters lag by up
-to the stats flush interval; a per-row ``count, max(updated_at), sum(hashtext(...))`` detoasts
-every row each second.) An UNLOGGED table writes no WAL: then the stamp is read every time.
+so an unchanged position proves nothing was written; on a standby, the replay position).
+Only when the position moved does it read the table's own stamp, ``count(*)`` and
+``sum(xmin)``: a row's ``xmin`` is the transaction that wrote its current version, so any
+insert, update or delete changes the pair (a max of xmin would miss a long transaction that
+commits after a younger one), and other databases' or tables' writes move the WAL but not
+the stamp. The read after a move is repeated once more a second later, so a commit whose WAL
+was logged but not yet visible is never missed. No trigger, no LISTEN, no table of qwarden's
+own on the user's database. (``pg_stat_user_tables`` counters lag by up to the stats flush
+interval; a ``count, max(updated_at), sum(hashtext(...))`` detoasts every row each second.)
+An UNLOGGED table writes no WAL: then the stamp is read every time.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def _lost(exc: BaseException) -> bool:
     """A connection that went away (retry on a new one), not an error of the query."""
     import asyncpg
 
+    # (InternalClientError: a connection the server ended while it sat idle answers the
+    # next query with "cannot switch to state ..."; it is as gone as a closed one)
     return isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                            asyncpg.exceptions.InternalClientError,
                             asyncpg.exceptions.AdminShutdownError,
                             asyncpg.exceptions.CannotConnectNowError,
                             ConnectionError, TimeoutError, OSError))

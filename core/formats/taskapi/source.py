@@ -18,6 +18,7 @@ Every read is read-only (see the backends); a database that cannot be read raise
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -110,6 +111,17 @@ class TaskApiSource:
 
     # -- reading -------------------------------------------------------------------------
     def scan(self) -> None:
+        # Allocation-heavy and acyclic (as every format's scan): a collection would only
+        # rescan the heap of new records.
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            self._scan()
+        finally:
+            if was:
+                gc.enable()
+
+    def _scan(self) -> None:
         rows = self.table.read_rows(None)
         self._records, self._facts, self._keys, self._problems = {}, {}, {}, {}
         for row, key in rows:
