@@ -106,3 +106,29 @@ def test_reading_a_wal_database_a_worker_has_open_creates_nothing(tmp_path: Path
         assert set(tree(db.parent)) == set(before)
     finally:
         writer.close()
+
+
+def test_a_following_engine_leaves_the_sample_untouched(tmp_path: Path) -> None:
+    """The live engine (scan, change marker every 0.2 s, second looks, a full poll) on the
+    sample for a while: no byte, no mtime, no side file."""
+    import asyncio
+
+    from qwarden.core.config import Config, LiveOptions
+    from qwarden.core.formats import open_engine
+
+    db = copy_sample(tmp_path / "s")
+    before = tree(db.parent)
+    config = Config(live=LiveOptions(db_check_interval_s=0.2))
+
+    async def follow() -> None:
+        engine = open_engine(db, config)
+        await engine.start()
+        await asyncio.sleep(1.5)
+        await engine.poll_now()
+        await asyncio.sleep(0.5)
+        assert engine.last_error is None
+        assert engine.snapshot is not None and len(engine.snapshot.tasks) == 6
+        await engine.stop()
+
+    asyncio.run(follow())
+    assert tree(db.parent) == before

@@ -163,3 +163,17 @@ def test_unreachable_server_and_foreign_database_are_one_line_errors(pg_cluster,
     assert "cannot connect" in err and "hunter22" not in err and "***" in err
     code, out, err = report(pg_db)  # an empty database: no tasks table
     assert code == 3 and "no tasks table" in err and "Traceback" not in err
+
+
+def test_the_source_root_and_label_never_hold_the_password(pg_db: str) -> None:
+    """The console labels its header with the engine's root: a URL's password must not be
+    in it (nor in the label, the report's root)."""
+    from qwarden.core.formats import open_engine
+
+    engine = open_engine(pg_db, follow=False)
+    try:
+        assert "s3cret-pw" in pg_db
+        for shown in (str(engine.root), engine.source.label, engine.scan().root):
+            assert "s3cret-pw" not in shown and ":***@" in shown
+    finally:
+        engine.source.close()

@@ -75,7 +75,10 @@ class TaskApiSource:
     def __init__(self, table: TaskTable, root: Path | str, config: Config | None = None,
                  live: bool = False, follow: bool = False) -> None:
         self.table = table
-        self.root = root  # type: ignore[assignment]
+        # what the operator pointed at, as every view shows it: the DB file, or the URL
+        # without its password (the console labels its header with ``root``); the backend
+        # alone keeps the DSN it connects with
+        self.root = root if isinstance(root, Path) else table.label  # type: ignore[assignment]
         self.label = table.label
         self.journal_root: Path | None = None  # read-only here: no journal of its own
         self.config = config or Config()
