@@ -165,11 +165,14 @@ def test_unreachable_server_and_foreign_database_are_one_line_errors(pg_cluster,
     assert code == 3 and "no tasks table" in err and "Traceback" not in err
 
 
-def test_the_source_root_and_label_never_hold_the_password(pg_db: str) -> None:
+def test_the_source_root_and_label_never_hold_the_password(tmp_path: Path,
+                                                           pg_db: str) -> None:
     """The console labels its header with the engine's root: a URL's password must not be
     in it (nor in the label, the report's root)."""
     from qwarden.core.formats import open_engine
 
+    generate(20, tmp_path / "g.db", 1)
+    load(tmp_path / "g.db", pg_db)
     engine = open_engine(pg_db, follow=False)
     try:
         assert "s3cret-pw" in pg_db
