@@ -26,7 +26,13 @@ PASSWORD = "s3cret-pw"
 
 
 def find_bindir() -> Path | None:
-    """The newest installed server's bin dir (initdb and pg_ctl), or None."""
+    """The server's bin dir (initdb and pg_ctl): ``$QWARDEN_PG_BINDIR`` when set (another
+    layout than Debian's), else the newest ``/usr/lib/postgresql/*/bin``, else PATH; None
+    when there is none."""
+    given = os.environ.get("QWARDEN_PG_BINDIR")
+    if given is not None:
+        ok = all(os.access(os.path.join(given, b), os.X_OK) for b in ("initdb", "pg_ctl"))
+        return Path(given) if ok else None
     for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"),
                     key=lambda p: int(p.split("/")[-2]) if p.split("/")[-2].isdigit() else 0,
                     reverse=True):

@@ -180,3 +180,29 @@ def test_the_source_root_and_label_never_hold_the_password(tmp_path: Path,
             assert "s3cret-pw" not in shown and ":***@" in shown
     finally:
         engine.source.close()
+
+
+@pytest.mark.parametrize("ci", [False, True])
+def test_without_server_binaries_pg_tests_skip_saying_why_or_fail_in_ci(
+        tmp_path: Path, ci: bool) -> None:
+    """No initdb: outside CI the PostgreSQL tests skip with one line saying why; with CI set
+    they fail loudly (CI must install the server: .ci/run does)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["QWARDEN_PG_BINDIR"] = str(tmp_path / "no-postgres-here")
+    if ci:
+        env["CI"] = "1"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                          "tests/test_taskapi_pg.py::test_the_source_root_and_label_never_"
+                          "hold_the_password"], capture_output=True, text=True, timeout=120,
+                         env=env, cwd=Path(__file__).resolve().parents[1])
+    if ci:
+        assert out.returncode != 0
+        assert "PostgreSQL is required in CI: PostgreSQL server binaries (initdb, pg_ctl) " \
+               "not installed" in out.stdout
+    else:
+        assert out.returncode == 0, out.stdout
+        assert "1 skipped" in out.stdout
+        assert "PostgreSQL unavailable: PostgreSQL server binaries (initdb, pg_ctl) not " \
+               "installed" in out.stdout
