@@ -183,3 +183,20 @@ def test_dsn_is_shown_without_its_password() -> None:
     assert redact("postgres://db/q") == "postgres://db/q"
     assert redact("postgresql://ann@db/q") == "postgresql://ann@db/q"
     assert detect("postgresql://ann:pw@db/q").name == "taskapi"  # type: ignore[union-attr]
+
+
+def test_a_task_id_on_two_rows_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """A table without comic-pile's UNIQUE (task_id) (a hand-made or migrated one)."""
+    from qwarden.core.formats.taskapi.kinds import REQUIRED
+
+    db = tmp_path / "t.db"
+    c = sqlite3.connect(db)
+    c.execute(f"CREATE TABLE tasks ({', '.join(sorted(REQUIRED))})")
+    for title in ("first", "second"):
+        c.execute("INSERT INTO tasks (task_id, title, status, completed, updated_at) VALUES "
+                  "('DUP', ?, 'pending', 0, '2026-11-22 22:00:00')", (title,))
+    c.commit()
+    c.close()
+    findings, src = judge_root(db, AS_OF)
+    assert findings == [] and set(src.all_tasks()) == {"DUP"}
+    assert any("task_id on 2 rows" in p.message for p in src.problems())

@@ -40,7 +40,7 @@ def failure_groups(facts: Iterable[RowFacts]) -> dict[str, tuple[str, ...]]:
     return {sig: tuple(sorted(ids)) for sig, ids in acc.items()}
 
 
-def _claim_evidence(f: RowFacts, as_of: datetime, ctx: RuleContext) -> list[Evidence]:
+def _claim_evidence(f: RowFacts) -> list[Evidence]:
     """The columns a claim's liveness stands on: status, the assignee, the claim note (or
     updated_at when there is none), last_heartbeat and whether it counts."""
     out = [ev("status", f.status, f.updated_at, Side.DB),
@@ -72,7 +72,7 @@ def zombie_claim(j: Judged, ctx: RuleContext, view: TableView) -> Iterator[Findi
         return
     sig, silent = _silence(f, ctx.as_of)
     limit = ctx.thresholds.zombie_after_s
-    evs = _claim_evidence(f, ctx.as_of, ctx)
+    evs = _claim_evidence(f)
     evs.append(ev("silent for", f"{age_text(silent or 0)} (> {age_text(limit)})", sig))
     yield finding("zombie_claim", j, Severity.CRITICAL,
                   f"claimed by {f.agent or 'nobody'}, no sign of life for "
@@ -85,7 +85,7 @@ def stale_heartbeat(j: Judged, ctx: RuleContext, view: TableView) -> Iterator[Fi
     if j.claim_problem != "stale" or f is None:
         return
     sig, silent = _silence(f, ctx.as_of)
-    evs = _claim_evidence(f, ctx.as_of, ctx)
+    evs = _claim_evidence(f)
     evs.append(ev("silent for", f"{age_text(silent or 0)} (> "
                   f"{age_text(ctx.thresholds.stale_after_s)}, zombie after "
                   f"{age_text(ctx.thresholds.zombie_after_s)})", sig))

@@ -127,8 +127,18 @@ class TaskApiSource:
     def _scan(self) -> None:
         rows = self.table.read_rows(None)
         self._records, self._facts, self._keys, self._problems = {}, {}, {}, {}
+        twice: dict[str, int] = {}
         for row, key in rows:
-            self._take_row(row, key)
+            tid = self._take_row(row, key)
+            if tid is not None and tid in twice:
+                twice[tid] += 1
+            elif tid is not None:
+                twice[tid] = 1
+        for tid, n in twice.items():
+            if n > 1:  # (a table without comic-pile's UNIQUE (task_id))
+                self._problems.setdefault(tid, []).append(ReadProblem(
+                    f"{self.label} tasks[{tid}]", f"task_id on {n} rows: the last read "
+                    "is shown"))
         self._tasks = {tid: Task(tid, rec, ()) for tid, rec in self._records.items()}
         self._groups = rules.failure_groups(self._facts.values())
         self._agents = self._build_agents(self._facts.values())
@@ -282,8 +292,7 @@ class TaskApiSource:
 
     def look_again(self, ids: Iterable[str]) -> Delta:
         self._ensure()
-        wanted = set(ids)
-        return self._reread({t for t in wanted}, set())
+        return self._reread(set(ids), set())
 
     def rescan(self) -> Delta:
         return self._diff()

@@ -134,11 +134,6 @@ class SqliteTasks(ReadOnlySQLite):
         got: tuple[list[str], tuple[Any, ...]] | None = self._run(one)
         return got
 
-    def marker_changed(self, last: Hashable | None) -> tuple[bool, Hashable]:
-        """(moved since ``last``, the marker now) through this connection."""
-        now = (self.data_version(self.conn()), self.db_fingerprint())
-        return now != last, now
-
     @contextlib.asynccontextmanager
     async def marker(self) -> AsyncIterator[Callable[[], Awaitable[Hashable]]]:
         async with self.data_version_marker() as read:
