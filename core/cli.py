@@ -358,6 +358,12 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
     if args.fix:
         from qwarden.core.actions.apply import recover
         from qwarden.core.actions.autofix import AutoFixer
+        from qwarden.core.formats import autofix_refusal, locate
+
+        why = autofix_refusal(locate(root, getattr(args, "format", None) or "auto")[0].name)
+        if why is not None:
+            _err(f"refused: {why}")
+            return 1  # refused, as the interventions' exit code
         read_only = bool(getattr(args, "read_only", False)) or config.read_only
         if args.fix != "observe" and not read_only:
             try:

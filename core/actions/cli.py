@@ -19,6 +19,7 @@ from typing import Any
 
 from qwarden.core.actions.apply import Result, apply, inverse_plan, recover, stale_message
 from qwarden.core.actions.guard import TALKS_ONLY
+from qwarden.core.actions.interface import NeedsForce
 from qwarden.core.actions.journal import Journal
 from qwarden.core.actions.plan import Plan, Refused, StalePlan
 from qwarden.core.clihelp import ACTION_EXITS, PLAIN_EXITS, UsageError, add_command
@@ -299,7 +300,7 @@ def _cmd_action(root: Path, config: Config, args: argparse.Namespace, read_only:
         j = judge_task(root, task_id, config)
         refusal = None if args.force else j.live_refusal(kind, task_id)
         if refusal:
-            raise Refused(refusal)
+            raise NeedsForce(refusal)
         direction = direction or j.sync_direction
     subtasks = [Subtask.parse(spec) for spec in getattr(args, "subtask", [])]
     plan = make_plan(root, kind, task_id, actor=_actor(), note=args.note, force=args.force,

@@ -463,5 +463,5 @@ def open_interventions(root: Path | str, config: Config, options: Any) -> Any:
 
 
 FORMAT_INFO = FormatInfo(name="octopoid", detect=_detect, open=_open,
-                         interventions=open_interventions,
+                         interventions=open_interventions, auto_fixes=True,
                          describe=f"Octopoid v1 ({FORMAT}): .orchestrator/ files + state.db")
