@@ -76,7 +76,7 @@ class QwardenApp(App[int]):
         try:
             self.interventions = open_interventions(
                 engine.source.format, engine.root, config,
-                {"read_only": self.read_only, **(write_options or {})})
+                {**(write_options or {}), "read_only": self.read_only})
         except Refused as exc:
             self.no_interventions_reason = str(exc)
         # no write path at all: the header says READ-ONLY as for --read-only
@@ -322,8 +322,9 @@ class QwardenApp(App[int]):
 
 def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
             simulation: Any = None, fix: str | None = None, bell: bool = False,
-            fmt: str = "auto") -> int:
-    """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code."""
+            fmt: str = "auto", write_options: dict[str, Any] | None = None) -> int:
+    """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code.
+    ``write_options``: how the queue is written (``--api``, ``--direct-db``)."""
     engine = open_engine(root, config, as_of=as_of, fmt=fmt)
     home = os.path.expanduser("~")
     label = str(engine.root)
@@ -346,7 +347,8 @@ def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | Non
             recover(engine.root)  # finish or undo what a killed writer left, first
         autofix = AutoFixer(engine.root, config, mode=fix, read_only=config.read_only)
     app = QwardenApp(engine, config, theme=theme, read_only=config.read_only,
-                     simulation=simulation, root_label=label, autofix=autofix, bell=bell)
+                     simulation=simulation, root_label=label, autofix=autofix, bell=bell,
+                     write_options=write_options)
     return exit_status(app, app.run())
 
 
