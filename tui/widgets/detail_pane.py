@@ -15,7 +15,7 @@ from textual.widgets import Static
 from qwarden.core.model import Evidence, Snapshot
 from qwarden.core.textsafe import clean_line
 from qwarden.core.timefmt import age_text
-from qwarden.tui.glossary import GLOSSARY, action_key
+from qwarden.tui.glossary import GLOSSARY, action_key, action_label
 from qwarden.tui.keys import SCROLL_BINDINGS
 from qwarden.tui.lanes import task_priority
 
@@ -199,7 +199,7 @@ class DetailPane(VerticalScroll, can_focus=True):
             for fact in f.evidence:
                 parts.append(self._evidence(snap, fact))
             rec_line = Text("  → ")
-            rec_line.append(f.recommended_action.value, self._st("heading"))
+            rec_line.append(action_label(f, snap), self._st("heading"))
             key = action_key(f, snap)
             if key is not None:
                 rec_line.append(f"  (press {key})", self._st("label"))

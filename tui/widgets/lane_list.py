@@ -42,7 +42,8 @@ class LaneList(RowList):
         text.append(glyph, self.row_style(sev) if sev else None)
         text.append("*" if key in self.marked else " ", self.row_style("heading"))
         w = snap.id_width
-        shown = key if len(key) <= w else key[:w - 1] + "…"
+        shown = clean_line(key, 200)  # an id is an agent's text too
+        shown = shown if len(shown) <= w else shown[:w - 1] + "…"
         text.append(shown.ljust(w), self.row_style(sev) if sev else None)
         text.append(" ")
         text.append((task_priority(task) or "--")[:2].ljust(2))
