@@ -120,10 +120,12 @@ class TaskApiPlan:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> list[str]:
-        out = [f"{self.kind} {self.task_id}: {self.summary}"]
+        """One line each (a call's body is JSON, so a newline or escape in a note is
+        escaped there; the other untrusted text is cleaned to one plain line)."""
+        out = [clean_line(f"{self.kind} {self.task_id}: {self.summary}", 300)]
         if self.note:
-            out.append(f"  note: {self.note}")
-        out.extend(f"  ! {w}" for w in self.warnings)
+            out.append("  note: " + clean_line(self.note, 300))
+        out.extend("  ! " + clean_line(w, 300) for w in self.warnings)
         if self.verify:
             out.append(f"  run verify first: {self.verify}")
         if self.via == "api":
@@ -762,8 +764,10 @@ def _run_calls(j: Journal, aid: int, api: TaskApi, calls: tuple[Call, ...],
     for i, c in enumerate(calls):
         _record(j, aid, f"{i:03d}:intent", {"call": c.to_json()})
         j.audit("call", aid, n=i, call=c.line())
+        directdb.crash_point(f"api:send:{i}")
         try:
             answer = api.post(c)
+            directdb.crash_point(f"api:answered:{i}")
         except ServerRefused as exc:
             _record(j, aid, f"{i:03d}:result", {"status": exc.status,
                                                 "detail": exc.server_message})

@@ -20,7 +20,8 @@ rows must still be exactly what the action wrote (else refused, nothing changed)
 restored to its before row, every column (``iterdump`` of the DB equals the one before the
 action), rows the action inserted deleted. ``recover`` settles an entry a crash left
 ``applying``: all rows as written (done), all as before (rolled back), else failed (a third
-version: left alone). ``QWARDEN_CRASH_AT=db:intent|db:rows|db:commit|db:done`` SIGKILLs there.
+version: left alone). ``QWARDEN_CRASH_AT=db:intent|db:rows|db:commit|db:done`` (and ``api:send:N``,
+``api:answered:N`` for the API path) SIGKILLs there.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ BUSY_TIMEOUT_MS = 5000
 VALID_STATUSES = ("pending", "in_progress", "blocked", "in_review", "done")
 
 
-def _crash(step: str) -> None:
+def crash_point(step: str) -> None:
     if os.environ.get(CRASH_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -275,20 +276,20 @@ def apply(db: Path, j: Journal, jplan: Plan, changes: list[dict[str, Any]]) -> i
                                        for c in changes})
         j.audit("intent", aid, kind=jplan.kind, task_id=jplan.task_id, actor=jplan.actor,
                 note=jplan.note, changes=jplan.describe()[1:], via="direct-db")
-        _crash("db:intent")
+        crash_point("db:intent")
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 _check(conn, changes, "before", "since the plan was made")
                 for ch in changes:
                     _write(conn, ch, forward=True)
-                _crash("db:rows")
+                crash_point("db:rows")
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            _crash("db:commit")
+            crash_point("db:commit")
         except StalePlan as exc:
             j.set_state(aid, "rolled_back", str(exc))
             j.audit("rolled_back", aid, kind=jplan.kind, task_id=jplan.task_id, error=str(exc))
@@ -301,7 +302,7 @@ def apply(db: Path, j: Journal, jplan: Plan, changes: list[dict[str, Any]]) -> i
         if jplan.undoes is not None:
             j.mark_undone(jplan.undoes, aid)
         j.audit("done", aid, kind=jplan.kind, task_id=jplan.task_id, via="direct-db")
-        _crash("db:done")
+        crash_point("db:done")
         return aid
     finally:
         conn.close()
