@@ -405,3 +405,39 @@ def test_client_maps_errors_verbatim(db: Path, server: TaskApiServer) -> None:
         assert (e.value.status, e.value.server_message) == (500, "Internal server error")
         with pytest.raises(Refused, match="never calls merge-to-main"):
             api.call(Call("POST", "/api/tasks/TEST-001/merge-to-main"))
+
+
+def test_a_server_that_never_answers_times_out(db: Path) -> None:
+    import time
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)  # connections are accepted by the kernel, never answered
+    try:
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        iv = open_interventions(db, config(url, timeout_s=0.5), {})
+        t0 = time.monotonic()
+        with pytest.raises(ApiUnreachable, match=r"did not answer GET .* within 0.5 s"):
+            iv.plan(req("release", "TEST-001"))
+        assert time.monotonic() - t0 < 5
+    finally:
+        s.close()
+
+
+def test_undo_of_nothing_and_of_a_bad_id(db: Path, server: TaskApiServer) -> None:
+    iv = opened(db, server)
+    with pytest.raises(Refused, match="nothing to undo"):
+        iv.undo()
+    with pytest.raises(Refused, match="no action 'x'"):
+        iv.undo("x")
+    with pytest.raises(Refused, match="no action 99"):
+        iv.undo(99)
+
+
+def test_describe_is_one_plain_line_per_entry(db: Path, server: TaskApiServer) -> None:
+    iv = opened(db, server)
+    p = iv.plan(req("note", "TEST-001", "two\nlines \x1b]52;c;AAAA\x07 and more"))
+    lines = p.describe()
+    assert all("\n" not in ln and "\x1b" not in ln and "\x07" not in ln for ln in lines)
+    assert any('"notes": "op: two\\nlines \\u001b]52;c;AAAA\\u0007 and more"' in ln
+               for ln in lines)

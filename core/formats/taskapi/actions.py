@@ -48,6 +48,8 @@ from urllib.parse import unquote, urlsplit
 from qwarden.core.actions.interface import (
     ActionRequest,
     Applied,
+    Interventions,
+    PlannedChange,
     ReadOnly,
     Refused,
     ServerRefused,
@@ -58,7 +60,13 @@ from qwarden.core.actions.journal import Journal
 from qwarden.core.actions.plan import Plan
 from qwarden.core.config import Config
 from qwarden.core.formats.taskapi import directdb
-from qwarden.core.formats.taskapi.api import ApiUnreachable, Call, TaskApi, task_path
+from qwarden.core.formats.taskapi.api import (
+    ApiUnreachable,
+    Call,
+    TaskApi,
+    normalise_url,
+    task_path,
+)
 from qwarden.core.textsafe import clean_line
 
 ACTIONS = ("release", "retry", "accept", "cancel", "split", "note")
@@ -291,8 +299,8 @@ class TaskApiInterventions:
         self.opts = config.taskapi
         self.admin = self.opts.admin_name
         self.direct_db = direct_db
-        self.api_url = api_url
         self.journal_root = journal_root(root, config)
+        self.api_url = None if api_url is None else normalise_url(api_url)  # refused now
         if direct_db:
             if "://" in os.fspath(root):
                 raise Refused("--direct-db writes only SQLite DB files here (direct writes to "
@@ -834,6 +842,11 @@ def open_interventions(root: Path | str, config: Config,
         raise ReadOnly(READ_ONLY_SENTENCE)
     return TaskApiInterventions(root, config, api_url=None if direct else str(url),
                                 direct_db=direct)
+
+
+def _conforms(iv: TaskApiInterventions, plan: TaskApiPlan) -> tuple[Interventions,
+                                                                    PlannedChange]:
+    return iv, plan  # mypy proves the protocols are met
 
 
 __all__ = ["ACTIONS", "READ_ONLY_SENTENCE", "ApiUnreachable", "ServerRefusedMidway",
