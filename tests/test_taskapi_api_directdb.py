@@ -161,8 +161,19 @@ def test_direct_db_undo_refused_when_the_rows_moved(tmp_path: Path) -> None:
 
 def test_direct_db_refusals(tmp_path: Path) -> None:
     db = copy(tmp_path)
-    with pytest.raises(Refused, match="PostgreSQL are not built"):
-        open_interventions("postgresql://u@127.0.0.1/x", Config(), {"direct_db": True})
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    cfg = Config.model_validate({"taskapi": {"journal_dir": str(tmp_path / "j"),
+                                             "timeout_s": 2}})
+    pg = open_interventions(f"postgresql://u:sekret@127.0.0.1:{port}/x", cfg,
+                            {"direct_db": True})
+    with pytest.raises(Refused, match="cannot open the tasks table") as e:
+        pg.plan(req("release", "TEST-001"))
+    assert "sekret" not in str(e.value) and ":***@" in str(e.value)
     with pytest.raises(Refused, match="no such DB file"):
         open_interventions(tmp_path / "none.db", Config(), {"direct_db": True})
     dv = direct(db)

@@ -1,8 +1,9 @@
 """Interventions on a task API queue: through the system's own HTTP API first.
 
 ``open_interventions(root, config, options)`` (``FormatInfo.interventions``) opens the write
-path: the API (``options["api_url"]``, else ``[taskapi] api_url``), or SQL on the SQLite DB only
-with ``options["direct_db"]``; with neither (or ``read_only``) it raises ``ReadOnly``.
+path: the API (``options["api_url"]``, else ``[taskapi] api_url``), or SQL on the DB (SQLite,
+or PostgreSQL through asyncpg) only with ``options["direct_db"]``; with neither (or
+``read_only``) it raises ``ReadOnly``.
 
 Every action is a short list of the API's own calls (``describe()`` shows them exactly):
 
@@ -259,14 +260,20 @@ def restore_calls(tid: str, target: Mapping[str, Any], current: Mapping[str, Any
     return calls, lost, None
 
 
-def _free_id(base: str, taken: set[str], n: int) -> str:
-    while True:
-        suffix = f"-S{n}"
-        cand = base[: MAX_TASK_ID - len(suffix)] + suffix
-        if cand not in taken:
-            taken.add(cand)
-            return cand
-        n += 1
+def _sub_id(parent: str, k: int) -> str:
+    suffix = f"-S{k}"
+    return parent[: MAX_TASK_ID - len(suffix)] + suffix
+
+
+def _get_or_none(api: TaskApi, task_id: str) -> dict[str, Any] | None:
+    """The task, or None when the API says it has none (a 404 "Not Found" is a wrong URL:
+    refused as it is)."""
+    try:
+        return api.get_task(task_id)
+    except ServerRefused as exc:
+        if exc.status == 404 and exc.server_message == f"Task {task_id} not found":
+            return None
+        raise
 
 
 def _subtask_body(parent: Mapping[str, Any], tid: str, spec: SubtaskSpec, actor: str,
@@ -302,11 +309,8 @@ class TaskApiInterventions:
         self.journal_root = journal_root(root, config)
         self.api_url = None if api_url is None else normalise_url(api_url)  # refused now
         if direct_db:
-            if "://" in os.fspath(root):
-                raise Refused("--direct-db writes only SQLite DB files here (direct writes to "
-                              "PostgreSQL are not built): use the API (--api URL)")
-            self.db: Path | None = Path(root)
-            if not self.db.is_file():
+            self.db: Path | str | None = root if "://" in os.fspath(root) else Path(root)
+            if isinstance(self.db, Path) and not self.db.is_file():
                 raise Refused(f"{self.db}: no such DB file to write (--direct-db)")
         else:
             self.db = None
@@ -321,47 +325,53 @@ class TaskApiInterventions:
     def via(self) -> str:
         return "db" if self.direct_db else "api"
 
+    def _tasks(self) -> directdb.Tasks:
+        assert self.db is not None
+        return directdb.open_tasks(self.db, self.opts.timeout_s)
+
+    @property
+    def dialect(self) -> str:
+        return "pg" if isinstance(self.db, str) else "sqlite"
+
     def _api(self) -> TaskApi:
         assert self.api_url is not None
         return TaskApi(self.api_url, self.opts.timeout_s)
 
     # -- reading the task ----------------------------------------------------
-    def _read(self, task_id: str) -> tuple[dict[str, Any], set[str]]:
-        """The task as the write path sees it (the API's GET, or the DB row) and the ids of
-        every task (for a split's new ids)."""
+    def _read(self, task_id: str) -> dict[str, Any]:
+        """The task as the write path sees it: the API's GET, or the DB row."""
         if self.db is not None:
-            conn = directdb.open_db(self.db)
-            try:
-                row = directdb.read_row(conn, task_id)
-                ids = directdb.task_ids(conn)
-            finally:
-                conn.close()
-            if row is None:
-                raise Refused(f"no task {task_id} in {self.db}")
-            return row, ids
+            with self._tasks() as t:
+                row = t.read_row(task_id)
+                if row is None:
+                    raise Refused(f"no task {task_id} in {t.where}")
+            return row
         with self._api() as api:
-            try:
-                task = api.get_task(task_id)
-            except ServerRefused as exc:
-                if exc.status == 404 and exc.server_message == f"Task {task_id} not found":
-                    raise Refused(f"no task {task_id} at {api.url} ({exc.server_message})"
-                                  ) from None
-                raise  # a 404 "Not Found" is a wrong URL, not a missing task
-            return task, set()
+            found = _get_or_none(api, task_id)
+            if found is None:
+                raise Refused(f"no task {task_id} at {api.url} (Task {task_id} not found)")
+            return found
 
-    def _all_ids(self) -> set[str]:
+    def _new_ids(self, parent: str, n: int) -> list[str]:
+        """``PARENT-S1``... ids no task has (one look each: a GET that answers 404, or the
+        DB), never a listing of the whole queue."""
+        out: list[str] = []
+        k = 1
         if self.db is not None:
-            return self._read_ids_db()
+            with self._tasks() as t:
+                while len(out) < n:
+                    cand = _sub_id(parent, k)
+                    if t.read_row(cand) is None:
+                        out.append(cand)
+                    k += 1
+            return out
         with self._api() as api:
-            return {str(t["task_id"]) for t in api.list_tasks()}
-
-    def _read_ids_db(self) -> set[str]:
-        assert self.db is not None
-        conn = directdb.open_db(self.db)
-        try:
-            return directdb.task_ids(conn)
-        finally:
-            conn.close()
+            while len(out) < n:
+                cand = _sub_id(parent, k)
+                if _get_or_none(api, cand) is None:
+                    out.append(cand)
+                k += 1
+        return out
 
     # -- planning --------------------------------------------------------------
     def plan(self, request: ActionRequest) -> TaskApiPlan:
@@ -370,7 +380,7 @@ class TaskApiInterventions:
             raise Refused(f"taskapi has no action {kind!r} (one of: {', '.join(ACTIONS)})")
         if not tid:
             raise Refused(f"{kind}: which task?")
-        task, ids = self._read(tid)
+        task = self._read(tid)
         status = task.get("status")
         agent = task.get("assigned_agent")
         note = request.note.strip()
@@ -432,8 +442,7 @@ class TaskApiInterventions:
             if status not in ("pending", "in_progress", "blocked"):
                 raise Refused(f"{tid} is {status}: only a pending, in-progress or blocked task "
                               "is split")
-            taken = ids if self.db is not None else self._all_ids()
-            new_ids = [_free_id(tid, taken, i + 1) for i in range(len(subs))]
+            new_ids = self._new_ids(tid, len(subs))
             for nid, spec in zip(new_ids, subs, strict=True):
                 calls.append(Call("POST", "/api/tasks/", _subtask_body(
                     task, nid, spec, actor, self.opts.subtask_effort)))
@@ -449,7 +458,7 @@ class TaskApiInterventions:
                 raise Refused("note needs the text (--note)")
             calls.append(_notes(tid, f"{actor}: {note}"))
             summary = "append a note"
-        return self._finish(kind, tid, actor, note, summary, tuple(calls), task, ids,
+        return self._finish(kind, tid, actor, note, summary, tuple(calls), task,
                             tuple(warnings), verify, worktree_dir)
 
     def _verify_for(self, task: Mapping[str, Any]) -> tuple[str | None, str | None,
@@ -477,7 +486,7 @@ class TaskApiInterventions:
         return str(cmd).replace("{worktree}", shlex.quote(str(where))), str(where), []
 
     def _finish(self, kind: str, tid: str, actor: str, note: str, summary: str,
-                calls: tuple[Call, ...], task: dict[str, Any], ids: set[str],
+                calls: tuple[Call, ...], task: dict[str, Any],
                 warnings: tuple[str, ...], verify: str | None,
                 worktree_dir: str | None) -> TaskApiPlan:
         """Work out the undo story (simulating the calls on the task as read) and, via db,
@@ -487,10 +496,11 @@ class TaskApiInterventions:
         if self.db is None:
             row["completed"] = 1 if task.get("completed") else 0
         try:
+            ids = iter(range(-1, -1000, -1))  # placeholders: the real ids are taken at apply
             changes, after = directdb.simulate(
                 calls, {tid: row, **{directdb.call_task(c): None for c in calls
                                      if c.path == "/api/tasks/"}},
-                now, self.admin, next_id=int(row.get("id") or 0) + 10**9)
+                now, self.admin, lambda: next(ids), self.dialect)
         except Refused as exc:
             raise Refused(f"{kind} {tid}: the API would refuse: {exc}") from None
         creates = [c for c in calls if c.path == "/api/tasks/"]
@@ -577,27 +587,24 @@ class TaskApiInterventions:
             return aid
 
     def _apply_db(self, j: Journal, plan: TaskApiPlan) -> int:
-        assert self.db is not None
-        conn = directdb.open_db(self.db)
-        try:
+        with self._tasks() as t:
             rows = {k: directdb.dec_row(v) for k, v in plan.made_from["rows"].items()}
             for c in plan.calls:
                 if c.path == "/api/tasks/":
                     rows[directdb.call_task(c)] = None
             for tid, want in rows.items():
-                cur = directdb.read_row(conn, tid)
+                cur = t.read_row(tid)
                 if want is None and cur is not None:
                     raise StalePlan(f"{tid} exists already (made since the plan)")
                 if want is not None and not directdb.same(cur, want):
                     raise StalePlan(f"{tid} changed since the plan was made; plan again")
-            next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks")
-                          .fetchone()[0])
-        finally:
-            conn.close()
-        changes, _ = directdb.simulate(plan.calls, rows, datetime.now(UTC), self.admin,
-                                       next_id)
-        jplan = plan.journal_plan(changes=changes)
-        return directdb.apply(self.db, j, jplan, changes)
+            first = t.next_id()
+            ids = iter(range(first, first + len(plan.calls)))
+            changes, _ = directdb.simulate(
+                plan.calls, rows, datetime.now(UTC), self.admin,
+                (lambda: next(ids)) if t.dialect == "sqlite" else t.next_id, t.dialect)
+            jplan = plan.journal_plan(changes=changes)
+            return directdb.apply(t, j, jplan, changes)
 
     # -- undo ------------------------------------------------------------------
     def undo(self, action_id: int | str | None = None, actor: str = "qwarden") -> Applied:
@@ -633,8 +640,9 @@ class TaskApiInterventions:
                                  "it was", calls=(), made_from={}, via="db",
                                  preview=tuple(_preview(inv)))
                 try:
-                    uid = directdb.apply(self.db, j, up.journal_plan(undoes=a.id,
-                                                                     changes=inv), inv)
+                    with self._tasks() as t:
+                        uid = directdb.apply(t, j, up.journal_plan(undoes=a.id, changes=inv),
+                                             inv)
                 except StalePlan as exc:
                     raise Refused(f"cannot undo action {a.id}: the task changed since "
                                   f"({exc})") from None
@@ -698,8 +706,11 @@ class TaskApiInterventions:
 
     def _recover(self, j: Journal) -> list[tuple[int, str]]:
         out = recover_api(j)
-        if self.db is not None:
-            out += directdb.recover(self.db, j)
+        if self.db is not None and any(
+                r.plan.extra.get("format") == "taskapi" and r.plan.extra.get("via") == "db"
+                for r in j.unfinished()):
+            with self._tasks() as t:
+                out += directdb.recover(t, j)
         return out
 
 
@@ -831,7 +842,7 @@ def recover_api(j: Journal) -> list[tuple[int, str]]:
 def open_interventions(root: Path | str, config: Config,
                        options: Mapping[str, Any]) -> TaskApiInterventions:
     """``FormatInfo.interventions`` for taskapi. ``options``: ``api_url`` (overrides
-    ``[taskapi] api_url``), ``direct_db`` (SQL on the SQLite DB instead), ``read_only``.
+    ``[taskapi] api_url``), ``direct_db`` (SQL on the DB instead), ``read_only``.
     Raises ``ReadOnly`` (with the sentence the console shows) when there is no write path."""
     if options.get("read_only") or config.read_only:
         raise ReadOnly("read-only mode: qwarden refuses every write (drop --read-only / "
