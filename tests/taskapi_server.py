@@ -26,6 +26,9 @@ included:
   answered as ISO strings; notes carry aware ISO times ("+00:00");
 - errors are JSON ``{"detail": ...}``; unknown paths 404 "Not Found";
   ``GET /completed`` is shadowed by ``/{id}`` (404 "Task completed not found");
+- not served (qwarden calls none of them): ``/bulk``, ``/coordinator-data``, ``/by-status``,
+  ``/by-agent``, ``/by-priority`` (404 here); ``/api/tasks`` without the slash is FastAPI's
+  307 to ``/api/tasks/``;
 - ``merge-to-main`` is never served (the real one runs git in a worktree): it answers 500 and
   is recorded, so a test can prove qwarden never calls it.
 
@@ -108,6 +111,12 @@ def _validate(body: Any, required: tuple[str, ...],
     if errors:
         raise HttpError(422, errors)
     return body
+
+
+class Redirect(Exception):
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
 
 
 class TaskApiServer:
@@ -201,6 +210,8 @@ class TaskApiServer:
 
     # -- the endpoints -------------------------------------------------------
     def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if path == "/api/tasks":
+            raise Redirect("/api/tasks/")
         parts = [unquote(p) for p in path.split("/")]
         if len(parts) < 3 or parts[:3] != ["", "api", "tasks"]:
             raise HttpError(404, "Not Found")
@@ -370,6 +381,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = self.api.handle(method, path, body)
         except HttpError as exc:
             status, payload = exc.status, {"detail": exc.detail}
+        except Redirect as exc:
+            self.send_response(307)
+            self.send_header("Location", exc.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         except Exception:  # the app's global handler
             status, payload = 500, {"detail": "Internal server error"}
         self._answer(status, payload)

@@ -343,6 +343,12 @@ def test_a_refusal_midway_stops_and_says_what_was_done(db: Path,
     with Journal(journal_root(db)) as j:
         a = j.get(e.value.action_id)
         assert a is not None and a.state == "failed"
+    # what was done can be undone: the task blocked again, as Bob left it
+    iv.undo(e.value.action_id)
+    r = row(db, "TASK-FEAT-007")
+    assert (r["status"], r["assigned_agent"], r["blocked_reason"], r["blocked_by"]) == \
+        ("blocked", "Bob", "Need design decision", "Bob")
+    assert [pth for _, pth, _ in server.posts()][-1] == "/api/tasks/TASK-FEAT-007/set-status"
 
 
 def test_a_409_from_a_racing_claim_surfaces_without_retry(db: Path,
@@ -441,3 +447,9 @@ def test_describe_is_one_plain_line_per_entry(db: Path, server: TaskApiServer) -
     assert all("\n" not in ln and "\x1b" not in ln and "\x07" not in ln for ln in lines)
     assert any('"notes": "op: two\\nlines \\u001b]52;c;AAAA\\u0007 and more"' in ln
                for ln in lines)
+
+
+def test_a_redirect_is_not_followed(db: Path, server: TaskApiServer) -> None:
+    with TaskApi(server.url) as api, pytest.raises(ApiUnreachable, match="307"):
+        api.call(Call("GET", "/api/tasks"))
+    assert len(server.requests) == 1

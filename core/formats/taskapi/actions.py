@@ -625,10 +625,14 @@ class TaskApiInterventions:
             ex = a.plan.extra
             if ex.get("format") != "taskapi":
                 raise Refused(f"action {a.id} is not a taskapi action")
-            if a.state != "done":
-                raise Refused(f"action {a.id} is {a.state}: only a done action is undone")
             if a.undoes is not None:
                 raise Refused(f"action {a.id} is itself an undo (of {a.undoes})")
+            # a partly made API action (a refusal midway) is undone from what it did
+            partial = (a.state == "failed" and ex.get("via") == "api"
+                       and any(r.get("status") == "ok" for r in _results(j, a.id)))
+            if a.state != "done" and not partial:
+                raise Refused(f"action {a.id} is {a.state}: only a done action (or an API "
+                              "action refused midway) is undone")
             p = TaskApiPlan.from_json(ex["taskapi"])
             if ex.get("via") == "db":
                 if self.db is None:
@@ -649,7 +653,14 @@ class TaskApiInterventions:
                 return Applied(uid, f"undid action {a.id} ({a.kind}) {a.task_id}: the rows "
                                "are as they were", (time.perf_counter() - t0) * 1000,
                                undoable=False)
-            if not p.undoable:
+            if partial:
+                made = [Call.from_json(v["call"]) for k, v in _calls_of(j, a.id).items()
+                        if k.endswith(":intent") and _calls_of(j, a.id).get(
+                            k.replace(":intent", ":result"), {}).get("status") == "ok"]
+                if any(c.path == "/api/tasks/" for c in made):
+                    raise Refused(f"action {a.id} ({a.kind} {a.task_id}) cannot be undone: "
+                                  "the task API cannot delete the tasks it created")
+            elif not p.undoable:
                 raise Refused(f"action {a.id} ({a.kind} {a.task_id}) cannot be undone: "
                               f"{p.not_undoable_why}")
             if self.api_url is None:
@@ -678,6 +689,10 @@ class TaskApiInterventions:
             calls, lost, no = restore_calls(p.task_id, before, now, self.admin)
             if no:
                 raise Refused(f"cannot undo action {aid}: {no}")
+            if not calls:
+                raise Refused(f"cannot undo action {aid}: nothing the API can put back (its "
+                              "status, agent and blocked fields are as before; notes only "
+                              "append)")
             if any(c.path.endswith("/claim") for c in calls):
                 lost.insert(0, "status_notes (the claim replaced them with 'Claimed by ...'; "
                             f"the notes before are in the journal, action {aid})")
