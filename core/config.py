@@ -89,7 +89,8 @@ class TaskApiOptions(BaseModel):
                                 "overrides it; unset: read-only unless --direct-db")
     admin_name: str = Field("admin", min_length=1, description="the agent name the API lets "
                             "unclaim any task (release, retry)")
-    timeout_s: float = Field(10, gt=0, le=300, description="one HTTP call's timeout")
+    timeout_s: float = Field(10, gt=0, le=300, description="one HTTP call's timeout (and "
+                             "a PostgreSQL statement's, with --direct-db)")
     worktree_base: str | None = Field(None, description="the directory a task's worktree "
                                       "name is relative to, for an accept's verify (unset: "
                                       "the parent of the DB's directory, as the API has it)")

@@ -266,3 +266,31 @@ def test_directdb_values_keep_their_types() -> None:
     assert directdb.dec_row(json.loads(json.dumps(directdb.enc_row(r)))) == r
     assert not directdb.same({"a": 1}, {"a": 1.0})
     assert not directdb.same({"a": 1}, {"a": "1"})
+
+
+def test_a_locked_db_or_unwritable_journal_is_a_refusal(tmp_path: Path) -> None:
+    db = copy(tmp_path)
+    dv = open_interventions(db, Config.model_validate({"limits": {"db_busy_timeout_ms": 0}}),
+                            {"direct_db": True})  # waits 1 s at least
+    p = dv.plan(req("release", "TEST-001"))
+    worker = sqlite3.connect(db, isolation_level=None)
+    worker.execute("BEGIN IMMEDIATE")  # a worker holds the write lock (reads still go)
+    try:
+        with pytest.raises(Refused, match="database is locked"):
+            dv.apply(p)
+    finally:
+        worker.execute("ROLLBACK")
+        worker.close()
+    assert rows(db)["TEST-001"]["assigned_agent"] == "Charlie"
+    dv.apply(dv.plan(req("release", "TEST-001")))  # the journal is settled, a new plan goes
+    assert rows(db)["TEST-001"]["assigned_agent"] is None
+    with Journal(journal_root(db)) as j:
+        assert [a.state for a in reversed(j.recent(5))] == ["rolled_back", "done"]
+    if os.geteuid() != 0:  # root writes through permissions
+        jr = journal_root(db)
+        (jr / "warden").chmod(0o500)
+        try:
+            with pytest.raises(Refused):
+                dv.apply(dv.plan(req("note", "TEST-001", "x")))
+        finally:
+            (jr / "warden").chmod(0o755)

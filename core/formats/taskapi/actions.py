@@ -38,8 +38,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -327,7 +329,11 @@ class TaskApiInterventions:
 
     def _tasks(self) -> directdb.Tasks:
         assert self.db is not None
-        return directdb.open_tasks(self.db, self.opts.timeout_s)
+        if isinstance(self.db, str):
+            return directdb.open_tasks(self.db, self.opts.timeout_s)
+        # SQLite: wait for a worker's write as the applier does ([limits], at least 1 s)
+        return directdb.open_tasks(self.db, max(self.config.limits.db_busy_timeout_ms,
+                                                1000) / 1000)
 
     @property
     def dialect(self) -> str:
@@ -374,7 +380,39 @@ class TaskApiInterventions:
         return out
 
     # -- planning --------------------------------------------------------------
+    # -- the protocol: every failure a refusal with a sentence, never a traceback --------
     def plan(self, request: ActionRequest) -> TaskApiPlan:
+        with self._errors():
+            return self._plan(request)
+
+    def apply(self, plan: Any) -> Applied:
+        with self._errors():
+            return self._apply(plan)
+
+    def undo(self, action_id: int | str | None = None, actor: str = "qwarden") -> Applied:
+        with self._errors():
+            return self._undo(action_id, actor)
+
+    def recover(self) -> list[tuple[int, str]]:
+        """Settle what a killed writer left unfinished (also done first by every apply and
+        undo): direct-db entries rolled forward or back, API entries marked failed with the
+        calls made and the one whose outcome is unknown. (action id, outcome) each."""
+        with self._errors(), Journal(self.journal_root) as j, j.lock():
+            return self._recover(j)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, directdb.PgError) as exc:
+            where = self.db if self.db is not None else self.journal_root
+            raise Refused(f"{directdb.safe_dsn(str(where))}: {exc} (nothing more was "
+                          "written; the journal says what was)") from None
+        except OSError as exc:
+            raise Refused(f"{exc.filename or self.journal_root}: "
+                          f"{exc.strerror or exc}") from None
+
+    def _plan(self, request: ActionRequest) -> TaskApiPlan:
         kind, tid = request.kind, request.task_id
         if kind not in ACTIONS:
             raise Refused(f"taskapi has no action {kind!r} (one of: {', '.join(ACTIONS)})")
@@ -529,7 +567,7 @@ class TaskApiInterventions:
                            not_undoable_why=why, lost=tuple(lost), preview=preview)
 
     # -- applying --------------------------------------------------------------
-    def apply(self, plan: Any) -> Applied:
+    def _apply(self, plan: Any) -> Applied:
         if not isinstance(plan, TaskApiPlan):
             raise Refused("not a taskapi plan")
         if plan.via != self.via:
@@ -607,7 +645,7 @@ class TaskApiInterventions:
             return directdb.apply(t, j, jplan, changes)
 
     # -- undo ------------------------------------------------------------------
-    def undo(self, action_id: int | str | None = None, actor: str = "qwarden") -> Applied:
+    def _undo(self, action_id: int | str | None, actor: str) -> Applied:
         t0 = time.perf_counter()
         with Journal(self.journal_root) as j, j.lock():
             self._recover(j)
@@ -712,13 +750,6 @@ class TaskApiInterventions:
             return uid, lost
 
     # -- recovery ----------------------------------------------------------------
-    def recover(self) -> list[tuple[int, str]]:
-        """Settle what a killed writer left unfinished (also done first by every apply and
-        undo): direct-db entries rolled forward or back, API entries marked failed with the
-        calls made and the one whose outcome is unknown. (action id, outcome) each."""
-        with Journal(self.journal_root) as j, j.lock():
-            return self._recover(j)
-
     def _recover(self, j: Journal) -> list[tuple[int, str]]:
         out = recover_api(j)
         if self.db is not None and any(
