@@ -442,11 +442,12 @@ def test_undo_of_nothing_and_of_a_bad_id(db: Path, server: TaskApiServer) -> Non
 
 def test_describe_is_one_plain_line_per_entry(db: Path, server: TaskApiServer) -> None:
     iv = opened(db, server)
-    p = iv.plan(req("note", "TEST-001", "two\nlines \x1b]52;c;AAAA\x07 and more"))
+    p = iv.plan(req("note", "TEST-001", "two\nlines \x1b]52;c;AAAA\x07 \x9b2J \u202eevil"))
     lines = p.describe()
-    assert all("\n" not in ln and "\x1b" not in ln and "\x07" not in ln for ln in lines)
-    assert any('"notes": "op: two\\nlines \\u001b]52;c;AAAA\\u0007 and more"' in ln
-               for ln in lines)
+    assert all(ln.isprintable() for ln in lines)
+    call = next(ln for ln in lines if ln.startswith("  POST "))
+    assert '"notes": "op: two\\nlines \\u001b]52;c;AAAA\\u0007 \\u009b2J \\u202eevil"' in call
+    assert json.loads(call.split(" ", 4)[4]) == p.calls[0].body  # still the exact JSON sent
 
 
 def test_a_redirect_is_not_followed(db: Path, server: TaskApiServer) -> None:

@@ -133,22 +133,22 @@ class TaskApiPlan:
     def describe(self) -> list[str]:
         """One line each (a call's body is JSON, so a newline or escape in a note is
         escaped there; the other untrusted text is cleaned to one plain line)."""
-        out = [clean_line(f"{self.kind} {self.task_id}: {self.summary}", 300)]
+        out = [plain(f"{self.kind} {self.task_id}: {self.summary}")]
         if self.note:
-            out.append("  note: " + clean_line(self.note, 300))
-        out.extend("  ! " + clean_line(w, 300) for w in self.warnings)
+            out.append("  note: " + plain(self.note))
+        out.extend("  ! " + plain(w) for w in self.warnings)
         if self.verify:
-            out.append(f"  run verify first: {self.verify}")
+            out.append("  run verify first: " + plain(self.verify, 1000))
         if self.via == "api":
             out.extend(f"  {c.line()}" for c in self.calls)
         else:
             out.append("  direct SQL on the DB (--direct-db), with the API's effects of:")
             out.extend(f"    ({c.line()})" for c in self.calls)
-            out.extend(f"  {line}" for line in self.preview)
+            out.extend("  " + plain(line, 1000) for line in self.preview)
         if not self.undoable:
-            out.append(f"  not undoable: {self.not_undoable_why}")
+            out.append("  not undoable: " + plain(self.not_undoable_why))
         elif self.lost:
-            out.append("  undo cannot restore: " + "; ".join(self.lost))
+            out.append("  undo cannot restore: " + plain("; ".join(self.lost), 1000))
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -179,6 +179,14 @@ class TaskApiPlan:
                     summary=self.summary, warnings=self.warnings, undoes=undoes,
                     extra={"format": "taskapi", "via": self.via,
                            "taskapi": self.to_json(), **extra})
+
+
+def plain(text: str, limit: int = 300) -> str:
+    """One printable line: ``clean_line`` (escapes and controls gone), then what is still not
+    printable (a bidi override, a line separator) shown as its code point."""
+    s = clean_line(text, limit)
+    return s if s.isprintable() else "".join(
+        c if c.isprintable() else f"<U+{ord(c):04X}>" for c in s)
 
 
 def _state(task: Mapping[str, Any], keys: tuple[str, ...] = MADE_FROM_KEYS) -> dict[str, Any]:
@@ -588,7 +596,7 @@ class TaskApiInterventions:
             summary += f" (not undoable: {plan.not_undoable_why})"
         elif plan.lost:
             summary += "; an undo cannot restore " + "; ".join(plan.lost)
-        return Applied(aid, summary, ms, undoable=plan.undoable)
+        return Applied(aid, plain(summary, 500), ms, undoable=plan.undoable)
 
     def _run_verify(self, plan: TaskApiPlan) -> None:
         from qwarden.core.actions.cli import run_verify
@@ -707,7 +715,7 @@ class TaskApiInterventions:
         text = f"undid action {a.id} ({a.kind}) {a.task_id} through the API"
         if lost:
             text += "; not restored: " + "; ".join(lost)
-        return Applied(uid, text, (time.perf_counter() - t0) * 1000, undoable=False)
+        return Applied(uid, plain(text, 500), (time.perf_counter() - t0) * 1000, undoable=False)
 
     def _undo_api(self, j: Journal, aid: int, p: TaskApiPlan,
                   actor: str) -> tuple[int, list[str]]:

@@ -43,8 +43,9 @@ class Call:
     body: dict[str, Any] | None = None
 
     def line(self) -> str:
-        body = "" if self.body is None else " " + json.dumps(self.body, ensure_ascii=False,
-                                                              sort_keys=True)
+        """The call on one plain line: the body as JSON, every character that is not
+        printable (controls, C1, bidi overrides, line separators) as its ``\\uXXXX``."""
+        body = "" if self.body is None else " " + printable_json(self.body)
         return f"{self.method} {self.path}{body}"
 
     def to_json(self) -> dict[str, Any]:
@@ -53,6 +54,19 @@ class Call:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Call:
         return cls(str(d["method"]), str(d["path"]), d.get("body"))
+
+
+def printable_json(obj: Any) -> str:
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=True)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else
+                   "".join(f"\\u{u:04x}" for u in _utf16(ch)) for ch in text)
+
+
+def _utf16(ch: str) -> list[int]:
+    b = ch.encode("utf-16-be")
+    return [int.from_bytes(b[i:i + 2], "big") for i in range(0, len(b), 2)]
 
 
 def task_path(task_id: str, verb: str | None = None) -> str:
