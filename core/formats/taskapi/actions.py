@@ -35,6 +35,7 @@ cleared, notes cannot be removed, tasks cannot be deleted) the action is ``undoa
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -225,49 +226,52 @@ def _notes(tid: str, text: str) -> Call:
 def restore_calls(tid: str, target: Mapping[str, Any], current: Mapping[str, Any],
                   admin: str) -> tuple[list[Call], list[str], str | None]:
     """The API calls that bring the task from ``current`` back to ``target`` (status, agent,
-    worktree, blocked fields, completed): (calls, what stays lost, None) or
-    (_, _, why it cannot be done)."""
+    worktree, blocked fields, completed): (calls, what stays lost, None), or (_, _, why the
+    API cannot). The shortest sequence (up to three calls) of the API's own calls — unclaim as
+    the admin, claim as the former agent, set-status — whose effects (``directdb.effect``,
+    the API's column effects) give the target back; notes and ``updated_at`` never come
+    back (a claim replaces the notes, every call appends or moves them)."""
     t = _state(target, STATE_KEYS)
-    s = _state(current, STATE_KEYS)
-    if s["completed"] and not t["completed"]:
+    if s_completed(current) and not t["completed"]:
         return [], [], ("the API cannot clear completed (set-status done set it; no call "
                         "resets it)")
-    calls: list[Call] = []
-    lost: list[str] = []
-    if (t["assigned_agent"], t["worktree"]) != (s["assigned_agent"], s["worktree"]):
-        if s["assigned_agent"] or s["worktree"]:
-            calls.append(_unclaim(tid, admin))
-            s.update(assigned_agent=None, worktree=None,
-                     status=s["status"] if s["status"] == "in_review" else "pending")
-        if t["assigned_agent"]:
-            if not t["worktree"]:
-                return [], [], (f"the API cannot assign {t['assigned_agent']} without a "
-                                "worktree (a claim needs one)")
-            calls.append(_claim(tid, t["assigned_agent"], t["worktree"]))
-            s.update(assigned_agent=t["assigned_agent"], worktree=t["worktree"],
-                     status="in_progress")
-        elif t["worktree"]:
-            lost.append(f"worktree {t['worktree']!r} (set only by a claim)")
-    blocked = (t["blocked_reason"], t["blocked_by"])
-    if t["status"] == "blocked":
-        if s["status"] != "blocked" or (s["blocked_reason"], s["blocked_by"]) != blocked:
-            calls.append(_set_status(tid, "blocked", *blocked))
-    elif blocked != (None, None) and t["status"] == "pending" and not t["assigned_agent"]:
-        # pending with blocked fields: what an unclaim of a blocked task leaves
-        if (s["status"], s["blocked_reason"], s["blocked_by"]) != ("pending", *blocked):
-            calls += [_set_status(tid, "blocked", *blocked), _unclaim(tid, admin)]
-    else:
-        if blocked != (None, None):
-            lost.append("blocked_reason/blocked_by (the API keeps them only on a blocked or "
-                        "unclaimed-blocked task)")
-        if (s["status"] != t["status"]
-                or (s["blocked_reason"], s["blocked_by"]) != (None, None)):
-            if t["status"] == "done" and not t["completed"]:
-                return [], [], "the API's done always sets completed"
-            calls.append(_set_status(tid, t["status"]))
-    if calls:
-        lost.append("updated_at")
-    return calls, lost, None
+    prims: list[Call] = [_unclaim(tid, admin)]
+    if t["assigned_agent"] and t["worktree"]:
+        prims.append(_claim(tid, t["assigned_agent"], t["worktree"]))
+    for c in (_set_status(tid, t["status"], t["blocked_reason"], t["blocked_by"]),
+              _set_status(tid, "blocked", t["blocked_reason"], t["blocked_by"]),
+              _set_status(tid, "pending")):
+        if c not in prims:
+            prims.append(c)
+    start = {**dict(current), "completed": 1 if s_completed(current) else 0}
+    now = datetime.now(UTC)
+    best: tuple[list[str], list[Call]] | None = None
+    for depth in range(4):
+        for seq in itertools.product(prims, repeat=depth):
+            sim: dict[str, Any] = start
+            try:
+                for c in seq:
+                    sim = directdb.effect(c, sim, now, admin)
+            except Refused:
+                continue
+            got = _state(sim, STATE_KEYS)
+            diff = [k for k in STATE_KEYS if got[k] != t[k]]
+            if not diff:
+                return list(seq), ["updated_at"] if seq else [], None
+            if best is None or len(diff) < len(best[0]):
+                best = (diff, list(seq))
+    assert best is not None
+    diff, seq = best
+    hard = [k for k in diff if k in ("status", "assigned_agent", "completed")]
+    if hard:
+        return [], [], ("no sequence of API calls brings back "
+                        + ", ".join(f"{k} {t[k]!r}" for k in hard))
+    lost = [f"{k} {t[k]!r} (no API call sets it back from here)" for k in diff]
+    return seq, [*lost, "updated_at"] if seq else lost, None
+
+
+def s_completed(task: Mapping[str, Any]) -> bool:
+    return bool(task.get("completed"))
 
 
 def _sub_id(parent: str, k: int) -> str:
