@@ -261,13 +261,13 @@ def restore_calls(tid: str, target: Mapping[str, Any], current: Mapping[str, Any
             if best is None or len(diff) < len(best[0]):
                 best = (diff, list(seq))
     assert best is not None
-    diff, seq = best
+    diff, calls = best
     hard = [k for k in diff if k in ("status", "assigned_agent", "completed")]
     if hard:
         return [], [], ("no sequence of API calls brings back "
                         + ", ".join(f"{k} {t[k]!r}" for k in hard))
     lost = [f"{k} {t[k]!r} (no API call sets it back from here)" for k in diff]
-    return seq, [*lost, "updated_at"] if seq else lost, None
+    return calls, [*lost, "updated_at"] if calls else lost, None
 
 
 def s_completed(task: Mapping[str, Any]) -> bool:
