@@ -232,15 +232,27 @@ def test_accept_runs_verify_in_the_worktree_and_a_failure_refuses(
     server.act("POST", "/api/tasks/T-9/set-status", {"status": "in_review"})
     cfg = Config.model_validate({"taskapi": {"api_url": server.url,
                                              "worktree_base": str(base)},
-                                 "actions": {"verify": "test -f {worktree}/PASS"}})
+                                 "actions": {"verify": "touch {worktree}/RAN && test -f {worktree}/PASS"}})
     iv = open_interventions(db, cfg, {})
     p = iv.plan(req("accept", "T-9"))
-    assert p.verify == f"test -f {base / 'wt-9'}/PASS"
+    assert p.verify == f"touch {base / 'wt-9'}/RAN && test -f {base / 'wt-9'}/PASS"
     assert any(line.startswith("  run verify first: ") for line in p.describe())
     server.requests.clear()
     with pytest.raises(Refused, match="verify command failed"):
         iv.apply(p)
-    assert not server.requests  # nothing called, not even the re-read
+    assert server.requests == [("GET", "/api/tasks/T-9", None)]  # checked, then verified
+    assert row(db, "T-9")["status"] == "in_review"
+    # the task moved before the verify: stale, the verify never runs on it
+    server.act("POST", "/api/tasks/T-9/update-notes", {"notes": "more work"})
+    (base / "wt-9" / "PASS").write_text("ok")
+    (base / "wt-9" / "RAN").unlink()
+    with pytest.raises(StalePlan):
+        iv.apply(p)
+    assert not (base / "wt-9" / "RAN").exists()
+    (base / "wt-9" / "PASS").unlink()
+    p = iv.plan(req("accept", "T-9"))
+    with pytest.raises(Refused, match="verify command failed"):
+        iv.apply(p)
     assert row(db, "T-9")["status"] == "in_review"
     (base / "wt-9" / "PASS").write_text("ok")
     iv.apply(p)

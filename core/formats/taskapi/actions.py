@@ -587,6 +587,9 @@ class TaskApiInterventions:
                           "path: plan again")
         t0 = time.perf_counter()
         if plan.verify:
+            # verify what will be written: the task as planned (checked now, outside the
+            # journal's lock, as the verify may take minutes), checked again under the lock
+            self._check_unmoved(plan)
             self._run_verify(plan)
         with Journal(self.journal_root) as j, j.lock():
             self._recover(j)
@@ -614,19 +617,30 @@ class TaskApiInterventions:
             raise Refused(f"the verify command failed: {plan.task_id} not accepted"
                           + (f" ({tail})" if tail else ""))
 
+    def _check_unmoved(self, plan: TaskApiPlan) -> None:
+        if self.db is not None:
+            with self._tasks() as t:
+                self._db_rows_unmoved(t, plan)
+            return
+        with self._api() as api:
+            self._api_unmoved(api, plan)
+
+    @staticmethod
+    def _api_unmoved(api: TaskApi, plan: TaskApiPlan) -> dict[str, Any]:
+        """The task now (the API's GET), or ``StalePlan`` if it moved since the plan."""
+        now = _get_or_none(api, plan.task_id)
+        if now is None:
+            raise StalePlan(f"{plan.task_id} is gone since the plan was made")
+        moved = _moved(plan.made_from, _state(now))
+        if moved:
+            k = moved[0]
+            raise StalePlan(f"{plan.task_id}: {k} changed since the plan was made "
+                            f"({plan.made_from[k]!r} -> {_state(now).get(k)!r}); plan again")
+        return now
+
     def _apply_api(self, j: Journal, plan: TaskApiPlan) -> int:
         with self._api() as api:
-            try:
-                now = api.get_task(plan.task_id)
-            except ServerRefused as exc:
-                if exc.status == 404 and exc.server_message == f"Task {plan.task_id} not found":
-                    raise StalePlan(f"{plan.task_id} is gone since the plan was made") from None
-                raise
-            moved = _moved(plan.made_from, _state(now))
-            if moved:
-                k = moved[0]
-                raise StalePlan(f"{plan.task_id}: {k} changed since the plan was made "
-                                f"({plan.made_from[k]!r} -> {_state(now).get(k)!r}); plan again")
+            now = self._api_unmoved(api, plan)
             jplan = plan.journal_plan()
             aid = j.begin(jplan, {"task": plan.made_from}, {}, {f"tasks:{plan.task_id}": now})
             j.audit("intent", aid, kind=plan.kind, task_id=plan.task_id, actor=plan.actor,
@@ -636,18 +650,26 @@ class TaskApiInterventions:
             j.audit("done", aid, kind=plan.kind, task_id=plan.task_id)
             return aid
 
+    @staticmethod
+    def _db_rows_unmoved(t: directdb.Tasks, plan: TaskApiPlan
+                         ) -> dict[str, dict[str, Any] | None]:
+        """The rows the plan was made from (and None for those a split adds), or
+        ``StalePlan`` if any moved (every column, typed)."""
+        rows = {k: directdb.dec_row(v) for k, v in plan.made_from["rows"].items()}
+        for c in plan.calls:
+            if c.path == "/api/tasks/":
+                rows[directdb.call_task(c)] = None
+        for tid, want in rows.items():
+            cur = t.read_row(tid)
+            if want is None and cur is not None:
+                raise StalePlan(f"{tid} exists already (made since the plan)")
+            if want is not None and not directdb.same(cur, want):
+                raise StalePlan(f"{tid} changed since the plan was made; plan again")
+        return rows
+
     def _apply_db(self, j: Journal, plan: TaskApiPlan) -> int:
         with self._tasks() as t:
-            rows = {k: directdb.dec_row(v) for k, v in plan.made_from["rows"].items()}
-            for c in plan.calls:
-                if c.path == "/api/tasks/":
-                    rows[directdb.call_task(c)] = None
-            for tid, want in rows.items():
-                cur = t.read_row(tid)
-                if want is None and cur is not None:
-                    raise StalePlan(f"{tid} exists already (made since the plan)")
-                if want is not None and not directdb.same(cur, want):
-                    raise StalePlan(f"{tid} changed since the plan was made; plan again")
+            rows = self._db_rows_unmoved(t, plan)
             first = t.next_id()
             ids = iter(range(first, first + len(plan.calls)))
             changes, _ = directdb.simulate(
