@@ -294,3 +294,39 @@ def test_a_killed_pg_apply_recovers(pgdb: str, tmp_path: Path, step: str,
         assert (r["status"], r["assigned_agent"]) == ("pending", None)
         pv.undo()
     assert table_text(pgdb) == before
+
+
+def test_a_killed_backend_is_a_refusal_and_the_journal_settles(pgdb: str,
+                                                               tmp_path: Path) -> None:
+    from qwarden.core.formats.taskapi import directdb
+
+    t = directdb.PgTasks(pgdb)
+    try:
+        pid = t._run(lambda: t.conn.fetchval("SELECT pg_backend_pid()"))
+        _q(pgdb, "SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises(directdb.PgError):
+            t.read_row("TEST-001")
+    finally:
+        t.close()
+    # through the interventions: a refusal with a sentence, nothing half-written
+    pv = pg_direct(pgdb, tmp_path)
+    p = pv.plan(req("release", "TEST-001"))
+    real_begin = directdb.PgTasks.begin
+
+    def begin_then_die(self: Any) -> None:
+        real_begin(self)
+        pid = self._run(lambda: self.conn.fetchval("SELECT pg_backend_pid()"))
+        _q(pgdb, "SELECT pg_terminate_backend($1)", pid)
+
+    before = table_text(pgdb)
+    directdb.PgTasks.begin = begin_then_die  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Refused, match="the write failed"):
+            pv.apply(p)
+    finally:
+        directdb.PgTasks.begin = real_begin  # type: ignore[method-assign]
+    assert table_text(pgdb) == before
+    # the dead connection could not tell: the entry waits, and a new one settles it
+    assert [o for _, o in pv.recover()] == ["rolled_back"]
+    pv.apply(pv.plan(req("release", "TEST-001")))
+    assert rows(pgdb)["TEST-001"]["assigned_agent"] is None

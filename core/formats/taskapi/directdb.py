@@ -200,28 +200,36 @@ class PgTasks:
                                         name="qwarden-taskapi-pg")
         self._thread.start()
         self._tx: Any = None
-        self._errors: tuple[type[BaseException], ...] = (asyncpg.PostgresError, OSError,
-                                                          TimeoutError)
+        self._errors: tuple[type[BaseException], ...] = (
+            asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+            OSError, TimeoutError)  # a lost connection is one of the last four
         try:
-            self.conn = self._run(asyncpg.connect(dsn, timeout=timeout_s,
+            self.conn = self._run(lambda: asyncpg.connect(dsn, timeout=timeout_s,
                                                   command_timeout=timeout_s))
-            self._run(self.conn.fetch("SELECT id, task_id, status FROM tasks LIMIT 0"))
+            self._run(lambda: self.conn.fetch("SELECT id, task_id, status FROM tasks "
+                                              "LIMIT 0"))
         except Exception as exc:
             self._stop()
             raise Refused(f"{self.where}: cannot open the tasks table for writing "
                           f"({type(exc).__name__}: {exc})") from None
 
-    def _run(self, coro: Any) -> Any:
+    def _run(self, make: Any) -> Any:
+        """Run ``make()`` (it returns an awaitable) on the connection's loop and wait. asyncpg
+        checks a closed connection when the call is made, not awaited, so ``make`` runs on the
+        loop too and every error of a lost connection becomes a ``PgError``."""
         import asyncio
 
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        async def go() -> Any:
+            return await make()
+
+        fut = asyncio.run_coroutine_threadsafe(go(), self._loop)
         try:
             return fut.result(self.timeout_s + 5)
         except self._errors as exc:
             raise PgError(f"{self.where}: {type(exc).__name__}: {exc}") from None
 
     def _fetch_one(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        r = self._run(self.conn.fetchrow(sql, *args))
+        r = self._run(lambda: self.conn.fetchrow(sql, *args))
         return None if r is None else dict(r)
 
     def read_row(self, task_id: str) -> dict[str, Any] | None:
@@ -233,24 +241,27 @@ class PgTasks:
         return self._fetch_one(f"SELECT * FROM tasks WHERE id = $1{lock}", rid)
 
     def next_id(self) -> int:
-        seq = self._run(self.conn.fetchval("SELECT pg_get_serial_sequence('tasks', 'id')"))
+        seq = self._run(lambda: self.conn.fetchval(
+            "SELECT pg_get_serial_sequence('tasks', 'id')"))
         if seq:
-            return int(self._run(self.conn.fetchval("SELECT nextval($1::regclass)", seq)))
-        return int(self._run(self.conn.fetchval("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks")))
+            return int(self._run(lambda: self.conn.fetchval("SELECT nextval($1::regclass)",
+                                                            seq)))
+        return int(self._run(lambda: self.conn.fetchval(
+            "SELECT COALESCE(MAX(id), 0) + 1 FROM tasks")))
 
     def begin(self) -> None:
         self._tx = self.conn.transaction()
-        self._run(self._tx.start())
+        self._run(lambda: self._tx.start())
 
     def commit(self) -> None:
         tx, self._tx = self._tx, None
-        self._run(tx.commit())
+        self._run(lambda: tx.commit())
 
     def rollback(self) -> None:
         tx, self._tx = self._tx, None
         if tx is not None:
             try:
-                self._run(tx.rollback())
+                self._run(lambda: tx.rollback())
             except PgError:
                 pass  # the connection is gone: the server rolled back
 
@@ -262,7 +273,7 @@ class PgTasks:
             n += 1
             return f"${n}"
 
-        status = self._run(self.conn.execute(re.sub(r"\$\?", num, sql), *args))
+        status = self._run(lambda: self.conn.execute(re.sub(r"\$\?", num, sql), *args))
         try:
             return int(str(status).split()[-1])
         except (ValueError, IndexError):
@@ -275,7 +286,7 @@ class PgTasks:
 
     def close(self) -> None:
         try:
-            self._run(self.conn.close(timeout=self.timeout_s))
+            self._run(lambda: self.conn.close(timeout=self.timeout_s))
         except PgError:
             pass
         finally:
