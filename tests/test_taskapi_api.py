@@ -232,7 +232,8 @@ def test_accept_runs_verify_in_the_worktree_and_a_failure_refuses(
     server.act("POST", "/api/tasks/T-9/set-status", {"status": "in_review"})
     cfg = Config.model_validate({"taskapi": {"api_url": server.url,
                                              "worktree_base": str(base)},
-                                 "actions": {"verify": "touch {worktree}/RAN && test -f {worktree}/PASS"}})
+                                 "actions": {"verify": "touch {worktree}/RAN && "
+                                                       "test -f {worktree}/PASS"}})
     iv = open_interventions(db, cfg, {})
     p = iv.plan(req("accept", "T-9"))
     assert p.verify == f"touch {base / 'wt-9'}/RAN && test -f {base / 'wt-9'}/PASS"
