@@ -467,3 +467,21 @@ def test_a_redirect_is_not_followed(db: Path, server: TaskApiServer) -> None:
     with TaskApi(server.url) as api, pytest.raises(ApiUnreachable, match="307"):
         api.call(Call("GET", "/api/tasks"))
     assert len(server.requests) == 1
+
+
+def test_undo_of_a_release_whose_worktree_is_gone_is_the_servers_400(db: Path,
+                                                                     tmp_path: Path) -> None:
+    trees = tmp_path / "trees"
+    trees.mkdir()
+    with TaskApiServer(db, worktree_base=trees) as srv:  # the app's worktree check on
+        iv = opened(db, srv)
+        done = iv.apply(iv.plan(req("release", "TEST-001")))
+        with pytest.raises(ServerRefused) as e:
+            iv.undo(done.action_id)
+        assert e.value.status == 400
+        assert e.value.server_message.startswith(
+            "Worktree comic-pile-test-001 does not exist. Please create it first")
+        assert len(srv.posts("/claim")) == 1
+        (trees / "comic-pile-test-001").mkdir()
+        iv.undo(done.action_id)  # the refused undo changed nothing: it can be run again
+        assert row(db, "TEST-001")["assigned_agent"] == "Charlie"
