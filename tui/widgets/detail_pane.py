@@ -94,7 +94,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         v = snap.verdicts.get(tid)
         parts: list[RenderableType] = []
         head = Text()
-        head.append(f"TASK-{tid}", self._st("heading"))
+        head.append(snap.label(tid), self._st("heading"))
         head.append("  ")
         head.append(clean_line(task.title, 300) or "(no title)")
         parts.append(head)
@@ -119,8 +119,8 @@ class DetailPane(VerticalScroll, can_focus=True):
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False,
                       header_style=self._st("label"))
         table.add_column("", style=self._st("label"), no_wrap=True, min_width=10)
-        table.add_column("DB", ratio=2, overflow="fold")
-        table.add_column("file", ratio=2, overflow="fold")
+        table.add_column(snap.side_labels[0], ratio=2, overflow="fold")
+        table.add_column(snap.side_labels[1], ratio=2, overflow="fold")
         last = pf.last_event if pf is not None else None
         file_claim = None
         if pf is not None:
