@@ -14,6 +14,7 @@ import pytest
 
 from qwarden.core.actions.interface import (
     ActionRequest,
+    NeedsConfirmation,
     ReadOnly,
     Refused,
     ServerRefused,
@@ -208,8 +209,11 @@ def test_accept_without_worktree_warns_and_cannot_be_undone(db: Path,
     iv = opened(db, server)
     with pytest.raises(Refused, match="not in_review"):
         iv.plan(req("accept", "TEST-001"))
-    p = iv.plan(req("accept", "TASK-UI-001"))
-    assert any("no worktree" in w for w in p.warnings)
+    with pytest.raises(NeedsConfirmation, match="no worktree to verify"):
+        iv.plan(req("accept", "TASK-UI-001"))
+    p = iv.plan(req("accept", "TASK-UI-001", force=True))
+    assert p.warnings == ("accepted WITHOUT verification (no worktree to verify (an unclaim "
+                          "clears it); forced)",)
     assert '  POST /api/tasks/TASK-UI-001/set-status {"status": "done"}' in p.describe()
     assert not p.undoable and "completed" in p.not_undoable_why
     done = iv.apply(p)
@@ -264,7 +268,11 @@ def test_accept_runs_verify_in_the_worktree_and_a_failure_refuses(
     server.act("POST", "/api/tasks/T-10/claim", {"agent_name": "Ann", "worktree": "gone"})
     server.act("POST", "/api/tasks/T-10/set-status", {"status": "in_review"})
     with pytest.raises(Refused, match="worktree gone not found"):
-        iv.plan(req("accept", "T-10"))
+        iv.plan(req("accept", "T-10", force=True))  # a named worktree must be verified
+    # no verify command configured: a second look first
+    plain_cfg = open_interventions(db, config(server.url), {})
+    with pytest.raises(NeedsConfirmation, match="no \\[actions\\] verify command"):
+        plain_cfg.plan(req("accept", "T-10"))
 
 
 def test_cancel_blocks_with_the_reason_and_undo_unblocks(db: Path,

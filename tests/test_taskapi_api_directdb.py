@@ -92,7 +92,9 @@ def direct(db: Path, **cfg: Any):
 
 def req(kind: str, tid: str, note: str = "", subtasks: tuple[SubtaskSpec, ...] = ()
         ) -> ActionRequest:
-    return ActionRequest(kind=kind, task_id=tid, actor="op", note=note, subtasks=subtasks)
+    # force: the sample's in_review task has no worktree, an accept of it is confirmed twice
+    return ActionRequest(kind=kind, task_id=tid, actor="op", note=note, subtasks=subtasks,
+                         force=kind == "accept")
 
 
 @pytest.mark.parametrize(("kind", "tid", "note", "subs"), CASES,

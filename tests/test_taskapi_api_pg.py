@@ -184,7 +184,9 @@ def sqlite_direct(tmp_path: Path):
 
 def req(kind: str, tid: str, note: str = "", subtasks: tuple[SubtaskSpec, ...] = ()
         ) -> ActionRequest:
-    return ActionRequest(kind=kind, task_id=tid, actor="op", note=note, subtasks=subtasks)
+    # force: the sample's in_review task has no worktree, an accept of it is confirmed twice
+    return ActionRequest(kind=kind, task_id=tid, actor="op", note=note, subtasks=subtasks,
+                         force=kind == "accept")
 
 
 def _norm(r: dict[str, Any]) -> dict[str, Any]:

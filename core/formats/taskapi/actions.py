@@ -12,7 +12,8 @@ Every action is a short list of the API's own calls (``describe()`` shows them e
   clearing, ``unclaim`` as the admin where an agent or worktree is set, then ``update-notes``
   with the reason (``/ready`` offers a task only with no ``blocked_reason`` and no agent);
 - ``accept``: in_review -> ``set-status done``, after the configured verify command (``[actions]
-  verify``; ``{worktree}`` is the task's worktree) where the task has a worktree;
+  verify``; ``{worktree}`` is the task's worktree) where the task has a worktree; when nothing
+  will verify the work (no worktree, no verify command) ``NeedsConfirmation`` unless forced;
 - ``cancel``: ``set-status blocked`` with the operator's reason, ``blocked_by`` the actor;
 - ``split``: ``POST /api/tasks/`` per subtask (the parent's dependencies, priority, effort),
   then the parent ``set-status blocked`` on them;
@@ -53,6 +54,7 @@ from qwarden.core.actions.interface import (
     ActionRequest,
     Applied,
     Interventions,
+    NeedsConfirmation,
     PlannedChange,
     ReadOnly,
     Refused,
@@ -468,8 +470,14 @@ class TaskApiInterventions:
         elif kind == "accept":
             if status != "in_review":
                 raise Refused(f"{tid} is {status}, not in_review: nothing to accept")
-            verify, worktree_dir, w = self._verify_for(task)
-            warnings += w
+            verify, worktree_dir, unverified = self._verify_for(task)
+            if unverified:
+                # nothing will check the work (the retrospective's "merged unverified"): only
+                # after an explicit second look
+                if not request.force:
+                    raise NeedsConfirmation(f"{tid}: {unverified}: unverified_completion; "
+                                            "look first, then use --force")
+                warnings.append(f"accepted WITHOUT verification ({unverified}; forced)")
             calls.append(_set_status(tid, "done"))
             summary = "in_review -> done (completed = 1)"
         elif kind == "cancel":
@@ -511,16 +519,15 @@ class TaskApiInterventions:
         return self._finish(kind, tid, actor, note, summary, tuple(calls), task,
                             tuple(warnings), verify, worktree_dir)
 
-    def _verify_for(self, task: Mapping[str, Any]) -> tuple[str | None, str | None,
-                                                             list[str]]:
+    def _verify_for(self, task: Mapping[str, Any]) -> tuple[str | None, str | None, str]:
+        """(the verify command, the worktree it runs on, "") or (None, None, why nothing
+        will verify the work); refused when a worktree is named but cannot be verified."""
         cmd = self.config.actions.get("verify")
         wt = task.get("worktree")
         if not wt:
-            return None, None, [f"{task['task_id']} has no worktree (an unclaim clears it): "
-                                "nothing to verify, accepting unverified"]
+            return None, None, "no worktree to verify (an unclaim clears it)"
         if not cmd:
-            return None, None, ["no [actions] verify command configured: accepting "
-                                f"without verifying worktree {wt}"]
+            return None, None, f"no [actions] verify command to run on worktree {wt}"
         base = self.opts.worktree_base
         if base is None:
             if "://" in os.fspath(self.root):
@@ -533,7 +540,7 @@ class TaskApiInterventions:
                           "worktree_base)")
         import shlex
 
-        return str(cmd).replace("{worktree}", shlex.quote(str(where))), str(where), []
+        return str(cmd).replace("{worktree}", shlex.quote(str(where))), str(where), ""
 
     def _finish(self, kind: str, tid: str, actor: str, note: str, summary: str,
                 calls: tuple[Call, ...], task: dict[str, Any],
