@@ -332,3 +332,16 @@ def test_a_killed_backend_is_a_refusal_and_the_journal_settles(pgdb: str,
     assert [o for _, o in pv.recover()] == ["rolled_back"]
     pv.apply(pv.plan(req("release", "TEST-001")))
     assert rows(pgdb)["TEST-001"]["assigned_agent"] is None
+
+
+def test_pg_split_on_a_table_without_a_sequence(pgdb: str, tmp_path: Path) -> None:
+    """``id integer PRIMARY KEY`` with no default (how a loaded copy may have it): the ids of
+    new rows follow the highest, and undo deletes them again."""
+    _q(pgdb, "ALTER TABLE tasks ALTER COLUMN id DROP DEFAULT")
+    _q(pgdb, "DROP SEQUENCE tasks_id_seq")
+    before = table_text(pgdb)
+    pv = pg_direct(pgdb, tmp_path)
+    done = pv.apply(pv.plan(req("split", "TASK-DB-004", "", SUBS)))
+    assert sorted(r["id"] for r in rows(pgdb).values())[-2:] == [7, 8]
+    pv.undo(done.action_id)
+    assert table_text(pgdb) == before

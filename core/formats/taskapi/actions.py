@@ -677,11 +677,8 @@ class TaskApiInterventions:
     def _apply_db(self, j: Journal, plan: TaskApiPlan) -> int:
         with self._tasks() as t:
             rows = self._db_rows_unmoved(t, plan)
-            first = t.next_id()
-            ids = iter(range(first, first + len(plan.calls)))
-            changes, _ = directdb.simulate(
-                plan.calls, rows, datetime.now(UTC), self.admin,
-                (lambda: next(ids)) if t.dialect == "sqlite" else t.next_id, t.dialect)
+            changes, _ = directdb.simulate(plan.calls, rows, datetime.now(UTC), self.admin,
+                                           t.next_id, t.dialect)
             jplan = plan.journal_plan(changes=changes)
             return directdb.apply(t, j, jplan, changes)
 

@@ -122,6 +122,7 @@ class SqliteTasks:
     def __init__(self, db: Path | str, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> None:
         self.where = str(db)
         self.conn = open_db(Path(db), int(timeout_s * 1000))
+        self._local_next = 0
 
     def read_row(self, task_id: str) -> dict[str, Any] | None:
         return _dict(self.conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)))
@@ -130,7 +131,11 @@ class SqliteTasks:
         return _dict(self.conn.execute("SELECT * FROM tasks WHERE id = ?", (rid,)))
 
     def next_id(self) -> int:
-        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks").fetchone()[0])
+        """The id of the next row qwarden adds: after the highest, one more per row (the
+        insert checks it is still free, inside the transaction)."""
+        top = int(self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks").fetchone()[0])
+        self._local_next = max(top, self._local_next) + 1
+        return self._local_next - 1
 
     def begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -200,6 +205,7 @@ class PgTasks:
                                         name="qwarden-taskapi-pg")
         self._thread.start()
         self._tx: Any = None
+        self._local_next = 0
         self._errors: tuple[type[BaseException], ...] = (
             asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
             OSError, TimeoutError)  # a lost connection is one of the last four
@@ -246,8 +252,11 @@ class PgTasks:
         if seq:
             return int(self._run(lambda: self.conn.fetchval("SELECT nextval($1::regclass)",
                                                             seq)))
-        return int(self._run(lambda: self.conn.fetchval(
+        # no sequence (a plain integer key): after the highest, one more per row added
+        top = int(self._run(lambda: self.conn.fetchval(
             "SELECT COALESCE(MAX(id), 0) + 1 FROM tasks")))
+        self._local_next = max(top, self._local_next) + 1
+        return self._local_next - 1
 
     def begin(self) -> None:
         self._tx = self.conn.transaction()
