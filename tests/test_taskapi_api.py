@@ -432,6 +432,9 @@ def test_client_maps_errors_verbatim(db: Path, server: TaskApiServer) -> None:
         assert (e.value.status, e.value.server_message) == (500, "Internal server error")
         with pytest.raises(Refused, match="never calls merge-to-main"):
             api.call(Call("POST", "/api/tasks/TEST-001/merge-to-main"))
+        with pytest.raises(Refused, match="never sends a heartbeat"):
+            api.call(Call("POST", "/api/tasks/TEST-001/heartbeat", {"agent_name": "x"}))
+    assert not server.posts("/merge-to-main") and not server.posts("/heartbeat")
 
 
 def test_a_server_that_never_answers_times_out(db: Path) -> None:

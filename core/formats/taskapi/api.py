@@ -26,7 +26,8 @@ import httpx
 
 from qwarden.core.actions.interface import Refused, ServerRefused
 
-POST_PATHS = ("claim", "unclaim", "set-status", "update-notes", "heartbeat")
+# the calls qwarden makes; never heartbeat (it would fake a sign of life) nor merge-to-main
+POST_PATHS = ("claim", "unclaim", "set-status", "update-notes")
 MAX_DETAIL = 2000  # characters of a server's words kept (a huge error page is cut)
 
 
@@ -136,6 +137,9 @@ class TaskApi:
         where = f"{self.url}{c.path}"
         if c.method == "POST" and c.path.endswith("/merge-to-main"):
             raise Refused("qwarden never calls merge-to-main (it runs git on the server)")
+        if c.method == "POST" and c.path.endswith("/heartbeat"):
+            raise Refused("qwarden never sends a heartbeat (it would fake a worker's sign of "
+                          "life)")
         try:
             if c.method == "GET":
                 resp = self._client.get(c.path)
