@@ -79,6 +79,29 @@ class CoordinationOptions(BaseModel):
     comms_per_task: int = Field(20, ge=0, description="comms-log lines kept per task trace")
 
 
+class TaskApiOptions(BaseModel):
+    """The ``taskapi`` format's write path (``[taskapi]``): interventions go through the
+    queue's own HTTP task API; direct SQL writes only with ``--direct-db``."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_url: str | None = Field(None, description="the task API's base URL (the app that "
+                                "serves /api/tasks/), e.g. http://127.0.0.1:8000; --api "
+                                "overrides it; unset: read-only unless --direct-db")
+    admin_name: str = Field("admin", min_length=1, description="the agent name the API lets "
+                            "unclaim any task (release, retry)")
+    timeout_s: float = Field(10, gt=0, le=300, description="one HTTP call's timeout (and "
+                             "a PostgreSQL statement's, with --direct-db)")
+    worktree_base: str | None = Field(None, description="the directory a task's worktree "
+                                      "name is relative to, for an accept's verify (unset: "
+                                      "the parent of the DB's directory, as the API has it)")
+    journal_dir: str | None = Field(None, description="where qwarden journals the "
+                                    "interventions on a PostgreSQL root (a DB file's journal "
+                                    "is beside it, in DB.qwarden/; unset: "
+                                    "$XDG_STATE_HOME/qwarden/taskapi/HOST-PORT-DB)")
+    subtask_effort: str = Field("1 hour", min_length=1, description="estimated_effort of a "
+                                "split's subtasks when the parent has none")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -87,6 +110,7 @@ class Config(BaseModel):
     limits: Limits = Limits()
     live: LiveOptions = LiveOptions()
     alerts: AlertOptions = AlertOptions()
+    taskapi: TaskApiOptions = TaskApiOptions()
     read_only: bool = False
     theme: str | None = None
     # binding id -> key(s), applied with App.set_keymap (the TUI's business)
