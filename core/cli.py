@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ring the terminal bell on each new critical finding (console)")
     p.add_argument("--fix", choices=("observe", "safe", "aggressive"),
                    help="run the auto-fixer after each poll (P pauses it)")
+    from qwarden.core.actions.cli import add_write_path_options
+
+    add_write_path_options(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     r = add_command(sub, "report", "judge the queue once and print the verdicts",
@@ -360,6 +363,12 @@ async def _watch_headless(root: Path, config: Config, args: argparse.Namespace) 
     if args.fix:
         from qwarden.core.actions.apply import recover
         from qwarden.core.actions.autofix import AutoFixer
+        from qwarden.core.formats import autofix_refusal, locate
+
+        why = autofix_refusal(locate(root, getattr(args, "format", None) or "auto")[0].name)
+        if why is not None:
+            _err(f"refused: {why}")
+            return 1  # refused, as the interventions' exit code
         read_only = bool(getattr(args, "read_only", False)) or config.read_only
         if args.fix != "observe" and not read_only:
             try:
@@ -578,7 +587,8 @@ def _demo_headless(root: Path, config: Config, sim, steps: int | None,  # type: 
 
 def _run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
              simulation, read_only: bool,  # type: ignore[no-untyped-def]
-             fix: str | None = None, bell: bool = False, fmt: str = "auto") -> int:
+             fix: str | None = None, bell: bool = False, fmt: str = "auto",
+             write_options: dict[str, Any] | None = None) -> int:
     try:
         from qwarden.tui.app import run_tui
     except ImportError as exc:
@@ -586,7 +596,8 @@ def _run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | No
         return EXIT_UNREADABLE
     if read_only:
         config = config.model_copy(update={"read_only": True})
-    return run_tui(root, config, as_of, theme, simulation, fix, bell=bell, fmt=fmt)
+    return run_tui(root, config, as_of, theme, simulation, fix, bell=bell, fmt=fmt,
+                   write_options=write_options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -607,8 +618,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_action_command(args)
         root, config = _load(args)
         config = _with_interval(config, args.interval)
+        from qwarden.core.actions.cli import write_options
+
         return _run_tui(root, config, args.as_of, args.theme, None, args.read_only, args.fix,
-                        bell=args.bell, fmt=args.format)
+                        bell=args.bell, fmt=args.format, write_options=write_options(args))
     except UsageError as exc:
         _err(f"error: {exc}")
         return EXIT_USAGE

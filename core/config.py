@@ -81,10 +81,13 @@ class CoordinationOptions(BaseModel):
 
 class TaskApiOptions(BaseModel):
     """The ``taskapi`` format (a ``tasks`` table behind an HTTP task API, SQLite or
-    PostgreSQL): its own clock, the system's own (comic-pile a28e4ef8: ``/stale`` is an
-    in_progress claim silent for 20 minutes)."""
+    PostgreSQL): its clock, the system's own (comic-pile a28e4ef8: ``/stale`` is an
+    in_progress claim silent for 20 minutes), its PostgreSQL reads, and its write path
+    (interventions go through the queue's own HTTP task API; direct SQL writes only with
+    ``--direct-db``)."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # reading
     zombie_after_s: float = Field(1200, gt=0, description="an in_progress claim with no sign "
                                   "of life (claim or later heartbeat) for this long: zombie")
     stale_after_s: float = Field(600, gt=0, description="silent this long: at risk "
@@ -93,6 +96,23 @@ class TaskApiOptions(BaseModel):
                                      "after this long (the server is unreachable)")
     statement_timeout_s: float = Field(60, gt=0, description="PostgreSQL: a read that takes "
                                        "longer is cancelled (the server is stuck)")
+    # writing
+    api_url: str | None = Field(None, description="the task API's base URL (the app that "
+                                "serves /api/tasks/), e.g. http://127.0.0.1:8000; --api "
+                                "overrides it; unset: read-only unless --direct-db")
+    admin_name: str = Field("admin", min_length=1, description="the agent name the API lets "
+                            "unclaim any task (release, retry)")
+    timeout_s: float = Field(10, gt=0, le=300, description="one HTTP call's timeout (and "
+                             "a PostgreSQL statement's, with --direct-db)")
+    worktree_base: str | None = Field(None, description="the directory a task's worktree "
+                                      "name is relative to, for an accept's verify (unset: "
+                                      "the parent of the DB's directory, as the API has it)")
+    journal_dir: str | None = Field(None, description="where qwarden journals the "
+                                    "interventions on a PostgreSQL root (a DB file's journal "
+                                    "is beside it, in DB.qwarden/; unset: "
+                                    "$XDG_STATE_HOME/qwarden/taskapi/HOST-PORT-DB)")
+    subtask_effort: str = Field("1 hour", min_length=1, description="estimated_effort of a "
+                                "split's subtasks when the parent has none")
 
 
 class Config(BaseModel):

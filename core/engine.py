@@ -288,6 +288,10 @@ class Engine:
             problems=self.source.problems(), facts=self.judge.facts,
             action_hints=self.source.semantics.action_hints,
             kind_hints=self.source.semantics.kind_hints,
+            id_prefix=self.source.semantics.id_prefix, id_width=self.source.semantics.id_width,
+            subject_findings=tuple(f for f in self.judge.subject_findings
+                                   if f.task_id not in self.judge.verdicts),
+            side_labels=(self.source.semantics.record_label, self.source.semantics.file_label),
             generation=self._generation, changed=changed,
             by_task=self._pub_findings.publish(),
             state_counts=MappingProxyType(dict(j.state_counts)),

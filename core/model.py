@@ -628,6 +628,16 @@ class Snapshot:
     kind_hints: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAP)
     read_only_reason: str = ""  # set when the format has no way to write: the console says it
     stale_reason: str = ""  # set when the source cannot be read now (the last good snapshot)
+    id_prefix: str = ""  # Semantics.id_prefix: shown before each task id
+    id_width: int = 14  # Semantics.id_width: the lane list's id column
+    side_labels: tuple[str, str] = ("record", "file")  # Semantics.record_label, file_label
+    # findings about the queue itself or an agent ("queue", "agent:NAME"), not about a task:
+    # few, kept apart so a view shows them without a pass over every finding
+    subject_findings: tuple[Finding, ...] = ()
+
+    def label(self, task_id: str) -> str:
+        """The task id as the operator reads it (``TASK-3f2a…`` for Octopoid, RALF's own)."""
+        return self.id_prefix + task_id
 
     def findings_for(self, task_id: str) -> tuple[Finding, ...]:
         """The task's findings, most severe first."""

@@ -78,10 +78,22 @@ class Semantics:
     # Empty: the format has no interventions (the report names none).
     action_hints: Mapping[str, str] = field(default_factory=_no_rename)
     kind_hints: Mapping[str, str] = field(default_factory=_no_rename)
+    # How a task id is shown: Octopoid's ids are bare hex ("TASK-" is shown before them);
+    # RALF's, the coordination files' and a task API's carry their own prefix. ``id_width``:
+    # the id column of the lane list (a longer id is cut with an ellipsis).
+    id_prefix: str = ""
+    id_width: int = 14
+    # What the two sides of a task are called on screen (Octopoid: the DB row and the task
+    # file; RALF: the queue.yaml entry and the task directory)
+    record_label: str = "record"
+    file_label: str = "file"
 
     def own_thresholds(self, base: Any) -> Any:
         """``base`` (a ``Thresholds``) with this format's fields set over it."""
         return base.model_copy(update=dict(self.thresholds)) if self.thresholds else base
+
+    def task_label(self, task_id: str) -> str:
+        return self.id_prefix + task_id
 
     def kind(self, generic: str) -> str:
         return self.kind_names.get(generic, generic)

@@ -224,3 +224,19 @@ def test_a_crash_mid_apply_is_settled_by_the_next_writer(root: Path, step: str, 
         assert _q(root)["task-4"]["status"] == "cancelled"
         A.undo(root, 1)
         assert (root / "task-queue.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("step", [4, "\t"])
+def test_an_edited_entry_keeps_the_files_own_indent(root: Path, step: int | str) -> None:
+    """A queue written with indent=4 (or tabs) keeps that indent in the entries an action
+    rewrites, so the file still reads as one hand wrote it."""
+    qfile = root / "task-queue.json"
+    qfile.write_text(json.dumps(json.loads(qfile.read_text()), indent=step) + "\n")
+    unit = " " * step if isinstance(step, int) else step
+    A.apply(root, A.plan(root, "reset", "1"))
+    text = qfile.read_text()
+    json.loads(text)
+    assert '"reset_count": 1' in text
+    for line in text.splitlines():
+        lead = line[:len(line) - len(line.lstrip())]
+        assert lead == unit * (len(lead) // len(unit)), repr(line)  # whole steps only

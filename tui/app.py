@@ -24,10 +24,11 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 
+from qwarden.core.actions.interface import Refused
 from qwarden.core.clihelp import EXIT_INTERNAL
 from qwarden.core.config import Config
 from qwarden.core.engine import Engine
-from qwarden.core.formats import open_engine
+from qwarden.core.formats import open_engine, open_interventions
 from qwarden.core.model import Severity, Snapshot
 from qwarden.core.textsafe import clean_line
 from qwarden.tui.keys import APP_BINDINGS
@@ -54,7 +55,7 @@ class QwardenApp(App[int]):
     def __init__(self, engine: Engine, config: Config, theme: str | None = None,
                  read_only: bool = False, simulation: Any = None,
                  root_label: str | None = None, autofix: Any = None,
-                 bell: bool = False) -> None:
+                 bell: bool = False, write_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.ring_on_critical = bell  # --bell: the terminal bell on each new critical
         self.criticals_seen: dict[str, set[str]] | None = None  # task -> critical kinds
@@ -69,7 +70,18 @@ class QwardenApp(App[int]):
         self._seen_generation: int | None = None  # of the last snapshot handed to us
         self._unsubscribe: Any = None
         self._sim_stop: asyncio.Event | None = None
-        self.main_screen = MainScreen(self.root_label, self.read_only)
+        # the queue's write path (the format's, through core.actions.interface), or why none
+        self.interventions: Any = None
+        self.no_interventions_reason = ""
+        try:
+            self.interventions = open_interventions(
+                engine.source.format, engine.root, config,
+                {**(write_options or {}), "read_only": self.read_only})
+        except Refused as exc:
+            self.no_interventions_reason = str(exc)
+        # no write path at all: the header says READ-ONLY as for --read-only
+        self.main_screen = MainScreen(self.root_label,
+                                      self.read_only or self.interventions is None)
         self.autofix = autofix  # core.actions.autofix.AutoFixer, ticking after each poll
         self._fixed_poll: object = None
         self.start_error: str | None = None
@@ -211,7 +223,7 @@ class QwardenApp(App[int]):
         if new:
             if self.ring_on_critical:
                 self.bell()
-            self.notify("new critical: " + ", ".join(f"TASK-{t} {k}" for t, k in new[:5])
+            self.notify("new critical: " + ", ".join(f"{snap.label(t)} {k}" for t, k in new[:5])
                         + (" …" if len(new) > 5 else ""), severity="error", markup=False)
         return [f"{t}: {k}" for t, k in new]
 
@@ -310,14 +322,23 @@ class QwardenApp(App[int]):
 
 def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | None,
             simulation: Any = None, fix: str | None = None, bell: bool = False,
-            fmt: str = "auto") -> int:
-    """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code."""
+            fmt: str = "auto", write_options: dict[str, Any] | None = None) -> int:
+    """Open the console on ``root`` (``qwarden``, ``qwarden demo``). Returns the exit code.
+    ``write_options``: how the queue is written (``--api``, ``--direct-db``)."""
     engine = open_engine(root, config, as_of=as_of, fmt=fmt)
     home = os.path.expanduser("~")
     label = str(engine.root)
     if label.startswith(home + os.sep):
         label = "~" + label[len(home):]
     autofix = None
+    if fix is not None and as_of is None:
+        from qwarden.core.formats import autofix_refusal
+
+        why = autofix_refusal(engine.source.format)
+        if why is not None:
+            engine.source.close()
+            print(f"qwarden: refused: {why}", file=sys.stderr)
+            return 1  # refused, as the CLI's interventions
     if fix is not None and as_of is None:
         from qwarden.core.actions.apply import recover
         from qwarden.core.actions.autofix import AutoFixer
@@ -326,7 +347,8 @@ def run_tui(root: Path, config: Config, as_of: datetime | None, theme: str | Non
             recover(engine.root)  # finish or undo what a killed writer left, first
         autofix = AutoFixer(engine.root, config, mode=fix, read_only=config.read_only)
     app = QwardenApp(engine, config, theme=theme, read_only=config.read_only,
-                     simulation=simulation, root_label=label, autofix=autofix, bell=bell)
+                     simulation=simulation, root_label=label, autofix=autofix, bell=bell,
+                     write_options=write_options)
     return exit_status(app, app.run())
 
 

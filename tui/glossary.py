@@ -66,6 +66,17 @@ def planner_for(finding: Finding, snap: Snapshot) -> tuple[str, str | None] | No
     return kind, direction
 
 
+def action_label(finding: Finding, snap: Snapshot) -> str:
+    """The recommended action as this format's operator runs it: where the format carries a
+    kind out by its own command (a RALF queue's ``sync`` for every queue.yaml kind), that
+    command's verb; else the neutral action's name (as the report's JSON has it)."""
+    if finding.kind in snap.kind_hints:
+        p = planner_for(finding, snap)
+        if p is not None:
+            return p[0]
+    return finding.recommended_action.value
+
+
 def action_key(finding: Finding, snap: Snapshot) -> str | None:
     """The key that carries out the finding's recommended action on its task."""
     p = planner_for(finding, snap)

@@ -1,9 +1,12 @@
 """Interventions from the console: plan -> confirm dialog -> the one journaled write path.
 
-The console never writes itself: it asks ``core.actions`` for a plan, shows exactly what will
-change, and applies it through ``apply`` (preconditions, journal, backups, atomic writes). The
-live-work guard is core's (``core.actions.guard``), on the snapshot on screen: no write to a
-task that is live or that an agent still names with fresh signals.
+The console never writes itself: it asks the queue's format for a plan through the one
+intervention interface (``core.actions.interface``: the same path as the CLI's), shows exactly
+what will change, and applies it through the format's journaled applier. The live-work guard
+is core's (``core.actions.guard``), on the snapshot on screen: no write to a task that is live
+or that an agent still names with fresh signals. Refusals are typed: an unverified accept
+(``NeedsConfirmation``) is planned again for a second confirmation, nothing else is matched by
+its message.
 """
 
 from __future__ import annotations
@@ -13,12 +16,17 @@ import getpass
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from qwarden.core.actions.apply import apply
-from qwarden.core.actions.guard import live_work_refusal
-from qwarden.core.actions.plan import Plan, Refused, StalePlan
-from qwarden.core.formats.octopoid.actions import Subtask, make_plan
-from qwarden.core.formats.octopoid.reader import SourceError
+from qwarden.core.actions.guard import check_live_work, live_work_refusal
+from qwarden.core.actions.interface import (
+    ActionRequest,
+    NeedsConfirmation,
+    PlannedChange,
+    Refused,
+    StalePlan,
+    SubtaskSpec,
+)
 from qwarden.core.model import Snapshot
+from qwarden.core.sources.errors import SourceError
 from qwarden.tui.glossary import planner_for
 from qwarden.tui.screens.confirm import ConfirmScreen
 from qwarden.tui.screens.prompt import PromptScreen
@@ -53,6 +61,31 @@ def actor() -> str:
         return "qwarden"
 
 
+def label(app: QwardenApp, task_id: str) -> str:
+    snap = app.engine.snapshot
+    return snap.label(task_id) if snap is not None else task_id
+
+
+def write_refusal(app: QwardenApp, kind: str) -> str | None:
+    """Why the console cannot run ``kind`` on this queue at all (read-only, no write path,
+    not an action of this format), or None."""
+    if app.read_only:
+        return "read-only: interventions are refused"
+    if app.interventions is None:
+        return app.no_interventions_reason
+    if kind not in app.interventions.actions:
+        return (f"{kind} is not an intervention on a {app.engine.source.format} queue "
+                f"(it takes: {', '.join(app.interventions.actions)})")
+    return None
+
+
+def offers(app: QwardenApp, key_action: str) -> bool:
+    """Whether the console key ``intervene(key_action)`` means anything on this queue (the
+    footer shows only those: a RALF queue takes sync, not accept or retry)."""
+    kind = ACTIONS.get(key_action, (key_action, None, False))[0]
+    return app.interventions is not None and kind in app.interventions.actions
+
+
 def live_snapshot(app: QwardenApp) -> Snapshot | None:
     """The snapshot to check live work and a sync's direction against: the engine's own when
     it follows the queue; for a historical view (--as-of) one scan of the queue as it is now
@@ -67,7 +100,8 @@ def live_snapshot(app: QwardenApp) -> Snapshot | None:
 
 def plan_one(app: QwardenApp, kind: str, task_id: str, *, note: str = "",
              force: bool = False, direction: str | None = None,
-             subtasks: list[Subtask] | None = None, live: Snapshot | None = None) -> Plan:
+             subtasks: list[SubtaskSpec] | None = None,
+             live: Snapshot | None = None) -> PlannedChange:
     """Plan one intervention the way every console path does (one task or a group): the
     live-work guard and a sync's direction from the live judgement, then the core planner,
     which reads the task as it is now. ``live``: a live snapshot already taken (a group
@@ -76,21 +110,30 @@ def plan_one(app: QwardenApp, kind: str, task_id: str, *, note: str = "",
     historical = snap is not None and not snap.live
     if live is None:
         live = live_snapshot(app)
+    why = write_refusal(app, kind)
+    if why is not None:
+        raise Refused(why)
+    assert app.interventions is not None
     if live is not None:
-        refusal = live_work_refusal(kind, task_id, live, app.config.thresholds)
-        if refusal:
-            raise Refused(f"{refusal} (checked against the live queue)" if historical
-                          else refusal)
+        try:
+            check_live_work(kind, task_id, live, app.config.thresholds)
+        except Refused as exc:
+            if historical:
+                raise type(exc)(f"{exc} (checked against the live queue)") from None
+            raise
         if kind == "sync" and direction is None:
             for f in live.findings_for(task_id):
                 if f.kind == "file_db_mismatch" and f.recommended_action.value in (
                         "sync_db", "sync_file"):
                     direction = f.recommended_action.value
-    if kind == "sync" and direction is None:
-        raise Refused(f"TASK-{task_id} has no file_db_mismatch to sync")
-    return make_plan(app.engine.root, kind, task_id, actor=actor(), note=note, force=force,
-                     direction=direction, subtasks=subtasks or [],
-                     max_children=int(app.config.actions.get("split_max", 10)))  # type: ignore[call-overload]
+    # a format whose syncs have a direction (Octopoid: file or row wins) needs one; RALF's
+    # sync rewrites the whole queue.yaml and takes none
+    directed = "sync_db" in app.engine.source.semantics.action_hints
+    if kind == "sync" and direction is None and directed:
+        raise Refused(f"{label(app, task_id)} has no file_db_mismatch to sync")
+    return app.interventions.plan(ActionRequest(
+        kind=kind, task_id=task_id, actor=actor(), note=note, force=force,
+        direction=direction, subtasks=tuple(subtasks or ())))
 
 
 class Intervention:
@@ -101,13 +144,13 @@ class Intervention:
         self.kind, self.prompt, self.note_required = ACTIONS[action]
         self.task_id = task_id
         self.note = ""
-        self.subtasks: list[Subtask] = []
+        self.subtasks: list[SubtaskSpec] = []
         self.direction: str | None = None  # a sync's, when the caller knows it
 
     def start(self) -> None:
-        if self.app.read_only:
-            self.app.notify("read-only: interventions are refused", severity="error",
-                            markup=False)
+        why = write_refusal(self.app, self.kind)
+        if why is not None:
+            self.app.notify(why, severity="error", markup=False)
             return
         snap = self.app.engine.snapshot
         # (a historical view is checked against the live queue when planning)
@@ -120,7 +163,8 @@ class Intervention:
             self._plan()
         else:
             hint = SPLIT_FORMAT if self.kind == "split" else self.prompt
-            self.app.push_screen(PromptScreen(f"{self.kind} TASK-{self.task_id}:", "", hint),
+            self.app.push_screen(PromptScreen(f"{self.kind} {label(self.app, self.task_id)}:",
+                                              "", hint),
                                  self._got_note)
 
     def _got_note(self, value: str | None) -> None:
@@ -133,7 +177,7 @@ class Intervention:
             return
         if self.kind == "split":
             try:
-                self.subtasks = [Subtask.parse(s.strip()) for s in value.split("||")
+                self.subtasks = [SubtaskSpec.parse(s.strip()) for s in value.split("||")
                                  if s.strip()]
             except (ValueError, Refused) as exc:
                 self.app.notify(f"split: {exc}", severity="error", markup=False)
@@ -143,7 +187,7 @@ class Intervention:
             self.note = value
         self._plan()
 
-    def _make(self, force: bool) -> Plan:
+    def _make(self, force: bool) -> PlannedChange:
         return plan_one(self.app, self.kind, self.task_id, note=self.note, force=force,
                         direction=self.direction, subtasks=self.subtasks)
 
@@ -151,41 +195,46 @@ class Intervention:
         async def work() -> None:
             try:
                 plan = await asyncio.to_thread(self._make, force)
+            except NeedsConfirmation:
+                if force:
+                    raise
+                # unverified_completion: allowed only after an explicit second look
+                self._plan(force=True)
+                return
             except Refused as exc:
-                if self.kind == "accept" and "no evidence of work" in str(exc) and not force:
-                    # unverified_completion: allowed only after an explicit second look
-                    self._plan(force=True)
-                    return
                 self.app.notify(f"refused: {exc}", severity="error", markup=False)
                 return
             except (StalePlan, SourceError) as exc:
                 self.app.notify(f"{exc}", severity="error", markup=False)
                 return
             snap = self.app.engine.snapshot
-            title = f"{self.kind} TASK-{self.task_id}?"
+            title = f"{self.kind} {label(self.app, plan.task_id)}?"  # a sync: the queue
             if snap is not None and not snap.live:
                 title += (f" (this view is as of {snap.as_of:%Y-%m-%d %H:%M}: planned and "
                           "checked against the live queue)")
-            self.app.push_screen(ConfirmScreen(title, plan.describe(), plan.warnings),
+            self.app.push_screen(ConfirmScreen(title, plan.describe(), tuple(plan.warnings)),
                                  lambda ok: self._confirmed(ok, plan))
         self.app.run_worker(work(), group="intervene", exit_on_error=False)
 
-    def _confirmed(self, ok: bool | None, plan: Plan) -> None:
+    def _confirmed(self, ok: bool | None, plan: PlannedChange) -> None:
         if not ok:
             return
         if plan.warnings:
             # the explicit second confirmation (an unverified completion)
             self.app.push_screen(
-                ConfirmScreen(f"Really {self.kind} TASK-{self.task_id}?",
+                ConfirmScreen(f"Really {self.kind} {label(self.app, self.task_id)}?",
                               ["There is no evidence of work: 0 commits and no passing "
-                               "check. Accept anyway?"], plan.warnings),
+                               "check. Accept anyway?"], tuple(plan.warnings)),
                 lambda again: self._apply(plan) if again else None)
             return
         self._apply(plan)
 
-    def _apply(self, plan: Plan) -> None:
+    def _apply(self, plan: PlannedChange) -> None:
         async def work() -> None:
-            verify = self.app.config.actions.get("verify") if self.kind == "accept" else None
+            assert self.app.interventions is not None
+            verify = (self.app.config.actions.get("verify") if self.kind == "accept"
+                      and not getattr(self.app.interventions, "verifies_accept", False)
+                      else None)
             if verify:
                 # the config's verify command gates an accept, from the console as from the CLI
                 from qwarden.core.actions.cli import run_verify
@@ -205,13 +254,14 @@ class Intervention:
                                     markup=False, timeout=15)
                     return
             try:
-                res = await asyncio.to_thread(apply, self.app.engine.root, plan,
-                                              read_only=self.app.read_only)
-            except (Refused, StalePlan, SourceError) as exc:
+                res = await asyncio.to_thread(self.app.interventions.apply, plan)
+            except (Refused, StalePlan, SourceError, OSError) as exc:
                 self.app.notify(f"not applied: {exc}", severity="error", markup=False)
                 return
-            self.app.notify(f"{self.kind} TASK-{self.task_id}: done (action {res.action_id}, "
-                            f"`qwarden undo {res.action_id}` reverses it)", markup=False)
+            undo = (f", `qwarden undo {res.action_id}` reverses it" if res.undoable
+                    else "; it cannot be undone")
+            self.app.notify(f"{self.kind} {label(self.app, plan.task_id)}: done (action "
+                            f"{res.action_id}{undo})", markup=False)
         self.app.run_worker(work(), group="intervene", exit_on_error=False)
 
 
@@ -244,18 +294,20 @@ class GroupIntervention:
         self.label = label
         self.note = ""
         self.on_done = on_done
-        self.plans: list[Plan] = []
+        self.plans: list[PlannedChange] = []
         self.refused: list[tuple[str, str]] = []  # (task id, why)
         self.refused_up_front: list[tuple[str, str]] = []  # known before planning
 
     def start(self) -> None:
-        if self.app.read_only:
-            self.app.notify("read-only: interventions are refused", severity="error",
-                            markup=False)
-            return
         if not self.items:
             self.app.notify("no tasks to act on" + "".join(
-                f"; TASK-{t}: {w}" for t, w in self.refused_up_front[:5]), markup=False)
+                f"; {label(self.app, t)}: {w}" for t, w in self.refused_up_front[:5]),
+                markup=False)
+            return
+        why = next((w for k in {k for _, k, _ in self.items}
+                    if (w := write_refusal(self.app, k)) is not None), None)
+        if why is not None:
+            self.app.notify(why, severity="error", markup=False)
             return
         kinds = {k for _, k, _ in self.items}
         prompts = [ACTIONS[k] for k in kinds if ACTIONS.get(k, (k, None, False))[1]]
@@ -296,7 +348,7 @@ class GroupIntervention:
             lines.extend(plan.describe())
         if self.refused:
             lines.append(f"refused ({len(self.refused)}):")
-            lines.extend(f"  TASK-{tid}: {why}" for tid, why in self.refused)
+            lines.extend(f"  {label(self.app, tid)}: {why}" for tid, why in self.refused)
         return lines
 
     def _plan(self) -> None:
@@ -304,7 +356,7 @@ class GroupIntervention:
             await asyncio.to_thread(self.plan_all)
             if not self.plans:
                 self.app.notify(f"{self.label}: nothing to do, all {len(self.refused)} "
-                                f"refused:\n" + "\n".join(f"TASK-{t}: {w}"
+                                f"refused:\n" + "\n".join(f"{label(self.app, t)}: {w}"
                                                           for t, w in self.refused[:6]),
                                 severity="error", markup=False, timeout=15)
                 return
@@ -313,19 +365,20 @@ class GroupIntervention:
                      + (f", {len(self.refused)} refused" if self.refused else "") + "?")
             if snap is not None and not snap.live:
                 title += " (planned and checked against the live queue)"
-            warnings = tuple(w for p in self.plans for w in p.warnings)
+            warnings = tuple(w for p in self.plans for w in getattr(p, "warnings", ()))
             self.app.push_screen(ConfirmScreen(title, self.dialog_lines(), warnings),
                                  lambda ok: self._apply() if ok else None)
         self.app.run_worker(work(), group="intervene", exit_on_error=False)
 
-    def apply_all(self) -> tuple[list[int], list[tuple[str, str]]]:
+    def apply_all(self) -> tuple[list[int | str], list[tuple[str, str]]]:
         """Apply each plan through the journaled path; (action ids, (task, why) not applied)."""
-        done: list[int] = []
+        done: list[int | str] = []
         failed: list[tuple[str, str]] = []
+        assert self.app.interventions is not None
         for plan in self.plans:
             try:
-                res = apply(self.app.engine.root, plan, read_only=self.app.read_only)
-            except (Refused, StalePlan, SourceError) as exc:
+                res = self.app.interventions.apply(plan)
+            except (Refused, StalePlan, SourceError, OSError) as exc:
                 failed.append((plan.task_id, str(exc)))
                 continue
             done.append(res.action_id)
@@ -341,7 +394,7 @@ class GroupIntervention:
                         f"`qwarden undo ID`)")
             if not_done:
                 msg += f"; {len(not_done)} not: " + "; ".join(
-                    f"TASK-{t}: {w}" for t, w in not_done[:5])
+                    f"{label(self.app, t)}: {w}" for t, w in not_done[:5])
                 if len(not_done) > 5:
                     msg += " …"
             self.app.notify(msg, severity="warning" if not_done else "information",

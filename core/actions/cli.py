@@ -19,6 +19,7 @@ from typing import Any
 
 from qwarden.core.actions.apply import Result, apply, inverse_plan, recover, stale_message
 from qwarden.core.actions.guard import TALKS_ONLY
+from qwarden.core.actions.interface import NeedsForce
 from qwarden.core.actions.journal import Journal
 from qwarden.core.actions.plan import Plan, Refused, StalePlan
 from qwarden.core.clihelp import ACTION_EXITS, PLAIN_EXITS, UsageError, add_command
@@ -63,6 +64,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=s, help="config TOML")
     p.add_argument("--read-only", dest="read_only", action="store_true", default=s,
                    help="refuse every write")
+    add_write_path_options(p, s)
+
+
+def add_write_path_options(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """How a database queue is written (taskapi): through its own API, or the DB directly."""
+    p.add_argument("--api", metavar="URL", default=default,
+                   help="taskapi: the task API to act through (or [taskapi] api_url)")
+    p.add_argument("--direct-db", dest="direct_db", action="store_true", default=default,
+                   help="taskapi: write the tasks table directly (journaled, undoable), "
+                        "not through the API")
 
 
 def _write_opts(p: argparse.ArgumentParser) -> None:
@@ -257,10 +268,12 @@ def run_action_command(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_UNREADABLE
     if info.name != "octopoid":  # another format's interventions are its own
-        if info.run_action is None:
+        if info.run_action is not None:
+            return info.run_action(args, root)
+        if info.interventions is None:
             _err(f"refused: {info.name} queues are read-only here (no interventions)")
             return EXIT_REFUSED
-        return info.run_action(args, root)
+        return run_through_interface(info, root, config, args)
     read_only = bool(getattr(args, "read_only", False) or config.read_only)
     if args.command not in PLANNERS and args.command not in ("undo", "log"):
         _err(f"refused: {args.command} is not an intervention on an octopoid queue")
@@ -299,7 +312,7 @@ def _cmd_action(root: Path, config: Config, args: argparse.Namespace, read_only:
         j = judge_task(root, task_id, config)
         refusal = None if args.force else j.live_refusal(kind, task_id)
         if refusal:
-            raise Refused(refusal)
+            raise NeedsForce(refusal)
         direction = direction or j.sync_direction
     subtasks = [Subtask.parse(spec) for spec in getattr(args, "subtask", [])]
     plan = make_plan(root, kind, task_id, actor=_actor(), note=args.note, force=args.force,
@@ -371,3 +384,85 @@ def _cmd_log(root: Path, args: argparse.Namespace) -> int:
             print(f"#{a.id:<4} {a.created_at[:19]}  {a.state:<11} {a.kind:<11} "
                   f"TASK-{a.task_id}  {a.actor}{note}{extra}")
     return EXIT_OK
+
+
+# ------------------------------------------------------------------ any format's interface
+
+def write_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a format's write path takes from the command line (``--api``,
+    ``--direct-db``, ``--read-only``): ``FormatInfo.interventions``'s third argument."""
+    return {"read_only": bool(getattr(args, "read_only", False)),
+            "api_url": getattr(args, "api", None) or None,
+            "direct_db": bool(getattr(args, "direct_db", False))}
+
+
+def run_through_interface(info: Any, root: Path, config: Config,
+                          args: argparse.Namespace) -> int:
+    """``qwarden ACTION`` / ``undo`` on a format that has only the neutral interface
+    (``core.actions.interface``): guard on one scan, plan, show, confirm, apply."""
+    from qwarden.core.actions.guard import check_live_work
+    from qwarden.core.actions.interface import ActionRequest, NeedsConfirmation, SubtaskSpec
+    from qwarden.core.formats import open_engine
+
+    try:
+        if args.command == "log":
+            raise Refused(f"`qwarden log` reads Octopoid's journal; a {info.name} queue's "
+                          "journal is read with `qwarden undo --dry-run`")
+        writes = not getattr(args, "dry_run", False)
+        iv = info.interventions(root, config, write_options(args))
+        recover = getattr(iv, "recover", None)
+        if writes and recover is not None:
+            for aid, outcome in recover():
+                _err(f"recovered interrupted action {aid}: {outcome}")
+        if args.command == "undo":
+            if not writes:
+                print(f"undo {args.action_id or '(the newest action)'}: what it changed put "
+                      "back as it was, if nothing changed since")
+                return EXIT_OK
+            if not _confirm("Undo?", args):
+                return EXIT_REFUSED
+            res = iv.undo(args.action_id, actor=_actor())
+            print(f"done: {clean_line(res.summary, 300)} (action {res.action_id})")
+            return EXIT_OK
+        kind = args.command
+        if kind not in iv.actions:
+            raise Refused(f"a {info.name} queue takes {', '.join(iv.actions)}, undo; "
+                          f"not {kind}")
+        if args.task_id is None:
+            raise UsageError(f"{kind}: which task? (TASK_ID)")
+        task_id = args.task_id
+        force = bool(getattr(args, "force", False))
+        if kind not in TALKS_ONLY and not force:
+            snap = open_engine(root, config, fmt=info.name).scan()  # the guard's snapshot
+            check_live_work(kind, task_id, snap, config.thresholds)
+        request = ActionRequest(
+            kind=kind, task_id=task_id, actor=_actor(), note=getattr(args, "note", "") or "",
+            force=force, subtasks=tuple(SubtaskSpec.parse(s)
+                                        for s in getattr(args, "subtask", []) or []))
+        try:
+            plan = iv.plan(request)
+        except NeedsConfirmation as exc:
+            raise Refused(f"{exc}") from None
+        for line in plan.describe():
+            print(clean_line(line, 2000))
+        if not writes:
+            return EXIT_OK
+        if not _confirm(f"Apply {kind} to {task_id}?", args):
+            return EXIT_REFUSED
+        warnings = list(getattr(plan, "warnings", ()))
+        if warnings and not args.yes and not _confirm("Really? " + warnings[0], args):
+            return EXIT_REFUSED
+        res = iv.apply(plan)
+        hint = (f"; `qwarden undo {res.action_id}` reverses it" if res.undoable
+                else "; it cannot be undone")
+        print(f"done: action {res.action_id} ({clean_line(res.summary, 300)}){hint}")
+        return EXIT_OK
+    except Refused as exc:
+        _err(f"refused: {exc}")
+        return EXIT_REFUSED
+    except StalePlan as exc:
+        _err(f"stale: {exc}")
+        return EXIT_REFUSED
+    except (SourceError, OSError) as exc:
+        _err(str(exc))
+        return EXIT_UNREADABLE

@@ -8,6 +8,7 @@ task and whose newest sign of life is younger than the zombie threshold.
 
 from __future__ import annotations
 
+from qwarden.core.actions.interface import NeedsForce
 from qwarden.core.config import Thresholds
 from qwarden.core.liveness import agents_at_work_on
 from qwarden.core.model import Liveness, Snapshot
@@ -30,3 +31,14 @@ def live_work_refusal(kind: str, task_id: str, snap: Snapshot, thresholds: Thres
         return (f"TASK-{task_id} may still be worked on: {'; '.join(at_work)}; {kind} would "
                 "write under its agent (--force to override)")
     return None
+
+
+def check_live_work(kind: str, task_id: str, snap: Snapshot | None, thresholds: Thresholds,
+                    force: bool = False) -> None:
+    """Raise ``NeedsForce`` when ``kind`` would write under a working agent (the snapshot the
+    caller holds: the console's, the auto-fixer's, the CLI's one scan); ``force`` skips it."""
+    if force or snap is None:
+        return
+    refusal = live_work_refusal(kind, task_id, snap, thresholds)
+    if refusal:
+        raise NeedsForce(refusal)

@@ -24,13 +24,19 @@ from typing import Any, Protocol
 
 from qwarden.core.actions.plan import Refused, StalePlan
 
-__all__ = ["ActionRequest", "Applied", "Interventions", "NeedsForce", "PlannedChange",
-           "ReadOnly", "Refused", "ServerRefused", "StalePlan", "SubtaskSpec"]
+__all__ = ["ActionRequest", "Applied", "Interventions", "NeedsConfirmation", "NeedsForce",
+           "PlannedChange", "ReadOnly", "Refused", "ServerRefused", "StalePlan", "SubtaskSpec"]
 
 
 class NeedsForce(Refused):
     """An agent may still be working on the task: the write would land under it. The operator
     may override (``--force``, the console's confirm-with-force)."""
+
+
+class NeedsConfirmation(Refused):
+    """The action applies only after an explicit second look (an accept with no evidence of
+    work): planning again with ``force`` gives a plan whose ``warnings`` say what is being
+    overridden, for a second confirmation."""
 
 
 class ReadOnly(Refused):
@@ -88,6 +94,8 @@ class PlannedChange(Protocol):
     def kind(self) -> str: ...
     @property
     def task_id(self) -> str: ...
+    @property
+    def warnings(self) -> tuple[str, ...] | list[str]: ...  # shown in the dialog, confirmed twice
     def describe(self) -> list[str]: ...  # what will change, one line each, untrusted text
 
 

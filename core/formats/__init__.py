@@ -8,8 +8,10 @@ recognises the root, in the order below; nothing else in qwarden names a format.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from qwarden.core.config import Config
 from qwarden.core.formats.coordination import FORMAT_INFO as COORDINATION
@@ -103,3 +105,27 @@ def open_engine(root: str | os.PathLike[str] | None, config: Config | None = Non
     config = config or Config()
     source = open_source(root, fmt, config, live=as_of is None, follow=follow)
     return Engine(source, config, as_of=as_of, follow=follow)
+
+
+def autofix_refusal(fmt: str) -> str | None:
+    """Why the auto-fixer cannot run on format ``fmt`` (None: it can)."""
+    info = FORMATS.get(fmt) or next(
+        (i for i in FORMATS.values() if fmt.startswith(i.name + "-")), None)
+    if info is not None and info.auto_fixes:
+        return None
+    return (f"the auto-fixer knows Octopoid's fixes only; on a {fmt} queue use the console "
+            "or `qwarden ACTION` (--fix refused)")
+
+
+def open_interventions(fmt: str, root: str | os.PathLike[str], config: Config,
+                       options: Mapping[str, Any] | None = None) -> Any:
+    """The write path (``core.actions.interface.Interventions``) of format ``fmt`` on ``root``.
+    Raises ``ReadOnly`` with the sentence to show when the format has none here."""
+    from qwarden.core.actions.interface import ReadOnly
+
+    # a source names its format with its version ("octopoid-v1"); the registry by its family
+    info = FORMATS.get(fmt) or next(
+        (i for i in FORMATS.values() if fmt.startswith(i.name + "-")), None)
+    if info is None or info.interventions is None:
+        raise ReadOnly(f"{fmt} queues are read-only here (no interventions)")
+    return info.interventions(os.fspath(root), config, dict(options or {}))

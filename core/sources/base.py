@@ -128,3 +128,6 @@ class FormatInfo:
     # config and the caller's options (an API URL, ``direct_db``...); None: read-only. The
     # console, the CLI and the auto-fixer plan and apply through it.
     interventions: Callable[[Path | str, Config, Mapping[str, Any]], Any] | None = None
+    # The auto-fixer (``core.actions.autofix``) knows this format's fixes; only Octopoid's so
+    # far: on another format ``--fix`` is refused with a sentence, never run blind.
+    auto_fixes: bool = False

@@ -69,6 +69,11 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.qapp.closing:  # quitting: a key after q opens nothing (see QwardenApp)
             return False
+        if action == "intervene" and parameters:
+            from qwarden.tui.intervene import offers
+
+            if not offers(self.qapp, str(parameters[0])):
+                return False  # not an action of this queue's format: not in the footer
         return super().check_action(action, parameters)
 
     @property
@@ -454,7 +459,8 @@ class MainScreen(Screen[None]):
         flt = self.filters.get(lane)
         if flt is not None and not self.index.matches(tid, flt):
             self.filters.pop(lane)
-            self.app.notify(f"filter of {lane} cleared to show TASK-{tid}", markup=False)
+            shown = self.snapshot.label(tid) if self.snapshot is not None else tid
+            self.app.notify(f"filter of {lane} cleared to show {shown}", markup=False)
         self._refresh_rows(keep=tid)
         self._update_chrome()
         self.lane_list.focus()

@@ -52,7 +52,7 @@ class TaskScreen(Screen[None]):
         v = self.snap.verdicts.get(self.task_id)
         lane = v.effective_state if v is not None else "?"
         self.query_one("#task-title", Static).update(Text(
-            f"TASK-{self.task_id} · {lane} · j/k scroll · esc back"))
+            f"{self.snap.label(self.task_id)} · {lane} · j/k scroll · esc back"))
         for pane in (self.query_one(DetailPane), self.query_one(TracePane)):
             pane.can_focus = False  # one scroll for the whole view
         self.query_one(DetailPane).show(self.snap, self.task_id)
@@ -63,6 +63,11 @@ class TaskScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.qapp.closing:
             return False
+        if action == "intervene" and parameters:
+            from qwarden.tui.intervene import offers
+
+            if not offers(self.qapp, str(parameters[0])):
+                return False  # not an action of this queue's format: not in the footer
         return super().check_action(action, parameters)
 
     def action_intervene(self, action: str) -> None:

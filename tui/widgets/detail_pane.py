@@ -15,7 +15,7 @@ from textual.widgets import Static
 from qwarden.core.model import Evidence, Snapshot
 from qwarden.core.textsafe import clean_line
 from qwarden.core.timefmt import age_text
-from qwarden.tui.glossary import GLOSSARY, action_key
+from qwarden.tui.glossary import GLOSSARY, action_key, action_label
 from qwarden.tui.keys import SCROLL_BINDINGS
 from qwarden.tui.lanes import task_priority
 
@@ -94,7 +94,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         v = snap.verdicts.get(tid)
         parts: list[RenderableType] = []
         head = Text()
-        head.append(f"TASK-{tid}", self._st("heading"))
+        head.append(snap.label(tid), self._st("heading"))
         head.append("  ")
         head.append(clean_line(task.title, 300) or "(no title)")
         parts.append(head)
@@ -119,8 +119,8 @@ class DetailPane(VerticalScroll, can_focus=True):
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False,
                       header_style=self._st("label"))
         table.add_column("", style=self._st("label"), no_wrap=True, min_width=10)
-        table.add_column("DB", ratio=2, overflow="fold")
-        table.add_column("file", ratio=2, overflow="fold")
+        table.add_column(snap.side_labels[0], ratio=2, overflow="fold")
+        table.add_column(snap.side_labels[1], ratio=2, overflow="fold")
         last = pf.last_event if pf is not None else None
         file_claim = None
         if pf is not None:
@@ -199,7 +199,7 @@ class DetailPane(VerticalScroll, can_focus=True):
             for fact in f.evidence:
                 parts.append(self._evidence(snap, fact))
             rec_line = Text("  → ")
-            rec_line.append(f.recommended_action.value, self._st("heading"))
+            rec_line.append(action_label(f, snap), self._st("heading"))
             key = action_key(f, snap)
             if key is not None:
                 rec_line.append(f"  (press {key})", self._st("label"))

@@ -6,6 +6,7 @@ from rich.text import Text
 
 from qwarden.core.model import Finding, Snapshot
 from qwarden.core.textsafe import clean_line
+from qwarden.tui.glossary import action_label
 from qwarden.tui.widgets.row_list import RowList
 
 
@@ -57,7 +58,9 @@ class FindingsList(RowList):
         sev = f.severity.value
         t = Text("  ")
         t.append({"critical": "!!", "warning": "! ", "info": "i "}[sev], self.row_style(sev))
-        t.append(f" {f.task_id:<8} ")
-        t.append(f"{f.recommended_action.value:<20} ", self.row_style("muted"))
+        t.append(f" {clean_line(f.task_id, 40):<8} ")
+        label = action_label(f, self.snapshot) if self.snapshot is not None \
+            else f.recommended_action.value
+        t.append(f"{label:<20} ", self.row_style("muted"))
         t.append(clean_line(f.summary, 300))
         return t

@@ -116,6 +116,13 @@ class HeaderBar(Widget):
             if progress:
                 line2.append(f" {progress}", self._st("muted"))
         else:
+            # findings about the queue itself and its agents first: they sit in no lane
+            for f in snap.subject_findings:
+                line2.append(clean_line(f.task_id, 40), self._st("title"))
+                line2.append(f" {f.kind}", self._st(f.severity.value))
+                line2.append("  ")
+            if snap.subject_findings:
+                line2.append("│ ", self._st("muted"))
             # the lanes with tasks (the tabs below list every lane)
             for i, (lane, n) in enumerate((ln, n) for ln, n in self.lane_counts if n):
                 if i:

@@ -41,7 +41,10 @@ class LaneList(RowList):
         glyph, sev = SEVERITY_GLYPH.get(worst, ("  ", ""))
         text.append(glyph, self.row_style(sev) if sev else None)
         text.append("*" if key in self.marked else " ", self.row_style("heading"))
-        text.append(key[:10].ljust(8), self.row_style(sev) if sev else None)
+        w = snap.id_width
+        shown = clean_line(key, 200)  # an id is an agent's text too
+        shown = shown if len(shown) <= w else shown[:w - 1] + "…"
+        text.append(shown.ljust(w), self.row_style(sev) if sev else None)
         text.append(" ")
         text.append((task_priority(task) or "--")[:2].ljust(2))
         text.append(" ")

@@ -32,9 +32,15 @@ def run_action(args: Any, root: Path) -> int:
 
     return run(args, root)
 
+def open_interventions(root: Path | str, config: Config, options: Any) -> Any:
+    from qwarden.core.formats.coordination.interventions import open_interventions as open_
+
+    return open_(root, config, options)
+
 
 FORMAT_INFO = FormatInfo(
     name="coordination", detect=detect, open=open_source, run_action=run_action,
+    interventions=open_interventions,
     commands={"reset": "a dead worker's in-progress task back to pending (coordination)",
               "reassign": "to a live worker with the skills, --to NAME (coordination)",
               "repair": "rebuild task-queue.json from its valid entries (coordination)"},

@@ -126,11 +126,13 @@ def entry_indent(text: str, start: int) -> str:
 
 
 def format_entry(obj: Any, indent: str, pretty: bool) -> str:
-    """An entry as the file's other entries are written (json.dumps indent=2 nested under the
-    array's indent, or compact on one line)."""
+    """An entry as the file's other entries are written, or compact on one line. An entry of
+    the top-level array sits one step in, so its own indent is the file's step (2 or 4
+    spaces, a tab): its fields go one more step in, as ``json.dump(indent=step)`` wrote them."""
     if not pretty:
         return json.dumps(obj, ensure_ascii=False)
-    return json.dumps(obj, indent=2, ensure_ascii=False).replace("\n", "\n" + indent)
+    step = indent or "  "
+    return json.dumps(obj, indent=step, ensure_ascii=False).replace("\n", "\n" + indent)
 
 
 def dump_queue(items: list[Any]) -> bytes:

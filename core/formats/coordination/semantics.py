@@ -16,7 +16,7 @@ from qwarden.core.semantics import Semantics
 _TASKS = frozenset({"tasks"})
 
 SEMANTICS = Semantics(
-    format=FORMAT,
+    format=FORMAT, record_label="queue entry", file_label="instructions",
     lanes=LANES,
     initial_state="pending",
     claimed_states=frozenset({"in_progress"}),

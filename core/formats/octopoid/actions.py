@@ -21,6 +21,7 @@ from typing import Any
 
 from qwarden.core import safeio
 from qwarden.core.actions.guard import live_work_refusal
+from qwarden.core.actions.interface import NeedsConfirmation, SubtaskSpec
 from qwarden.core.actions.plan import ACTION_FILE_MAX_BYTES, FileOp, Plan, Refused, RowOp, sha256
 from qwarden.core.config import Thresholds
 from qwarden.core.formats.octopoid.reader import (
@@ -387,8 +388,9 @@ def plan_accept(state: TaskState, actor: str, note: str, now: datetime,
     warnings: tuple[str, ...] = ()
     if not _evidence_of_work(state.row, fs):
         if not force:
-            raise Refused(f"TASK-{state.task_id}: no evidence of work (0 commits, no passing "
-                          "check): unverified_completion; look first, then use --force")
+            raise NeedsConfirmation(
+                f"TASK-{state.task_id}: no evidence of work (0 commits, no passing check): "
+                "unverified_completion; look first, then use --force")
         warnings = ("accepted WITHOUT evidence of work (unverified_completion, forced)",)
     new = _append(fs.data, trail(("ACCEPTED_AT", _iso(now)), ("ACCEPTED_BY", actor)))
     dst = _relocate(fs, "done", new)
@@ -544,21 +546,8 @@ def plan_mark_read(state: TaskState, actor: str, note: str, now: datetime,
     return Plan("mark-read", state.task_id, actor, note, f"reviewed ({q})")
 
 
-@dataclass(frozen=True)
-class Subtask:
-    title: str
-    context: str = ""
-    criteria: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, spec: str) -> Subtask:
-        """CLI form: ``TITLE | CONTEXT | CRITERION; CRITERION``."""
-        parts = [p.strip() for p in spec.split("|")]
-        crit = tuple(c.strip() for c in (parts[2] if len(parts) > 2 else "").split(";")
-                     if c.strip())
-        if not parts[0]:
-            raise Refused(f"subtask {spec!r} has no title")
-        return cls(parts[0], parts[1] if len(parts) > 1 else "", crit)
+# a split's subtask: the neutral spec (TITLE | CONTEXT | CRIT; CRIT on the CLI)
+Subtask = SubtaskSpec
 
 
 def _new_ids(root: Path, n: int, taken: set[str]) -> list[str]:

@@ -53,6 +53,7 @@ SEMANTICS = Semantics(
     recycle_events=frozenset({"REJECTED", "REVIEW_REJECTED", "RETRIED", "NEEDS_CONTINUATION"}),
     submit_events=frozenset({"SUBMITTED"}),
     expected_dirs=MappingProxyType({k: v for k, v in EXPECTED_DIRS.items()}),
+    id_prefix="TASK-", id_width=8, record_label="DB", file_label="file",
     action_hints=MappingProxyType({
         "release_claim": "qwarden release {id}", "retry": "qwarden retry {id}",
         "sync_db": "qwarden sync {id} --direction sync_db",

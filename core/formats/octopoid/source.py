@@ -420,6 +420,12 @@ def _detect(root: Path | str) -> bool:
 def _open(root: Path | str, config: Config, live: bool, follow: bool) -> Source:
     return OctopoidSource(resolve_root(root), config, live=live, follow=follow)
 
+def open_interventions(root: Path | str, config: Config, options: Any) -> Any:
+    from qwarden.core.formats.octopoid.interventions import open_interventions as open_
+
+    return open_(root, config, options)
+
 
 FORMAT_INFO = FormatInfo(name="octopoid", detect=_detect, open=_open,
+                         interventions=open_interventions, auto_fixes=True,
                          describe=f"Octopoid v1 ({FORMAT}): .orchestrator/ files + state.db")

@@ -52,7 +52,13 @@ def run_action(args: Any, root: Path) -> int:
         argv += ["--note", args.note]
     return sync.main(argv)
 
+def open_interventions(root: Path | str, config: Config, options: Any) -> Any:
+    from qwarden.core.formats.ralf.interventions import open_interventions as open_
+
+    return open_(root, config, options)
+
 
 FORMAT_INFO = FormatInfo(
     name="ralf", detect=detect, open=open_source, run_action=run_action,
+    interventions=open_interventions,
     describe="RALF / BlackBox5 .autonomous/ (queue.yaml, events.yaml, heartbeat.yaml, tasks/)")

@@ -18,7 +18,7 @@ __all__ = ["DONE_STATUSES", "FORMAT", "LANES", "RALF_INFO", "RALF_SCORED", "SEMA
 
 def _semantics() -> Semantics:
     return Semantics(
-        format=FORMAT,
+        format=FORMAT, id_width=16, record_label="queue.yaml", file_label="task dir",
         lanes=LANES,
         initial_state="pending",
         claimed_states=frozenset({"in_progress"}),

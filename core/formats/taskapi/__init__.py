@@ -5,8 +5,9 @@ SQLite file (``--root PATH.db``) or PostgreSQL (``--root postgresql://…``, thr
 columns, lanes, kinds), ``layout`` (detection, DSN redaction), ``parse`` (rows -> model, the
 same for both databases), ``sqlite`` and ``pg`` (the read-only backends), ``source`` (the
 ``Source``), ``semantics``, ``rules`` (every kind), ``judge`` (the engine-free path),
-``generate`` (static states with a truth file, and the SQLite -> PostgreSQL loader) and
-``simulate`` (the live demo's workers).
+``generate`` (static states with a truth file, and the SQLite -> PostgreSQL loader),
+``simulate`` (the live demo's workers), and the write path: ``actions`` (interventions
+through the system's HTTP API, ``api``, or with ``--direct-db`` SQL, ``directdb``).
 """
 
 from __future__ import annotations
@@ -24,29 +25,19 @@ if TYPE_CHECKING:
 def open_source(root: Path | str, config: Config | None = None, live: bool = False,
                 follow: bool = False) -> Any:
     """The source of an SQLite file or a PostgreSQL URL (raises ``SourceError``)."""
-    from qwarden.core.config import Config as _Config
-    from qwarden.core.formats.taskapi.layout import db_root, is_dsn
-    from qwarden.core.formats.taskapi.source import TaskApiSource
+    from qwarden.core.formats.taskapi.source import open_source as open_table
 
-    config = config or _Config()
-    where = db_root(root)
-    if is_dsn(where):
-        from qwarden.core.formats.taskapi.pg import PgTasks
+    return open_table(root, config, live, follow)
 
-        table: Any = PgTasks(str(where), config.taskapi)
-    else:
-        from qwarden.core.formats.taskapi.sqlite import SqliteTasks
 
-        lim = config.limits
-        table = SqliteTasks(where, lim.db_busy_timeout_ms, lim.db_busy_retries)
-    try:
-        table.conn()  # fail now, with the reason, not at the first read
-    except BaseException:
-        table.close()
-        raise
-    return TaskApiSource(table, where, config, live, follow)
+def open_interventions(root: Path | str, config: Config, options: Any) -> Any:
+    """The write path (``actions.open_interventions``): the system's API, or ``--direct-db``;
+    raises ``ReadOnly`` without either."""
+    from qwarden.core.formats.taskapi.actions import open_interventions as open_write_path
+
+    return open_write_path(root, config, options)
 
 
 FORMAT_INFO = FormatInfo(
-    name="taskapi", detect=detect, open=open_source,
+    name="taskapi", detect=detect, open=open_source, interventions=open_interventions,
     describe="a task API's tasks table (comic-pile): an SQLite file or a postgresql:// URL")

@@ -8,8 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from qwarden.core.config import Config
-from qwarden.core.formats.taskapi import open_source
-from qwarden.core.formats.taskapi.source import TaskApiSource
+from qwarden.core.formats.taskapi.source import TaskApiSource, open_source
 from qwarden.core.judge import Judge
 from qwarden.core.model import Finding
 

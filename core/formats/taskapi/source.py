@@ -351,3 +351,27 @@ class TaskApiSource:
 
     def close(self) -> None:
         self.table.close()
+
+
+def open_source(root: Path | str, config: Config | None = None, live: bool = False,
+                follow: bool = False) -> TaskApiSource:
+    """The source of an SQLite file or a PostgreSQL URL (raises ``SourceError``)."""
+    from qwarden.core.formats.taskapi.layout import db_root, is_dsn
+
+    config = config or Config()
+    where = db_root(root)
+    if is_dsn(where):
+        from qwarden.core.formats.taskapi.pg import PgTasks
+
+        table: Any = PgTasks(str(where), config.taskapi)
+    else:
+        from qwarden.core.formats.taskapi.sqlite import SqliteTasks
+
+        lim = config.limits
+        table = SqliteTasks(where, lim.db_busy_timeout_ms, lim.db_busy_retries)
+    try:
+        table.conn()  # fail now, with the reason, not at the first read
+    except BaseException:
+        table.close()
+        raise
+    return TaskApiSource(table, where, config, live, follow)
