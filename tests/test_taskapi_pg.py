@@ -206,3 +206,23 @@ def test_without_server_binaries_pg_tests_skip_saying_why_or_fail_in_ci(
         assert "1 skipped" in out.stdout
         assert "PostgreSQL unavailable: PostgreSQL server binaries (initdb, pg_ctl) not " \
                "installed" in out.stdout
+
+
+def test_the_write_path_gets_the_real_dsn_behind_the_engines_root(tmp_path: Path,
+                                                                  pg_db: str) -> None:
+    """The console opens the write path with the engine's root (the label, no password):
+    the format hands its write path the DSN the source was opened with."""
+    from qwarden.core.config import Config
+    from qwarden.core.formats import open_engine
+    from qwarden.core.formats.taskapi import FORMAT_INFO
+
+    generate(20, tmp_path / "g.db", 1)
+    load(tmp_path / "g.db", pg_db)
+    engine = open_engine(pg_db, follow=False)
+    try:
+        assert "s3cret-pw" not in str(engine.root)
+        assert FORMAT_INFO.interventions is not None
+        iv = FORMAT_INFO.interventions(engine.root, Config(), {"direct_db": True})
+        assert iv.root == pg_db
+    finally:
+        engine.source.close()

@@ -34,8 +34,10 @@ def open_interventions(root: Path | str, config: Config, options: Any) -> Any:
     """The write path (``actions.open_interventions``): the system's API, or ``--direct-db``;
     raises ``ReadOnly`` without either."""
     from qwarden.core.formats.taskapi.actions import open_interventions as open_write_path
+    from qwarden.core.formats.taskapi.layout import real_dsn
 
-    return open_write_path(root, config, options)
+    # the console hands over the engine's root, a URL's label without its password
+    return open_write_path(real_dsn(root), config, options)
 
 
 FORMAT_INFO = FormatInfo(

@@ -37,6 +37,24 @@ def redact(dsn: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+# label (the DSN without its password) -> the DSN a source of this process was opened with:
+# views see only the label (the engine's root), and the write path, handed that root by the
+# console, gets the DSN back through ``real_dsn`` (kept in this process's memory only)
+_OPENED: dict[str, str] = {}
+
+
+def remember_dsn(dsn: str) -> str:
+    """Note the DSN a source opened; returns its label."""
+    label = redact(dsn)
+    _OPENED[label] = dsn
+    return label
+
+
+def real_dsn(root: Path | str) -> Path | str:
+    """The DSN behind a label a source of this process showed (anything else unchanged)."""
+    return _OPENED.get(root, root) if isinstance(root, str) else root
+
+
 def detect(root: Path | str) -> bool:
     """A PostgreSQL URL, or an SQLite file with a task API ``tasks`` table."""
     if is_dsn(str(root)):

@@ -361,8 +361,10 @@ def open_source(root: Path | str, config: Config | None = None, live: bool = Fal
     config = config or Config()
     where = db_root(root)
     if is_dsn(where):
+        from qwarden.core.formats.taskapi.layout import remember_dsn
         from qwarden.core.formats.taskapi.pg import PgTasks
 
+        remember_dsn(str(where))
         table: Any = PgTasks(str(where), config.taskapi)
     else:
         from qwarden.core.formats.taskapi.sqlite import SqliteTasks
