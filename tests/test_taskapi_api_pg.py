@@ -6,16 +6,12 @@ refused, a killed apply recovered."""
 from __future__ import annotations
 
 import asyncio
-import glob
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,15 +27,7 @@ SAMPLE = REPO.parent / "shared" / "fixtures" / "taskapi-sample" / "comic_pile.db
 asyncpg = pytest.importorskip("asyncpg")
 
 
-def _bin(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found[-1] if found else shutil.which(name)
-
-
-INITDB, PG_CTL = _bin("initdb"), _bin("pg_ctl")
-pytestmark = [pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} absent"),
-              pytest.mark.skipif(INITDB is None or PG_CTL is None,
-                                 reason="PostgreSQL (initdb, pg_ctl) is not installed here")]
+pytestmark = [pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} absent")]
 
 SCHEMA = """
 CREATE TABLE tasks (
@@ -52,52 +40,6 @@ CREATE TABLE tasks (
 CREATE INDEX ix_tasks_status ON tasks (status);
 """
 TIMES = ("created_at", "updated_at", "last_heartbeat")
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """initdb refuses to run as root: run the cluster as the postgres user then."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    assert INITDB is not None and PG_CTL is not None
-    base = Path(tempfile.mkdtemp(prefix="qwarden-pg-", dir="/tmp"))
-    data = base / "data"
-    if os.geteuid() == 0:
-        import pwd
-
-        pw = pwd.getpwnam("postgres")
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-    base.chmod(0o755)
-    port = _free_port()
-    try:
-        subprocess.run(_as_postgres([INITDB, "-D", str(data), "-A", "trust", "-U", "postgres",
-                                     "-E", "UTF8", "--no-sync"]),
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run(_as_postgres([PG_CTL, "-D", str(data), "-l", str(base / "log"), "-w",
-                                     "-o", f"-c listen_addresses=127.0.0.1 -p {port} "
-                                     f"-k {base} -c fsync=off", "start"]),
-                       check=True, capture_output=True, timeout=120)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"a throwaway PostgreSQL cluster would not start here: {exc}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(_as_postgres([PG_CTL, "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _sample_rows() -> list[dict[str, Any]]:
@@ -130,23 +72,14 @@ async def _load(dsn: str) -> None:
         await conn.close()
 
 
-_N = iter(range(1, 10_000))
 
 
 @pytest.fixture
-def pgdb(cluster: str) -> str:
-    name = f"t{next(_N)}"
-
-    async def make() -> None:
-        conn = await asyncpg.connect(cluster + "/postgres")
-        try:
-            await conn.execute(f"CREATE DATABASE {name}")
-        finally:
-            await conn.close()
-        await _load(f"{cluster}/{name}")
-
-    asyncio.run(make())
-    return f"{cluster}/{name}"
+def pgdb(pg_db: str) -> str:
+    """A new database of the session's throwaway cluster (tests/pgcluster.py) holding the
+    sample's rows in comic-pile's PostgreSQL schema."""
+    asyncio.run(_load(pg_db))
+    return pg_db
 
 
 def _q(dsn: str, sql: str, *args: Any) -> list[Any]:

@@ -83,3 +83,67 @@ def test_the_auto_fixer_is_refused_on_a_format_it_does_not_know(tmp_path: Path) 
                            "--root", str(tmp_path / "r"), "--fix", "safe", "--ticks", "1"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 1 and "auto-fixer" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _taskapi_state(tmp_path: Path) -> tuple[Path, dict]:
+    from qwarden.core.formats.taskapi.generate import generate as taskapi_generate
+
+    db = tmp_path / "t" / "tasks.db"
+    return db, taskapi_generate(60, db, 5)
+
+
+async def test_taskapi_console_releases_a_zombie_through_the_api(tmp_path: Path) -> None:
+    import sqlite3
+
+    from qwarden.core.config import Config
+    from qwarden.core.formats import open_engine
+    from qwarden.tui.app import QwardenApp
+    from tests.taskapi_server import TaskApiServer
+
+    db, truth = _taskapi_state(tmp_path)
+    zombie = next(t for t, kinds in truth["tasks"].items() if "zombie_claim" in kinds)
+    cfg = Config()
+    with TaskApiServer(db) as srv:
+        app = QwardenApp(open_engine(db, cfg, as_of=parse_any(truth["as_of"])), cfg,
+                         root_label="t", write_options={"api_url": srv.url})
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ready(app, pilot)
+            assert "r" in _footer_keys(app) and "a" in _footer_keys(app)
+            assert app.main_screen.jump(zombie)
+            await pilot.press("l")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            body = "\n".join(app.screen.lines)  # type: ignore[attr-defined]
+            assert f"POST /api/tasks/{zombie}/unclaim" in body  # the dialog shows the call
+            await pilot.press("y")
+            await wait_until(pilot, lambda: any(p == f"/api/tasks/{zombie}/unclaim"
+                                                for _, p, _ in srv.requests))
+        with sqlite3.connect(db) as conn:
+            status, agent = conn.execute("SELECT status, assigned_agent FROM tasks WHERE "
+                                         "task_id = ?", (zombie,)).fetchone()
+    assert (status, agent) == ("pending", None)
+
+
+async def test_taskapi_console_without_a_write_path_says_read_only(tmp_path: Path) -> None:
+    db, truth = _taskapi_state(tmp_path)
+    app = frozen_app(db, parse_any(truth["as_of"]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        assert app.interventions is None and "--api" in app.no_interventions_reason
+        assert "READ-ONLY" in app.main_screen.query_one("#header").render().plain
+        assert "r" not in _footer_keys(app)
+
+
+def test_taskapi_cli_guard_refuses_a_live_claim_without_force(tmp_path: Path) -> None:
+    from tests.taskapi_server import TaskApiServer
+
+    db, truth = _taskapi_state(tmp_path)
+    pending = next(t for t, kinds in truth["tasks"].items() if not kinds
+                   and t.startswith("TASK-PEND-"))
+    with TaskApiServer(db) as srv:
+        assert srv.act("POST", f"/api/tasks/{pending}/claim",
+                       {"agent_name": "zed", "worktree": "wt-zed"})[0] == 200
+        cmd = [sys.executable, "-m", "qwarden.core.cli", "release", pending, "--root", str(db),
+               "--api", srv.url, "--yes"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert proc.returncode == 1 and "--force" in proc.stderr, proc.stderr
+        assert not any(p.endswith("/unclaim") for _, p, _ in srv.requests)

@@ -437,10 +437,16 @@ class MainScreen(Screen[None]):
             self.switch_lane(low)
             return True
         snap = self.snapshot
-        tid = t[5:] if low.startswith("task-") else t
+        tid = t
         if snap is not None and tid:
             if tid in snap.tasks:
                 return self.go_to_task(tid)
+            # the prefix a format shows before its ids (Octopoid's TASK-) is optional
+            pre = snap.id_prefix.lower()
+            if pre and low.startswith(pre):
+                tid = t[len(pre):]
+                if tid in snap.tasks:
+                    return self.go_to_task(tid)
             hits = [x for x in snap.tasks if x.startswith(tid)] if len(tid) >= 3 else []
             if len(hits) == 1:
                 return self.go_to_task(hits[0])

@@ -145,6 +145,9 @@ class HeaderBar(Widget):
         err = self.error or self.engine.last_error
         if err:  # first, so it is never cut off at 80 columns
             line3 = Text(no_wrap=True, overflow="ellipsis")
+            if snap is not None:
+                # the last good snapshot stays on screen; say it is not the queue as it is now
+                line3.append(f"STALE (as of {snap.as_of:%H:%M:%S}) ", self._st("error"))
             line3.append("ERROR ", self._st("error"))
             line3.append(clean_line(err, 300), self._st("error"))
             line3.append("  · ", self._st("muted"))

@@ -42,4 +42,5 @@ def open_interventions(root: Path | str, config: Config, options: Any) -> Any:
 
 FORMAT_INFO = FormatInfo(
     name="taskapi", detect=detect, open=open_source, interventions=open_interventions,
+    commands={"note": "append an operator note to the task's status notes (taskapi)"},
     describe="a task API's tasks table (comic-pile): an SQLite file or a postgresql:// URL")

@@ -315,6 +315,10 @@ def _subtask_body(parent: Mapping[str, Any], tid: str, spec: SubtaskSpec, actor:
 class TaskApiInterventions:
     """The ``Interventions`` of one taskapi root (through ``api_url``, or ``direct_db``)."""
 
+    # an accept runs the configured verify command itself, in the task's worktree (the
+    # console and the CLI do not run it again)
+    verifies_accept = True
+
     def __init__(self, root: Path | str, config: Config, *, api_url: str | None = None,
                  direct_db: bool = False) -> None:
         self.root = root
