@@ -477,6 +477,8 @@ class Engine:
         if marker is None:
             return
         interval = self.config.live.db_check_interval_s
+        if spec.marker_interval_s is not None:
+            interval = min(interval, spec.marker_interval_s)
         while not self._stop.is_set():
             try:
                 async with marker() as read:

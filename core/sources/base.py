@@ -66,6 +66,10 @@ class WatchSpec:
     paths: tuple[Path, ...] = ()
     marker: Callable[[], AbstractAsyncContextManager[Callable[[], Awaitable[Hashable]]]] \
         | None = None
+    # The longest the source lets its marker wait between reads (a DB shared by workers on
+    # many hosts, whose writes must be on screen within 1.5 s); the config's period applies
+    # when it is shorter. None: the config's alone.
+    marker_interval_s: float | None = None
 
 
 @runtime_checkable

@@ -39,6 +39,7 @@ from qwarden.core.formats.octopoid.writer import (
 
 GENERATED_AT = datetime(2026, 11, 22, 22, 0, 0)  # naive local, like Octopoid's stamps
 AS_OF = GENERATED_AT + timedelta(minutes=10)
+RECENT_DONE = 0.1  # the share of done tasks that finished within the day
 MAX_AGENT_DIRS = 50  # impl-agent-1..49 for live scenarios, plus the historical worker
 HISTORY_AGENT = "impl-agent-0"  # claimed the finished, failed and bounced tasks
 
@@ -62,6 +63,7 @@ class _Gen:
     def __init__(self, n: int, seed: int) -> None:
         self.n = n
         self.rnd = random.Random(seed)
+        self.age_rnd = random.Random(seed + 0x5EED)  # when the finished tasks finished
         self.used: set[str] = set()
         self.tasks: list[Planned] = []
         self.agents: list[dict[str, Any]] = []
@@ -119,7 +121,13 @@ class _Gen:
     # ---- scenarios (each names exactly the scored kinds it must get) ---------------
     def happy_done(self) -> Planned:
         tid, t = self.new_id(), self.title()
-        c, cl, sub, acc = self.ago(7200), self.ago(6000), self.ago(4000), self.ago(3000)
+        # A real queue's done lane is mostly old: RECENT_DONE of it finished within the day
+        # (unread_terminal, informative), the rest over the last month. Its own generator, so
+        # every other draw (ids, scenarios) is the same as without the spread.
+        fin = (self.age_rnd.randint(3000, 80000) if self.age_rnd.random() < RECENT_DONE
+               else self.age_rnd.randint(86400 + 3600, 30 * 86400))
+        c, cl, sub, acc = self.ago(fin + 4200), self.ago(fin + 3000), self.ago(fin + 1000), \
+            self.ago(fin)
         commits = self.rnd.randint(1, 6)
         text = (self.base(tid, t, c)
                 + trail_block(("CLAIMED_BY", "impl-agent-0"), ("CLAIMED_AT", cl))
