@@ -279,6 +279,9 @@ class QueueFiles:
         without trail markers (default: all of them). ``same_id(task_id) -> str`` may hand
         back an equal string already held (the DB row's), so ids are not stored twice."""
         seen: set[str] = set()
+        # dirs exactly as the last pass left them: their files count as seen without being
+        # put in ``seen`` (at 100k files a warm pass would build a 4 MB set for nothing)
+        unchanged: list[_DirState] = []
         changed: set[str] = set()
         self._read_here = 0
         if started is None:
@@ -306,7 +309,7 @@ class QueueFiles:
                 prev = self._dirs.get(d.queue)
                 if (prev is not None and names is not None and dir_keys is not None
                         and prev.keys == dir_keys and prev.listing == "\0".join(names)):
-                    seen.update(prev.rels)  # the whole dir is as the last pass left it
+                    unchanged.append(prev)  # the whole dir is as the last pass left it
                     continue
                 visit = self._visit_dir(d, names, dir_keys, needs_trail, same_id,
                                         self._files, self._stats, seen, changed, problems)
@@ -321,7 +324,12 @@ class QueueFiles:
         for q in set(self._dirs) - scanned:
             del self._dirs[q]  # a queue dir gone (or unreadable) starts afresh if it returns
         # (what was seen is always kept: equal sizes mean nothing is gone)
-        removed = set(self._files) - seen if len(seen) != len(self._files) else set()
+        n_seen = len(seen) + sum(len(d.rels) for d in unchanged)
+        removed: set[str] = set()
+        if n_seen != len(self._files):
+            removed = set(self._files) - seen
+            for d in unchanged:
+                removed.difference_update(d.rels)
         for rel in removed:
             self._files.pop(rel, None)
             self._stats.pop(rel, None)
