@@ -549,7 +549,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         config, _ = load_config(root, None)
         if not args.headless:
-            return _run_tui(root, config, None, args.theme, sim, False, fmt=fmt)
+            # a simulated queue in a scratch dir: a database queue is written directly (there
+            # is no API server to act through), journaled and undoable as ever
+            return _run_tui(root, config, None, args.theme, sim, False, fmt=fmt,
+                            write_options={"direct_db": True})
         return _demo_headless(root, config, sim, args.steps, fmt)
 
 

@@ -18,7 +18,7 @@ from qwarden.core.formats.taskapi.kinds import FORMAT, LANES, SCORED
 from qwarden.core.semantics import Semantics
 
 SEMANTICS = Semantics(
-    format=FORMAT, record_label="tasks row", file_label="file",
+    format=FORMAT, record_label="row", file_label="file",
     lanes=LANES,
     initial_state="pending",
     claimed_states=frozenset({"in_progress"}),
