@@ -314,6 +314,7 @@ def render_text(snap: Snapshot, console: Console, show_all: bool = False,
     head = Text()
     head.append("qwarden report ", style="bold")
     head.append(clean_line(snap.root))
+    head.append(f"  {snap.source_format}", style="dim")  # which format it was read as
     head.append(f"  as of {iso(snap.as_of)}")
     head.append("  (live machine)" if snap.live else "  (--as-of: pids not checked)",
                 style="dim")

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,9 @@ from qwarden.core.actions.cli import EXIT_REFUSED, run_through_interface
 from qwarden.core.config import Config
 from qwarden.core.formats.taskapi.actions import open_interventions
 from qwarden.core.sources.base import FormatInfo
+from tests.taskapi_sample import sample_db
 from tests.taskapi_server import TaskApiServer
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "taskapi-sample" \
-    / "comic_pile.db"
-pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} absent")
 INFO = FormatInfo(name="taskapi", detect=lambda _root: False,
                   open=lambda *a: None,  # type: ignore[arg-type,return-value]
                   interventions=open_interventions)
@@ -35,7 +32,7 @@ def args(command: str, task_id: str | None = None, **kw: Any) -> argparse.Namesp
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     dst = tmp_path / "comic_pile.db"
-    shutil.copyfile(SAMPLE, dst)
+    sample_db(dst)
     dst.chmod(0o644)
     return dst
 

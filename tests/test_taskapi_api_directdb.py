@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -25,11 +24,10 @@ from qwarden.core.formats.taskapi.actions import (
     journal_root,
     open_interventions,
 )
+from tests.taskapi_sample import sample_db
 from tests.taskapi_server import TaskApiServer
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO.parent / "shared" / "fixtures" / "taskapi-sample" / "comic_pile.db"
-pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} absent")
 
 SUBS = (SubtaskSpec.parse("schema | the tables | migrations run"), SubtaskSpec.parse("backfill"))
 CASES = [("release", "TEST-001", "", ()), ("retry", "TASK-FEAT-007", "decided", ()),
@@ -41,7 +39,7 @@ CASES = [("release", "TEST-001", "", ()), ("retry", "TASK-FEAT-007", "decided", 
 def copy(tmp: Path, name: str = "app") -> Path:
     dst = tmp / name / "comic_pile.db"
     dst.parent.mkdir(parents=True)
-    shutil.copyfile(SAMPLE, dst)
+    sample_db(dst)
     dst.chmod(0o644)
     return dst
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,12 @@ import pytest
 from qwarden.core.actions.interface import ActionRequest, Refused, StalePlan, SubtaskSpec
 from qwarden.core.config import Config
 from qwarden.core.formats.taskapi.actions import open_interventions
+from tests.taskapi_sample import sample_db
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO.parent / "shared" / "fixtures" / "taskapi-sample" / "comic_pile.db"
 asyncpg = pytest.importorskip("asyncpg")
 
 
-pytestmark = [pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} absent")]
 
 SCHEMA = """
 CREATE TABLE tasks (
@@ -43,7 +42,8 @@ TIMES = ("created_at", "updated_at", "last_heartbeat")
 
 
 def _sample_rows() -> list[dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{SAMPLE}?mode=ro", uri=True)
+    sample = sample_db(Path(tempfile.mkdtemp(prefix="qwarden-pg-rows-")) / "comic_pile.db")
+    conn = sqlite3.connect(f"file:{sample}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     try:
         rows = [dict(r) for r in conn.execute("SELECT * FROM tasks ORDER BY id")]
@@ -110,7 +110,7 @@ def pg_direct(dsn: str, tmp_path: Path):
 def sqlite_direct(tmp_path: Path):
     db = tmp_path / "lite" / "comic_pile.db"
     db.parent.mkdir()
-    shutil.copyfile(SAMPLE, db)
+    sample_db(db)
     db.chmod(0o644)
     return db, open_interventions(db, Config(), {"direct_db": True})
 

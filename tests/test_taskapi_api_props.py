@@ -9,13 +9,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,11 +21,9 @@ from qwarden.core.actions.interface import Refused
 from qwarden.core.formats.taskapi import directdb
 from qwarden.core.formats.taskapi.actions import STATE_KEYS, restore_calls
 from qwarden.core.formats.taskapi.api import Call, task_path
+from tests.taskapi_sample import sample_db
 from tests.taskapi_server import TaskApiServer
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "taskapi-sample" \
-    / "comic_pile.db"
-pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} absent")
 TIDS = ("TEST-001", "TASK-FEAT-007", "TASK-UI-001", "TASK-FEAT-001", "TASK-DB-005", "NOPE")
 AGENTS = ("admin", "Alice", "Bob", "Charlie")
 STATUSES = ("pending", "in_progress", "blocked", "in_review", "done", "failed")
@@ -74,7 +70,7 @@ def _mask(r: dict[str, Any] | None) -> dict[str, Any] | None:
 def test_the_sql_model_of_each_call_agrees_with_the_server(tmp_path: Path,
                                                            calls: list[Call]) -> None:
     db = tmp_path / f"p{abs(hash(tuple(c.line() for c in calls)))}.db"
-    shutil.copyfile(SAMPLE, db)
+    sample_db(db)
     db.chmod(0o644)
     srv = TaskApiServer(db)
     try:

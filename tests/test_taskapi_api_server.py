@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,11 +18,11 @@ import pytest
 from qwarden.core.actions.journal import Journal
 from qwarden.core.config import Config
 from qwarden.core.formats.taskapi.actions import journal_root, open_interventions
+from tests.taskapi_sample import STORY, empty_db, have_shared, sample_db
 from tests.taskapi_server import TaskApiServer
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "fixtures" / "taskapi-sample" / "comic_pile.db"
-pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} absent")
 TS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(\+00:00)?")
 
 
@@ -43,44 +42,10 @@ def _shape(r: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def empty(tmp_path: Path) -> Path:
-    db = tmp_path / "comic_pile.db"
-    shutil.copyfile(SAMPLE, db)
-    db.chmod(0o644)
-    conn = sqlite3.connect(db)
-    conn.execute("DELETE FROM tasks")
-    conn.commit()
-    conn.close()
-    return db
+    return empty_db(tmp_path / "comic_pile.db")
 
 
-# the sample README's story, call for call
-STORY: list[tuple[str, str, dict[str, Any] | None]] = [
-    *[("POST", "/api/tasks/", {"task_id": t, "title": f"demo {t}", "priority": "HIGH",
-                               "estimated_effort": "1 hour"})
-      for t in ("TASK-UI-001", "TASK-FEAT-007", "TEST-001", "TASK-DB-004", "TASK-FEAT-001")],
-    ("POST", "/api/tasks/", {"task_id": "TASK-DB-005", "title": "dep", "priority": "LOW",
-                             "estimated_effort": "1 hour", "dependencies": "TASK-DB-004"}),
-    ("POST", "/api/tasks/TASK-UI-001/claim", {"agent_name": "Alice", "worktree": "comic-pile-ui"}),
-    ("POST", "/api/tasks/TASK-UI-001/heartbeat", {"agent_name": "Alice"}),
-    ("POST", "/api/tasks/TASK-UI-001/update-notes", {"notes": "Redesigned queue.html"}),
-    ("POST", "/api/tasks/TASK-UI-001/set-status", {"status": "in_review"}),
-    ("POST", "/api/tasks/TASK-UI-001/unclaim", {"agent_name": "Alice"}),
-    ("POST", "/api/tasks/TASK-FEAT-007/claim", {"agent_name": "Bob",
-                                                "worktree": "comic-pile-task-207"}),
-    ("POST", "/api/tasks/TASK-FEAT-007/set-status", {"status": "blocked", "blocked_reason":
-                                                     "Need design decision",
-                                                     "blocked_by": "Bob"}),
-    ("POST", "/api/tasks/TEST-001/claim", {"agent_name": "Charlie",
-                                           "worktree": "comic-pile-test-001"}),
-    ("POST", "/api/tasks/TEST-001/heartbeat", {"agent_name": "Charlie"}),
-    ("POST", "/api/tasks/TASK-DB-004/claim", {"agent_name": "Dave",
-                                              "worktree": "comic-pile-db-004"}),
-    ("POST", "/api/tasks/TASK-FEAT-001/claim", {"agent_name": "Eve",
-                                                "worktree": "comic-pile-feat-001"}),
-    ("POST", "/api/tasks/TASK-FEAT-001/set-status", {"status": "done"}),
-]
-
-
+@pytest.mark.skipif(not have_shared(), reason=f"{SAMPLE} absent (the real sample to compare)")
 def test_replaying_the_samples_calls_gives_the_samples_rows(empty: Path) -> None:
     srv = TaskApiServer(empty)
     for method, path, body in STORY:
@@ -142,7 +107,7 @@ iv.apply(iv.plan(ActionRequest("retry", "TASK-FEAT-007", actor="op", note="x")))
 def test_a_killed_api_apply_is_recorded_as_unknown_never_replayed(
         tmp_path: Path, step: str, made: int, unknown: list[str]) -> None:
     db = tmp_path / "comic_pile.db"
-    shutil.copyfile(SAMPLE, db)
+    sample_db(db)
     db.chmod(0o644)
     with TaskApiServer(db) as srv:
         env = dict(os.environ, QWARDEN_CRASH_AT=step, PYTHONPATH=str(REPO))

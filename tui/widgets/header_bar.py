@@ -84,6 +84,8 @@ class HeaderBar(Widget):
         # line 1: name, root, flags
         line1 = Text(no_wrap=True, overflow="ellipsis")
         line1.append("qwarden ", self._st("title"))
+        if snap is not None:  # which format the queue was read as
+            line1.append(f"{snap.source_format} ", self._st("muted"))
         flags = Text()
         if self.engine.paused:
             flags.append(" PAUSED ", self._st("flag"))
