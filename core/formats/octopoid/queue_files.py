@@ -324,12 +324,12 @@ class QueueFiles:
         for q in set(self._dirs) - scanned:
             del self._dirs[q]  # a queue dir gone (or unreadable) starts afresh if it returns
         # (what was seen is always kept: equal sizes mean nothing is gone)
-        n_seen = len(seen) + sum(len(d.rels) for d in unchanged)
+        n_seen = len(seen) + sum(len(kept.rels) for kept in unchanged)
         removed: set[str] = set()
         if n_seen != len(self._files):
             removed = set(self._files) - seen
-            for d in unchanged:
-                removed.difference_update(d.rels)
+            for kept in unchanged:
+                removed.difference_update(kept.rels)
         for rel in removed:
             self._files.pop(rel, None)
             self._stats.pop(rel, None)
