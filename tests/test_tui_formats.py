@@ -147,3 +147,21 @@ def test_taskapi_cli_guard_refuses_a_live_claim_without_force(tmp_path: Path) ->
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
         assert proc.returncode == 1 and "--force" in proc.stderr, proc.stderr
         assert not any(p.endswith("/unclaim") for _, p, _ in srv.requests)
+
+
+def test_taskapi_log_lists_the_write_paths_journal(tmp_path: Path) -> None:
+    from tests.taskapi_server import TaskApiServer
+
+    db, truth = _taskapi_state(tmp_path)
+    zombie = next(t for t, kinds in truth["tasks"].items() if "zombie_claim" in kinds)
+    with TaskApiServer(db) as srv:
+        base = [sys.executable, "-m", "qwarden.core.cli"]
+        done = subprocess.run([*base, "release", zombie, "--root", str(db), "--api", srv.url,
+                               "--yes"], capture_output=True, text=True, cwd=REPO,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+    log = subprocess.run([*base, "log", "--root", str(db)], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert log.returncode == 0, log.stderr
+    line = next(ln for ln in log.stdout.splitlines() if "release" in ln)
+    assert f" {zombie} " in line and "TASK-TASK-" not in line  # the id as the format has it

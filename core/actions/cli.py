@@ -366,7 +366,8 @@ def _cmd_undo(root: Path, args: argparse.Namespace, read_only: bool) -> int:
     return EXIT_OK
 
 
-def _cmd_log(root: Path, args: argparse.Namespace) -> int:
+def _cmd_log(root: Path, args: argparse.Namespace, id_prefix: str = "TASK-") -> int:
+    """The journal under ``root`` (``root/warden/``); ids shown with the format's prefix."""
     if not (root / "warden" / "journal.db").exists():
         print("no interventions yet")
         return EXIT_OK
@@ -381,8 +382,9 @@ def _cmd_log(root: Path, args: argparse.Namespace) -> int:
             extra = f" (undone by {a.undone_by})" if a.undone_by else ""
             extra += f" — {a.error}" if a.error and a.state != "done" else ""
             note = f" “{a.note}”" if a.note else ""
-            print(f"#{a.id:<4} {a.created_at[:19]}  {a.state:<11} {a.kind:<11} "
-                  f"TASK-{a.task_id}  {a.actor}{note}{extra}")
+            # notes, actors and errors are people's and agents' text: plain, one line
+            print(clean_line(f"#{a.id:<4} {a.created_at[:19]}  {a.state:<11} {a.kind:<11} "
+                             f"{id_prefix}{a.task_id}  {a.actor}{note}{extra}", 2000))
     return EXIT_OK
 
 
@@ -406,8 +408,14 @@ def run_through_interface(info: Any, root: Path, config: Config,
 
     try:
         if args.command == "log":
-            raise Refused(f"`qwarden log` reads Octopoid's journal; a {info.name} queue's "
-                          "journal is read with `qwarden undo --dry-run`")
+            src = info.open(root, config, False, False)  # where its journal lives; reads
+            try:
+                where, prefix = src.journal_root, src.semantics.id_prefix
+            finally:
+                src.close()
+            if where is None:
+                raise Refused(f"a {info.name} queue keeps no journal here")
+            return _cmd_log(Path(where), args, prefix)
         writes = not getattr(args, "dry_run", False)
         iv = info.interventions(root, config, write_options(args))
         recover = getattr(iv, "recover", None)

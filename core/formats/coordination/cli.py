@@ -66,7 +66,7 @@ def run_action(args: argparse.Namespace, root: Path) -> int:
         if command == "log":
             from qwarden.core.actions.cli import _cmd_log
 
-            return _cmd_log(root, args)
+            return _cmd_log(root, args, id_prefix="")  # its ids carry their own
         writes = not getattr(args, "dry_run", False)
         if writes and (getattr(args, "read_only", False) or config.read_only):
             raise Refused("read-only mode (--read-only or read_only = true in the config): "

@@ -39,7 +39,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -48,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from qwarden.core.actions.interface import (
     ActionRequest,
@@ -73,6 +72,7 @@ from qwarden.core.formats.taskapi.api import (
     normalise_url,
     task_path,
 )
+from qwarden.core.formats.taskapi.layout import journal_root
 from qwarden.core.textsafe import clean_line
 
 ACTIONS = ("release", "retry", "accept", "cancel", "split", "note")
@@ -89,24 +89,7 @@ MAX_TASK_ID = 50
 
 # ------------------------------------------------------------------ where the journal lives
 
-def journal_root(root: Path | str, config: Config | None = None) -> Path:
-    """Where qwarden journals this queue's interventions (``Journal(journal_root(...))``):
-    a DB file's journal is beside it, in ``DB.qwarden/`` (``comic_pile.db.qwarden/warden/
-    journal.db``: one per DB, so two DBs in a directory never share undo history); a
-    PostgreSQL root's is ``[taskapi] journal_dir``, else
-    ``$XDG_STATE_HOME/qwarden/taskapi/HOST-PORT-DB``."""
-    s = os.fspath(root)
-    if "://" not in s:
-        p = Path(s).absolute()
-        return p.parent / f"{p.name}.qwarden"
-    if config is not None and config.taskapi.journal_dir:
-        return Path(config.taskapi.journal_dir).expanduser()
-    u = urlsplit(s)
-    name = f"{u.hostname or 'local'}-{u.port or 5432}-{u.path.lstrip('/') or 'db'}"
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    xdg = os.environ.get("XDG_STATE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
-    return base / "qwarden" / "taskapi" / name
+# (journal_root: the read side's, in layout.py: the source names it too)
 
 
 # ------------------------------------------------------------------ the plan

@@ -6,7 +6,9 @@ error when the server cannot be reached)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from qwarden.core.sources.errors import SourceError
@@ -81,3 +83,23 @@ def db_root(root: Path | str) -> Path | str:
     if is_dsn(str(root)):
         return str(root)
     return Path(os.path.abspath(root))
+
+
+def journal_root(root: Path | str, config: Any = None) -> Path:
+    """Where qwarden journals this queue's interventions (``Journal(journal_root(...))``):
+    a DB file's journal is beside it, in ``DB.qwarden/`` (``comic_pile.db.qwarden/warden/
+    journal.db``: one per DB, so two DBs in a directory never share undo history); a
+    PostgreSQL root's is ``[taskapi] journal_dir``, else
+    ``$XDG_STATE_HOME/qwarden/taskapi/HOST-PORT-DB``."""
+    s = os.fspath(root)
+    if "://" not in s:
+        p = Path(s).absolute()
+        return p.parent / f"{p.name}.qwarden"
+    if config is not None and config.taskapi.journal_dir:
+        return Path(config.taskapi.journal_dir).expanduser()
+    u = urlsplit(s)
+    name = f"{u.hostname or 'local'}-{u.port or 5432}-{u.path.lstrip('/') or 'db'}"
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "qwarden" / "taskapi" / name

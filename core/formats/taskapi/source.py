@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from qwarden.core.config import Config
 from qwarden.core.formats.taskapi import rules
 from qwarden.core.formats.taskapi.kinds import FORMAT
+from qwarden.core.formats.taskapi.layout import journal_root
 from qwarden.core.formats.taskapi.parse import (
     CLAIM_LINE,
     RowFacts,
@@ -80,8 +81,9 @@ class TaskApiSource:
         # alone keeps the DSN it connects with
         self.root = root if isinstance(root, Path) else table.label  # type: ignore[assignment]
         self.label = table.label
-        self.journal_root: Path | None = None  # read-only here: no journal of its own
         self.config = config or Config()
+        # where the write path journals (its accepts and retries are reviews to the judge)
+        self.journal_root: Path | None = journal_root(self.root, self.config)
         self.live = live
         self.follow = follow
         opts = self.config.taskapi
