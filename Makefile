@@ -23,8 +23,8 @@ test: install
 bench: install
 	$(PY) bench/run.py
 
-# mypy and lint-imports find packages on disk, not through the editable install's import hook,
-# so they read the folders through a `qwarden/` tree of links (the installed import name).
+# mypy finds packages on disk, not through the editable install's import hook, so it reads
+# the folders through a `qwarden/` tree of links (the installed import name).
 LINKS := $(VENV)/links
 
 lint: install
@@ -32,7 +32,7 @@ lint: install
 	mkdir -p $(LINKS)/qwarden
 	for d in core tui themes; do ln -sfn ../../../$$d $(LINKS)/qwarden/$$d; done
 	MYPYPATH=$(LINKS) $(VENV)/bin/mypy
-	PYTHONPATH=$(LINKS) $(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports
 
 screenshots: install
 	$(PY) -m pytest -q tests/test_tui_snapshots.py --snapshot-update

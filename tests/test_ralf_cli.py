@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,14 +60,9 @@ def test_sync_dry_run_then_sync_then_undo_from_the_cli(tmp_path: Path) -> None:
     assert refused.returncode == 1 and "refused" in refused.stderr
 
 
-def test_the_layers_hold(tmp_path: Path) -> None:
+def test_the_layers_hold() -> None:
     """import-linter's contracts (pyproject.toml): the core never imports the console, the
-    judging layers read no source or format, the engine knows no format. (It reads the folders
-    through links under their installed name, as ``make lint`` does.)"""
-    (tmp_path / "qwarden").mkdir()
-    for d in ("core", "tui", "themes"):
-        (tmp_path / "qwarden" / d).symlink_to(REPO / d)
+    judging layers read no source or format, the engine knows no format."""
     proc = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
