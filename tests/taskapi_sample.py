@@ -14,36 +14,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from qwarden.core.formats.taskapi.generate import SCHEMA as TASKS_SCHEMA
+
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / \
     "taskapi-sample" / "comic_pile.db"
 
-# comic-pile a28e4ef8's tasks table, as its alembic migrations leave it (the sample's schema)
-SCHEMA = """
-CREATE TABLE alembic_version (
-    version_num VARCHAR(32) NOT NULL,
-    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
-);
-INSERT INTO alembic_version VALUES ('45d45743a15d');
-CREATE TABLE tasks (
-    id INTEGER NOT NULL,
-    task_id VARCHAR(50) NOT NULL,
-    title VARCHAR(255) NOT NULL,
-    priority VARCHAR(20) NOT NULL,
-    status VARCHAR(50) NOT NULL,
-    dependencies VARCHAR(500),
-    assigned_agent VARCHAR(100),
-    worktree VARCHAR(255),
-    status_notes TEXT,
-    estimated_effort VARCHAR(50) NOT NULL,
-    completed BOOLEAN NOT NULL,
-    created_at DATETIME NOT NULL,
-    updated_at DATETIME NOT NULL, blocked_reason TEXT, blocked_by VARCHAR(50),
-    last_heartbeat DATETIME, instructions TEXT, description TEXT,
-    PRIMARY KEY (id),
-    UNIQUE (task_id)
-);
-CREATE INDEX ix_tasks_status ON tasks (status);
-"""
+# comic-pile a28e4ef8's tasks table as its alembic migrations leave it (the generator's copy
+# of the sample's schema), and the migration stamp the real DB carries
+SCHEMA = ("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+          "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));\n"
+          "INSERT INTO alembic_version VALUES ('45d45743a15d');\n"
+          + TASKS_SCHEMA.format(checks="") + ";\n")
 
 # the sample README's story, call for call
 STORY: list[tuple[str, str, dict[str, Any] | None]] = [
