@@ -291,15 +291,22 @@ def run_action_command(args: argparse.Namespace) -> int:
         if args.command == "undo":
             return _cmd_undo(root, args, read_only)
         return _cmd_action(root, config, args, read_only)
-    except Refused as exc:
-        _err(f"refused: {exc}")
-        return EXIT_REFUSED
-    except StalePlan as exc:
+    except (Refused, StalePlan, SourceError) as exc:
+        return refusal_exit(exc)
+
+
+def refusal_exit(exc: Exception, also_refused: tuple[type[Exception], ...] = ()) -> int:
+    """A write that did not happen, said on stderr in one line, as its exit code: refused
+    (wrong state, live work, the server's no; ``also_refused``: a format's own, such as a
+    lock another writer holds) or stale (1), unreadable (3)."""
+    if isinstance(exc, StalePlan):
         _err(f"stale: {exc}")
         return EXIT_REFUSED
-    except SourceError as exc:
-        _err(str(exc))
-        return EXIT_UNREADABLE
+    if isinstance(exc, (Refused, *also_refused)):
+        _err(f"refused: {exc}")
+        return EXIT_REFUSED
+    _err(str(exc))
+    return EXIT_UNREADABLE
 
 
 def _cmd_action(root: Path, config: Config, args: argparse.Namespace, read_only: bool) -> int:
@@ -465,12 +472,5 @@ def run_through_interface(info: Any, root: Path, config: Config,
                 else "; it cannot be undone")
         print(f"done: action {res.action_id} ({clean_line(res.summary, 300)}){hint}")
         return EXIT_OK
-    except Refused as exc:
-        _err(f"refused: {exc}")
-        return EXIT_REFUSED
-    except StalePlan as exc:
-        _err(f"stale: {exc}")
-        return EXIT_REFUSED
-    except (SourceError, OSError) as exc:
-        _err(str(exc))
-        return EXIT_UNREADABLE
+    except (Refused, StalePlan, SourceError, OSError) as exc:
+        return refusal_exit(exc)

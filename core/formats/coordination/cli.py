@@ -10,6 +10,7 @@ import getpass
 import sys
 from pathlib import Path
 
+from qwarden.core.actions.cli import refusal_exit
 from qwarden.core.actions.plan import Refused, StalePlan
 from qwarden.core.config import ConfigError, load_config
 from qwarden.core.formats.coordination import actions as A
@@ -101,12 +102,5 @@ def run_action(args: argparse.Namespace, root: Path) -> int:
         aid = A.apply(root, p, config)
         print(f"done: action {aid}; `qwarden undo {aid}` reverses it")
         return EXIT_OK
-    except (Refused, LockTimeout) as exc:
-        _err(f"refused: {exc}")
-        return EXIT_REFUSED
-    except StalePlan as exc:
-        _err(f"stale: {exc}")
-        return EXIT_REFUSED
-    except (SourceError, OSError) as exc:
-        _err(str(exc))
-        return EXIT_UNREADABLE
+    except (Refused, StalePlan, SourceError, OSError) as exc:
+        return refusal_exit(exc, also_refused=(LockTimeout,))
