@@ -346,13 +346,7 @@ def bench_taskapi(n: int) -> None:
     why, when PostgreSQL cannot be started here."""
     from tests import pgcluster
 
-    why = pgcluster.why_unavailable()
-    cluster = None
-    if why is None:
-        try:
-            cluster = pgcluster.start()
-        except RuntimeError as exc:
-            why = str(exc)
+    cluster, why = pgcluster.start_or_why()
     if cluster is None:
         print(f"taskapi {n:>8} rows in PostgreSQL: skipped ({why})", flush=True)
         return

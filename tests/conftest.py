@@ -65,13 +65,7 @@ def pg_cluster():
     in CI (``CI`` set) they fail instead: there PostgreSQL must be installed (.ci/run)."""
     from tests import pgcluster
 
-    why = pgcluster.why_unavailable()
-    cluster = None
-    if why is None:
-        try:
-            cluster = pgcluster.start()
-        except RuntimeError as exc:
-            why = f"cannot start a PostgreSQL cluster: {exc}"
+    cluster, why = pgcluster.start_or_why()
     if cluster is None:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI: {why}")

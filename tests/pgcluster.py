@@ -157,6 +157,17 @@ def start() -> Cluster:
     return cluster
 
 
+def start_or_why() -> tuple[Cluster | None, str | None]:
+    """A started cluster, or why there is none (no binaries, or it would not start)."""
+    why = why_unavailable()
+    if why is not None:
+        return None, why
+    try:
+        return start(), None
+    except RuntimeError as exc:
+        return None, f"cannot start a PostgreSQL cluster: {exc}"
+
+
 def _has_c_utf8() -> bool:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(["locale", "-a"], capture_output=True, text=True, timeout=10)

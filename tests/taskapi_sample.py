@@ -90,6 +90,16 @@ def replayed_sample(dst: Path) -> Path:
     return dst
 
 
+def task_rows(db: Path) -> dict[str, dict[str, Any]]:
+    """Every row of the tasks table by task_id, read-only."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return {r["task_id"]: dict(r) for r in conn.execute("SELECT * FROM tasks")}
+    finally:
+        conn.close()
+
+
 _replayed: list[Path] = []  # built once per run, copied for each test
 
 
@@ -116,4 +126,4 @@ def sample_db(dst: Path) -> Path:
 
 
 __all__ = ["SHARED_SAMPLE", "STORY", "Any", "empty_db", "have_shared", "replayed_sample",
-           "sample_db"]
+           "sample_db", "task_rows"]

@@ -24,7 +24,7 @@ from qwarden.core.formats.taskapi.actions import (
     journal_root,
     open_interventions,
 )
-from tests.taskapi_sample import sample_db
+from tests.taskapi_sample import sample_db, task_rows
 from tests.taskapi_server import TaskApiServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,13 +52,7 @@ def dump(db: Path) -> list[str]:
         conn.close()
 
 
-def rows(db: Path) -> dict[str, dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return {r["task_id"]: dict(r) for r in conn.execute("SELECT * FROM tasks")}
-    finally:
-        conn.close()
+rows = task_rows
 
 
 def typed(db: Path) -> list[tuple[Any, ...]]:

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from qwarden.core.actions.interface import Refused
 from qwarden.core.formats.taskapi import directdb
 from qwarden.core.formats.taskapi.actions import STATE_KEYS, restore_calls
 from qwarden.core.formats.taskapi.api import Call, task_path
-from tests.taskapi_sample import sample_db
+from tests.taskapi_sample import sample_db, task_rows
 from tests.taskapi_server import TaskApiServer
 
 TIDS = ("TEST-001", "TASK-FEAT-007", "TASK-UI-001", "TASK-FEAT-001", "TASK-DB-005", "NOPE")
@@ -48,13 +47,7 @@ call = st.one_of(
 )
 
 
-def _rows(db: Path) -> dict[str, dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return {r["task_id"]: dict(r) for r in conn.execute("SELECT * FROM tasks")}
-    finally:
-        conn.close()
+_rows = task_rows
 
 
 def _mask(r: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from qwarden.core.actions.journal import Journal
 from qwarden.core.config import Config
 from qwarden.core.formats.taskapi.actions import journal_root, open_interventions
-from tests.taskapi_sample import STORY, empty_db, have_shared, sample_db
+from tests.taskapi_sample import STORY, empty_db, have_shared, sample_db, task_rows
 from tests.taskapi_server import TaskApiServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,13 +25,7 @@ SAMPLE = REPO.parent / "shared" / "fixtures" / "taskapi-sample" / "comic_pile.db
 TS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(\+00:00)?")
 
 
-def _rows(db: Path) -> dict[str, dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return {r["task_id"]: dict(r) for r in conn.execute("SELECT * FROM tasks")}
-    finally:
-        conn.close()
+_rows = task_rows
 
 
 def _shape(r: dict[str, Any]) -> dict[str, Any]:
