@@ -172,6 +172,30 @@ class ReadOnlySQLite:
     def data_version(self, conn: sqlite3.Connection) -> int:
         return int(self._retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
 
+    # the connection a source keeps between reads (``held``), and the files' stat it saw
+    _conn: sqlite3.Connection | None = None
+    _conn_fp: tuple[object, ...] = ()
+
+    def held(self) -> sqlite3.Connection | None:
+        """The kept connection, or None: dropped first when the files changed under it
+        (``needs_reopen``: -wal appeared or vanished, or an immutable reader's file was
+        rewritten by a writer that came and went), so the next ``hold`` reads the new state."""
+        if self._conn is not None and self.needs_reopen(self.connected_uri, self._conn_fp):
+            self._conn.close()
+            self._conn = None
+        return self._conn
+
+    def hold(self) -> sqlite3.Connection:
+        """Open the connection to keep (read-only, as ``connect`` opens it)."""
+        self._conn_fp = self.db_fingerprint()
+        self._conn = self.connect()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def needs_reopen(self, conn_uri: str | None, conn_fp: tuple[object, ...]) -> bool:
         """Whether a connection opened at ``conn_uri`` when the files had ``conn_fp`` must be
         reopened: the -wal appeared or vanished (another read-only mode is needed), or an

@@ -99,28 +99,15 @@ class OctopoidSource(OctopoidReader):
     def _db(self) -> sqlite3.Connection | None:
         if self._file_only:
             return None
-        if self._conn is not None:
-            if self.needs_reopen(self.connected_uri, self._conn_fp):
-                # -wal appeared or vanished: reopen in the matching read-only mode. And an
-                # immutable reader never sees a write: a writer that came and went (its -wal
-                # checkpointed and removed, as Octopoid's short connections do) changed the
-                # file under it, so it must be reopened to read the new state.
-                self._conn.close()
-                self._conn = None
-        if self._conn is None:
+        conn = self.held()  # (Octopoid's short writer connections checkpoint and remove
+        if conn is None:     # their -wal: the immutable reader is reopened then)
             if not self.db_exists():
                 if not self.database_enabled():
                     self._file_only = True  # Octopoid's file-only mode: nothing to compare
                     return None
                 raise SourceError(f"{self.db_path}: database missing")
-            self._conn_fp = self.db_fingerprint()
-            self._conn = self.connect()
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            conn = self.hold()
+        return conn
 
     # ------------------------------------------------------------------ cold scan
     def scan(self) -> None:

@@ -69,22 +69,14 @@ class SqliteTasks(ReadOnlySQLite):
         return "check_results" in self.table_columns
 
     def conn(self) -> sqlite3.Connection:
-        if self._conn is not None and self.needs_reopen(self.connected_uri, self._conn_fp):
-            self._conn.close()
-            self._conn = None
-        if self._conn is None:
+        conn = self.held()
+        if conn is None:
             if not os.path.lexists(self.db_path):
                 raise SourceError(f"{self.db_path}: database missing")
             if not looks_like_sqlite(self.db_path):
                 raise SourceError(f"{self.db_path}: not an SQLite database")
-            self._conn_fp = self.db_fingerprint()
-            self._conn = self.connect()
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            conn = self.hold()
+        return conn
 
     # -- rows ----------------------------------------------------------------------------
     def _select(self) -> str:
