@@ -9,11 +9,12 @@ tasks that depend on them.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import datetime
+
+import msgspec.structs
 
 from qwarden.core.config import Config
 from qwarden.core.liveness import JudgeContext, make_verdict, mismatch_settled, verdict
@@ -68,7 +69,7 @@ def choose_action(v: Verdict, findings: tuple[Finding, ...], sem: Semantics) -> 
 
 def _renamed(fs: tuple[Finding, ...], names: Mapping[str, str]) -> tuple[Finding, ...]:
     """The findings under the format's own kind names (``Semantics.kind_names``)."""
-    return tuple(dataclasses.replace(f, kind=names[f.kind]) if f.kind in names else f
+    return tuple(msgspec.structs.replace(f, kind=names[f.kind]) if f.kind in names else f
                  for f in fs)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
+
+import msgspec
 
 from qwarden.core.config import Thresholds
 from qwarden.core.model import (
@@ -18,20 +19,18 @@ from qwarden.core.model import (
     Agent,
     Evidence,
     Liveness,
+    Record,
     Side,
     Signal,
     Task,
     TrailEvent,
     Verdict,
-    fast_init,
 )
 from qwarden.core.semantics import Semantics
 from qwarden.core.timefmt import age_text
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class JudgeContext:
+class JudgeContext(Record, frozen=True, gc=True):
     """What a verdict or rule may look at besides the task itself."""
 
     as_of: datetime
@@ -41,7 +40,7 @@ class JudgeContext:
     agents: Mapping[str, Agent]
     agents_naming: Mapping[str, tuple[str, ...]]  # task id -> agents that say they work on it
     has_db: bool = True  # False in Octopoid's file-only mode: no row is expected
-    reviews: Mapping[str, datetime] = field(default_factory=dict)  # task -> last reviewed
+    reviews: Mapping[str, datetime] = msgspec.field(default_factory=dict)  # task -> last reviewed
 
     def age(self, t: datetime | None) -> float | None:
         return None if t is None else (self.as_of - t).total_seconds()
@@ -77,9 +76,7 @@ def file_time(task: Task) -> datetime | None:
     return newest
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class StateJudgement:
+class StateJudgement(Record, frozen=True):
     state: str
     effectively_claimed: bool
     claimant: str | None

@@ -4,13 +4,13 @@ Format-neutral on purpose: a queue format (Octopoid v1 first) fills these from i
 DB. The two sides of a task are kept apart — ``record`` is what the queue's database says,
 ``files`` what the task files say — because most findings are about the two disagreeing.
 
-Plain frozen dataclasses with tuples inside: cheap to build 100,000 of, safe to share between the
-engine's thread and the UI. Pydantic lives only at the boundaries (config, report JSON).
+Frozen msgspec Structs (``Record``) with tuples inside: cheap to build 100,000 of, safe to share
+between the engine's thread and the UI. Pydantic lives only at the boundaries (config, report
+JSON).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import itertools
 import json
@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
+
+import msgspec
 
 from qwarden.core.timefmt import parse_db_time
 
@@ -78,40 +80,17 @@ class Side(str, enum.Enum):
     NOTES = "notes"
 
 
-T = TypeVar("T")
 
 
-def fast_init(cls: type[T]) -> type[T]:
-    """Give a frozen, slotted dataclass a quicker ``__init__`` with the same signature.
-
-    The generated one sets each field through ``object.__setattr__`` looked up per field;
-    this one calls each slot's own setter, bound once. Instances stay frozen (assignment
-    still raises). At 100,000 tasks the core builds about a million of these objects, and
-    this takes the construction cost down by about 40%."""
-    ns: dict[str, Any] = {"_MISSING": dataclasses.MISSING}
-    params: list[str] = []
-    body: list[str] = []
-    for i, f in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
-        if not f.init:
-            raise TypeError(f"fast_init: {cls.__name__}.{f.name} is not an init field")
-        if f.default is not dataclasses.MISSING:
-            ns[f"_d{i}"] = f.default
-            params.append(f"{f.name}=_d{i}")
-        elif f.default_factory is not dataclasses.MISSING:
-            ns[f"_f{i}"] = f.default_factory
-            params.append(f"{f.name}=_MISSING")
-            body.append(f"    if {f.name} is _MISSING: {f.name} = _f{i}()")
-        else:
-            params.append(f.name)
-        ns[f"_s{i}"] = cls.__dict__[f.name].__set__
-        body.append(f"    _s{i}(self, {f.name})")
-    if hasattr(cls, "__post_init__"):
-        raise TypeError(f"fast_init: {cls.__name__} has __post_init__")
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"]), ns)
-    init = ns["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[method-assign]
-    return cls
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """The base of the immutable records: a frozen msgspec Struct. At 100,000 tasks the core
+    builds about a million of these; a Struct is built 5-7x faster than a slotted dataclass
+    (measured at 18 against 123 ms per 100,000 TaskRecords), compares and hashes by its fields,
+    pickles, and raises on assignment. ``gc=False``: a record holds only values, tuples and
+    mappings of values, never a cycle, so the collector need not track a million of them (a
+    subclass that may hold a cycle passes ``gc=True``). ``msgspec.structs.replace`` copies one
+    with changes. Each subclass repeats ``frozen=True``: the options are inherited, but mypy
+    reads a class's own."""
 
 
 _GONE: Any = object()  # a key removed since the base copy
@@ -277,9 +256,7 @@ class Header(Mapping[str, str]):
         return f"Header({dict(zip(self._keys, self._values, strict=True))!r})"
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class TrailEvent:
+class TrailEvent(Record, frozen=True):
     """One step of a task's history: a file trail block, a DB history row, a notes attempt.
 
     ``kind`` is an upper-case verb (CLAIMED, SUBMITTED, FAILED, RETRIED, ...); ``fields`` keeps the
@@ -300,9 +277,7 @@ class TrailEvent:
         return None
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class ErrorBlock:
+class ErrorBlock(Record, frozen=True):
     """An error an attempt left in the task file (``FAILED_AT`` + ``## Error`` fence)."""
 
     failed_at: datetime | None
@@ -310,9 +285,7 @@ class ErrorBlock:
     in_history: bool  # already moved under a ``## History`` heading
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class TaskFile:
+class TaskFile(Record, frozen=True):
     """One task file as found on disk. A task may have several (duplicates, stubs)."""
 
     task_id: str
@@ -322,7 +295,7 @@ class TaskFile:
     parseable: bool
     is_stub: bool = False  # headerless, trail lines only (Octopoid's ``open(path, "a")``)
     title: str = ""
-    header: Mapping[str, str] = field(default_factory=Header)
+    header: Mapping[str, str] = msgspec.field(default_factory=Header)
     trail: tuple[TrailEvent, ...] = ()
     errors: tuple[ErrorBlock, ...] = ()
     truncated: bool = False  # only a bounded prefix was read
@@ -345,9 +318,7 @@ class TaskFile:
         return self.path or f"shared/queue/{self.queue}/TASK-{self.task_id}.md"
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class TaskRecord:
+class TaskRecord(Record, frozen=True):
     """What the queue's database row says about a task. Missing columns stay None.
 
     Timestamps are kept as the text the DB holds and parsed when asked for: a 100,000-row
@@ -434,9 +405,7 @@ def parse_check_results(text: str | None) -> Mapping[str, Mapping[str, str]]:
     return MappingProxyType(out)
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Signal:
+class Signal(Record, frozen=True):
     """One sign of life of an agent, with when it was last seen."""
 
     name: str  # heartbeat, status.json, tool_counter, stdout.log, last_started, ...
@@ -447,9 +416,7 @@ class Signal:
 _NO_SIGNAL_INDEX: Mapping[str | None, tuple[Signal, ...]] = MappingProxyType({})
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Agent:
+class Agent(Record, frozen=True):
     name: str
     has_state: bool  # any record at all (state.json, heartbeat, DB row)
     running: bool | None = None
@@ -468,7 +435,7 @@ class Agent:
     # ``signals`` by the task each is tied to (None: the untied ones), for an agent holding
     # thousands of claims (a task API's worker name): without it every claim's judgement
     # scanned every signal of its agent, quadratic in its claims. Empty: no index.
-    signals_by_task: Mapping[str | None, tuple[Signal, ...]] = field(
+    signals_by_task: Mapping[str | None, tuple[Signal, ...]] = msgspec.field(
         default_factory=lambda: _NO_SIGNAL_INDEX)
 
     def newest_signal(self, task_id: str | None = None) -> Signal | None:
@@ -485,9 +452,7 @@ class Agent:
         return best
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(Record, frozen=True):
     """One fact behind a verdict: what, its value, when it was true, and where it came from."""
 
     fact: str
@@ -496,9 +461,7 @@ class Evidence:
     side: Side | None = None
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(Record, frozen=True):
     kind: str
     task_id: str
     severity: Severity
@@ -509,9 +472,7 @@ class Finding:
     scored: bool = True  # False for the informative kinds (stale_file_path, escalated, ...)
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(Record, frozen=True):
     """Per-task judgement: what state the task is really in and whether work on it is alive."""
 
     effective_state: str
@@ -577,18 +538,14 @@ _SET_FILES = Task.__dict__["files"].__set__
 _SET_PRIMARY = Task.__dict__["primary_file"].__set__
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class ReadProblem:
+class ReadProblem(Record, frozen=True):
     """Something that could not be read; becomes a stderr line or a finding, never a traceback."""
 
     path: str
     message: str
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Fact:
+class Fact(Record, frozen=True):
     """Something a queue states about itself rather than about one task (RALF's
     ``metadata.last_completed``), or what the source derived to check it against; subject
     rules compare them. ``where`` is the evidence's place (``file:line``)."""

@@ -1,10 +1,11 @@
-"""The immutable model: fast constructors keep dataclass semantics; the compact header."""
+"""The immutable model: records are frozen msgspec Structs; the compact header."""
 
 from __future__ import annotations
 
-import dataclasses
+import gc
 import pickle
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,38 +17,29 @@ from qwarden.core.model import (
     Header,
     Layered,
     Publisher,
+    Record,
     Severity,
     TaskFile,
-    fast_init,
 )
 
 
-def test_fast_init_keeps_frozen_defaults_and_factories() -> None:
+def test_records_are_frozen_structs_with_defaults_and_factories() -> None:
     t = TaskFile(task_id="a", queue="incoming", mtime=1.0, size=2, parseable=True)
     assert t.header == {} and t.trail == () and t.trail_complete is True
     assert t.relpath == "shared/queue/incoming/TASK-a.md"
-    assert t == TaskFile("a", "incoming", 1.0, 2, True)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    assert t == TaskFile("a", "incoming", 1.0, 2, True) and t != TaskFile("a", "done", 1.0, 2, True)
+    assert TaskFile("a", "incoming", 1.0, 2, True).header is not t.header  # a fresh factory value
+    with pytest.raises(AttributeError):
         t.size = 3  # type: ignore[misc]
-    assert dataclasses.replace(t, size=5).size == 5
+    assert msgspec.structs.replace(t, size=5).size == 5 and t.size == 2
     assert pickle.loads(pickle.dumps(t)) == t
     with pytest.raises(TypeError):
         TaskFile(task_id="a")  # type: ignore[call-arg]
     f = Finding(kind="k", task_id="a", severity=Severity.INFO, summary="s",
                 evidence=(Evidence("fact", "v"),), recommended_action=Action.REVIEW)
-    assert f.newer_side is None and f.scored is True and hash(f) == hash(dataclasses.replace(f))
-
-
-def test_fast_init_refuses_what_it_cannot_copy() -> None:
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class WithPost:
-        x: int
-
-        def __post_init__(self) -> None:
-            pass
-
-    with pytest.raises(TypeError):
-        fast_init(WithPost)
+    assert f.newer_side is None and f.scored is True
+    assert hash(f) == hash(msgspec.structs.replace(f)) and {f, msgspec.structs.replace(f)} == {f}
+    assert isinstance(f, Record) and not gc.is_tracked(f)  # values only: never in a cycle
 
 
 def test_header_is_a_read_only_mapping_sharing_key_tuples() -> None:

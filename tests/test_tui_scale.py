@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace as struct_replace
 from textual.pilot import Pilot
 
 from qwarden.core.config import Config
@@ -71,13 +72,14 @@ def mutate(snap: Snapshot, rng: random.Random, n: int) -> tuple[Snapshot, set[st
     for tid in rng.sample(sorted(tasks), n):
         task, kind = tasks[tid], rng.randrange(4)
         if kind == 0:
-            verdicts[tid] = replace(verdicts[tid], effective_state=rng.choice(snap.lanes[:4]))
+            verdicts[tid] = struct_replace(verdicts[tid],
+                                           effective_state=rng.choice(snap.lanes[:4]))
         elif kind == 1 and task.record is not None:
-            tasks[tid] = replace(task, record=replace(task.record,
+            tasks[tid] = replace(task, record=struct_replace(task.record,
                                                       priority=rng.choice(["P0", "P3"])))
         elif kind == 2 and task.files:
             f0 = task.files[0]
-            tasks[tid] = replace(task, files=(replace(
+            tasks[tid] = replace(task, files=(struct_replace(
                 f0, mtime=f0.mtime + rng.uniform(-1e5, 1e5), title=f"Fix the cache {tid}"),
                 *task.files[1:]))
         else:
@@ -243,9 +245,9 @@ async def test_cursor_stays_on_its_task_when_rows_above_it_go(big: tuple[Path, d
         gone = set(ref[:10])
         verdicts = dict(snap.verdicts)
         for tid in gone:
-            verdicts[tid] = replace(verdicts[tid], effective_state="failed")
+            verdicts[tid] = struct_replace(verdicts[tid], effective_state="failed")
         newcomer = next(t for t, v in snap.verdicts.items() if v.effective_state == "incoming")
-        verdicts[newcomer] = replace(verdicts[newcomer], effective_state="done")
+        verdicts[newcomer] = struct_replace(verdicts[newcomer], effective_state="done")
         snap2 = replace(snap, verdicts=verdicts, generation=snap.generation + 1)
         main.apply_snapshot(snap2, gone | {newcomer})
         await pilot.pause(0)

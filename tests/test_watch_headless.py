@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+import msgspec.structs
 import pytest
 
 from qwarden.core.formats import open_engine
@@ -114,7 +115,7 @@ def test_a_severity_change_is_one_line_and_a_new_critical(tmp_path: Path) -> Non
     snap = engine.scan()
     tracker.update(snap)
     orphan = snap.findings_for("0ab0ab03")[0]
-    worse = dataclasses.replace(orphan, severity=Severity.CRITICAL)
+    worse = msgspec.structs.replace(orphan, severity=Severity.CRITICAL)
     by_task = {**snap.by_task, "0ab0ab03": (worse,)}  # type: ignore[dict-item]
     later = dataclasses.replace(snap, generation=snap.generation + 1, by_task=by_task,
                                 changed=frozenset({"0ab0ab03"}))

@@ -8,7 +8,6 @@ tasks. Rules never read files or the DB: only the snapshot's data.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from qwarden.core.liveness import JudgeContext, StateJudgement
@@ -17,18 +16,16 @@ from qwarden.core.model import (
     Evidence,
     Fact,
     Finding,
+    Record,
     Severity,
     Side,
     Task,
     Verdict,
-    fast_init,
 )
 from qwarden.core.semantics import Semantics
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Judged:
+class Judged(Record, frozen=True):
     """Phase one of judging a task: its verdict, before any rule ran."""
 
     task: Task
@@ -37,9 +34,7 @@ class Judged:
     claim_problem: str | None  # zombie | stale | split_brain_live | split_brain_stale | None
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class RuleContext:
+class RuleContext(Record, frozen=True, gc=True):
     judge: JudgeContext
     judged: Mapping[str, Judged]  # every task, for rules that look at another task
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from qwarden.core.model import fast_init
+from qwarden.core.model import Record
 from qwarden.core.textsafe import clean
 from qwarden.core.timefmt import parse_db_time
 
@@ -311,9 +311,7 @@ _ID_TOKEN = re.compile(r"\btask-[A-Za-z0-9_.-]+|\b\d{10,16}\b")
 _CLAIM_WORD = re.compile(r"\bclaim(?:ed|ing|s)?\b", re.I)
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class CommLine:
+class CommLine(Record, frozen=True):
     lineno: int
     at: datetime | None
     agent: str  # the sender (``agent`` or ``from``)

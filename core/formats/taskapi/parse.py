@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from qwarden.core.formats.taskapi.kinds import COLUMNS
-from qwarden.core.model import ReadProblem, Signal, TaskRecord, fast_init
+from qwarden.core.model import ReadProblem, Record, Signal, TaskRecord
 from qwarden.core.rules.errors import exception_signature
 from qwarden.core.textsafe import clean
 
@@ -30,9 +29,7 @@ NOTE_KEEP = 300  # chars of a note kept as evidence
 REASON_KEEP = 4000  # tail of blocked_reason kept (the exception line is at its end)
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class RowFacts:
+class RowFacts(Record, frozen=True):
     """What the rules read of one row besides its ``TaskRecord`` (the columns they cite)."""
 
     task_id: str
