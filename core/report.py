@@ -129,7 +129,7 @@ def report_dict(snap: Snapshot) -> dict[str, Any]:
     """The report as plain data in the ``Report`` schema. Built directly rather than through
     100,000 pydantic objects (10x faster at that size); tests validate it against ``Report``."""
     out = _report_head(snap)
-    out["tasks"] = list(_task_dicts(snap))
+    out["tasks"] = msgspec.to_builtins(list(_task_rows(snap)))
     out["findings"] = [_finding_dict(f) for f in snap.findings]
     out["agents"] = _agent_dicts(snap)
     out["problems"] = [{"path": clean_line(p.path), "message": clean_line(p.message)}
@@ -147,7 +147,7 @@ def write_json(snap: Snapshot, out: TextIO) -> None:
     are msgspec's compact form (no space after a separator), encoded 4x faster than ``json``."""
     head = _report_head(snap)
     out.write(_ENCODER.encode(head)[:-1].decode())
-    for key, items in (("tasks", _task_dicts(snap)),
+    for key, items in (("tasks", _task_rows(snap)),
                        ("findings", (_finding_dict(f) for f in snap.findings)),
                        ("agents", iter(_agent_dicts(snap))),
                        ("problems", ({"path": clean_line(p.path),
@@ -184,7 +184,24 @@ def _report_head(snap: Snapshot) -> dict[str, Any]:
         "findings_by_kind": dict(sorted(Counter(f.kind for f in snap.findings).items()))}
 
 
-def _task_dicts(snap: Snapshot) -> Iterator[dict[str, Any]]:
+class TaskRow(msgspec.Struct, gc=False):
+    """One entry of the report's ``tasks``, field for field ``TaskOut`` (a test checks): the
+    JSON is encoded straight from these, built twice as fast as a dict per task."""
+
+    id: str
+    title: str
+    db_queue: str | None
+    file_queue: str | None
+    effective_state: str
+    claimed_by: str | None
+    liveness: str
+    split_brain_live: bool
+    recommended_action: str
+    findings: tuple[str, ...]
+    liveness_reason: str
+
+
+def _task_rows(snap: Snapshot) -> Iterator[TaskRow]:
     findings_of = snap.findings_for  # kept per task by the judge, most severe first
     tasks = snap.tasks
     task_of, verdict_of = _getter(tasks), _getter(snap.verdicts)
@@ -201,14 +218,12 @@ def _task_dicts(snap: Snapshot) -> Iterator[dict[str, Any]]:
             title = rec.title or ""
         if len(title) > 300 or not title.isprintable():  # (inline: the common case is clean)
             title = clean_line(title, 300)
-        yield {
-            "id": tid, "title": title,
-            "db_queue": rec.queue if rec is not None else None,
-            "file_queue": pf.queue if pf is not None else None,
-            "effective_state": v.effective_state, "claimed_by": _opt(v.claimed_by),
-            "liveness": _VALUE[v.liveness], "split_brain_live": v.split_brain_live,
-            "recommended_action": _VALUE[v.recommended_action],
-            "findings": [f.kind for f in findings_of(tid)], "liveness_reason": reason}
+        fs = findings_of(tid)
+        yield TaskRow(tid, title, rec.queue if rec is not None else None,
+                      pf.queue if pf is not None else None, v.effective_state,
+                      _opt(v.claimed_by), _VALUE[v.liveness], v.split_brain_live,
+                      _VALUE[v.recommended_action],
+                      tuple([f.kind for f in fs]) if fs else (), reason)
 
 
 def _agent_dicts(snap: Snapshot) -> list[dict[str, Any]]:

@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec.structs
 import pytest
 from rich.console import Console
 
 from qwarden.core.formats import open_engine
 from qwarden.core.report import (
     Report,
+    TaskOut,
+    TaskRow,
     build_report,
     exit_code,
     render_json,
@@ -108,6 +111,12 @@ def test_streamed_json_equals_the_document(tmp_path: Path) -> None:
     write_json(snap, buf)
     assert json.loads(buf.getvalue()) == json.loads(render_json(snap))
     Report.model_validate_json(buf.getvalue())
+
+
+def test_task_rows_are_encoded_in_the_schema_s_field_order() -> None:
+    # the JSON's tasks are encoded straight from TaskRow: its fields are TaskOut's, in order
+    assert msgspec.structs.fields(TaskRow) and [f.name for f in msgspec.structs.fields(TaskRow)] \
+        == list(TaskOut.model_fields)
 
 
 def test_every_action_hint_is_a_command_the_same_state_accepts(tmp_path: Path, capsys
