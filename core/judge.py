@@ -30,7 +30,13 @@ from qwarden.core.model import (
 )
 from qwarden.core.rules.base import Judged, RuleContext, TaskRule
 from qwarden.core.rules.deps import blocked_by
-from qwarden.core.rules.registry import RULE_ORDER, group_rules, rules_for, subject_rules
+from qwarden.core.rules.registry import (
+    RULE_ORDER,
+    group_rules,
+    regular,
+    rules_for,
+    subject_rules,
+)
 from qwarden.core.semantics import Semantics
 
 # Actions that would take work away from an agent that is demonstrably working.
@@ -147,8 +153,8 @@ class Judge:
         # engine publishes it like the other per-task maps: only what changed is copied)
         self.tasks_by_severity: dict[Severity, dict[str, None]] = {s: {} for s in Severity}
         self._group_dirty = False  # a failed task vanished: group rules must rerun
-        # (effective state, has a claim problem) -> the task rules that can fire there
-        self._rule_lists: dict[tuple[str, bool], tuple[TaskRule, ...]] = {}
+        # (effective state, has a claim problem, regular) -> the task rules that can fire there
+        self._rule_lists: dict[tuple[str, bool, bool], tuple[TaskRule, ...]] = {}
         # What changed since the engine last published (it copies only that).
         self.touched: set[str] = set()  # tasks whose verdict, findings or severities changed
         self.full_pending = True  # everything was rebuilt
@@ -219,10 +225,11 @@ class Judge:
         judged, task_findings = self.judged, self.task_findings
         for tid in ids:
             j = judged[tid]
-            scope = (j.verdict.effective_state, j.claim_problem is not None)
+            scope = (j.verdict.effective_state, j.claim_problem is not None, regular(j))
             rules = rule_lists.get(scope)
             if rules is None:
-                rules = rule_lists[scope] = rules_for(*scope, self.semantics)
+                rules = rule_lists[scope] = rules_for(scope[0], scope[1], self.semantics,
+                                                     is_regular=scope[2])
             new = tuple([f for rule in rules for f in rule(j, rctx)])
             if renames:
                 new = _renamed(new, renames)
