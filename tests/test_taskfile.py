@@ -193,3 +193,27 @@ def test_stub_with_an_appended_error_block_is_a_stub() -> None:
     assert notice.is_stub
     prose = parse("Some notes someone wrote\nFAILED_AT: 2026-11-22T22:00:00\n")
     assert not prose.is_stub and not prose.parseable
+
+
+HEADER_LINES = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["ROLE", "PRIORITY", "CREATED", "BRANCH", "PROJECT", "BLOCKED_BY",
+                               "CLAIMED_BY", "SUBMITTED_AT", "NOTE", "ROLE"]),
+              st.text(max_size=80)).map(lambda kv: f"{kv[0]}:{kv[1]}"),
+    st.sampled_from(["## Context", "## Acceptance Criteria", "", "```"]),
+    st.text(max_size=60)), max_size=25)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=80), HEADER_LINES)
+def test_the_header_only_path_reads_what_the_full_parse_reads(title: str, lines: list[str]) -> None:
+    """The quick path (no trail marker in the bytes) gives the full parse's header and title;
+    only the trail is left out (``trail_complete`` False)."""
+    data = "\n".join([f"# [TASK-abc12345] {title}", *lines]).encode("utf-8", "replace")
+    full = parse_task_bytes(data, "abc12345", "incoming", 0.0, len(data))
+    quick = parse_task_bytes(data, "abc12345", "incoming", 0.0, len(data), full=False)
+    if not quick.trail_complete:  # the quick path was taken
+        assert (quick.parseable, quick.is_stub, quick.title, dict(quick.header)) == \
+            (full.parseable, full.is_stub, full.title, dict(full.header))
+        assert list(quick.header) == list(full.header) and not quick.trail
+    else:
+        assert quick == full

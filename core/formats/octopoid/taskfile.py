@@ -297,21 +297,11 @@ def _error_text_after(body: str, pos: int, fences: list[tuple[int, int]]) -> str
     return ""
 
 
-# Bytes whose presence means some rule needs the trail (failure, retry, bounce, continuation).
-TRAIL_MARKERS = (b"FAILED_AT:", b"RETRIED_AT:", b"REJECTED_AT:", b"NEEDS_CONTINUATION_AT:")
-
-
-_MARKER_RE = re.compile(b"|".join(re.escape(m) for m in TRAIL_MARKERS))
-
-
-def has_trail_markers(data: bytes) -> bool:
-    return _MARKER_RE.search(data) is not None
-
-
 def parse_header_only(text: str, task_id: str, queue: str, mtime: float,
                       size: int, truncated: bool) -> TaskFile | None:
     """The quick path: header line and header keys only. None: not a well-formed header, so
-    the full parser must decide (stub, corrupt, foreign header)."""
+    the full parser must decide (stub, corrupt, foreign header). (Most files of a 100,000-task
+    queue take this path: ``_header_value`` and ``clean_line``'s common cases are inline.)"""
     if not text.startswith("# [TASK-"):
         return None
     nl = text.find("\n")
@@ -320,14 +310,33 @@ def parse_header_only(text: str, task_id: str, queue: str, mtime: float,
         return None
     end = text.find("\n## ")
     end = len(text) if end < 0 else end
-    header: dict[str, str] = {}
+    if text.find(_FENCE, 0, end) >= 0:
+        return None  # a fence in the header: keys inside it are no header (the full parse)
+    keys: list[str] = []
+    values: list[str] = []
+    canon, unique, intern = _CANON_KEY, _UNIQUE_VALUED, sys.intern
     for key, value in _KV_FAST_RE.findall(text, nl + 1 if nl >= 0 else len(text), end):
-        if key in HEADER_KEYS and key not in header:
-            key = _CANON_KEY[key]
-            header[key] = _header_value(key, value.strip())
-    return TaskFile(task_id=task_id, queue=queue, mtime=mtime, size=size,
-                    parseable=True, title=clean_line(m.group(2), 1000).strip(),
-                    header=Header(header), truncated=truncated, trail_complete=False)
+        if key in HEADER_KEYS and key not in keys:
+            key = canon[key]
+            value = value.strip()
+            keys.append(key)
+            values.append(value if key in unique or len(value) > 64 else intern(value))
+    title = m.group(2)
+    if len(title) > 1000 or not title.isprintable():
+        title = clean_line(title, 1000)
+    return TaskFile(task_id, queue, mtime, size, True, False, title.strip(),
+                    Header.from_parts(tuple(keys), tuple(values)), (), (), truncated, "", False)
+
+
+# Bytes whose presence means some rule needs the trail (failure, retry, bounce, continuation).
+TRAIL_MARKERS = (b"FAILED_AT:", b"RETRIED_AT:", b"REJECTED_AT:", b"NEEDS_CONTINUATION_AT:")
+
+
+def has_trail_markers(data: bytes) -> bool:
+    # four substring searches beat one regex alternation over the whole file (~0.5 against
+    # 1.4 us for a typical file); spelled out, as TRAIL_MARKERS lists them
+    return (b"FAILED_AT:" in data or b"RETRIED_AT:" in data or b"REJECTED_AT:" in data
+            or b"NEEDS_CONTINUATION_AT:" in data)
 
 
 def parse_task_bytes(data: bytes, task_id: str, queue: str, mtime: float,
