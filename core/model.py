@@ -601,6 +601,12 @@ class Snapshot:
         return self._findings_by_task.get(task_id, ())
 
     @property
+    def findings_by_task(self) -> Mapping[str, tuple[Finding, ...]]:
+        """Each task's findings, most severe first (tasks without any are absent): for a
+        pass over every task, one lookup each instead of a ``findings_for`` call."""
+        return self._findings_by_task
+
+    @property
     def _findings_by_task(self) -> Mapping[str, tuple[Finding, ...]]:
         if self.by_task is not None:
             return self.by_task

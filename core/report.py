@@ -202,16 +202,22 @@ class TaskRow(msgspec.Struct, gc=False):
 
 
 def _task_rows(snap: Snapshot) -> Iterator[TaskRow]:
-    findings_of = snap.findings_for  # kept per task by the judge, most severe first
+    findings_of = snap.findings_by_task.get  # kept per task by the judge, most severe first
     tasks = snap.tasks
     task_of, verdict_of = _getter(tasks), _getter(snap.verdicts)
-    reasons: dict[str, str] = {}  # liveness reasons repeat a lot: clean each text once
+    # a verdict's cleaned reason and claimant, and its enums' values: most verdicts are
+    # shared objects (one per state, liveness and reason), so each is worked out once
+    parts: dict[int, tuple[Any, ...]] = {}
     for tid in sorted(tasks):
         t = task_of(tid)
         v = verdict_of(tid)
-        reason = reasons.get(v.reason)
-        if reason is None:
-            reason = reasons[v.reason] = clean_line(v.reason)
+        vp = parts.get(id(v))
+        if vp is None:
+            if len(parts) > 65_536:
+                parts.clear()  # (ids stay valid: every verdict lives in the snapshot)
+            vp = parts[id(v)] = (v.effective_state, _opt(v.claimed_by), _VALUE[v.liveness],
+                                 v.split_brain_live, _VALUE[v.recommended_action],
+                                 clean_line(v.reason))
         rec, pf = t.record, t.primary_file
         title = pf.title if pf is not None else ""
         if not title and rec is not None:
@@ -220,10 +226,8 @@ def _task_rows(snap: Snapshot) -> Iterator[TaskRow]:
             title = clean_line(title, 300)
         fs = findings_of(tid)
         yield TaskRow(tid, title, rec.queue if rec is not None else None,
-                      pf.queue if pf is not None else None, v.effective_state,
-                      _opt(v.claimed_by), _VALUE[v.liveness], v.split_brain_live,
-                      _VALUE[v.recommended_action],
-                      tuple([f.kind for f in fs]) if fs else (), reason)
+                      pf.queue if pf is not None else None, vp[0], vp[1], vp[2], vp[3], vp[4],
+                      tuple([f.kind for f in fs]) if fs else (), vp[5])
 
 
 def _agent_dicts(snap: Snapshot) -> list[dict[str, Any]]:
