@@ -201,17 +201,18 @@ class OctopoidReader(ReadOnlySQLite):
         if given, is filled with each row's change key (as ``change_keys`` computes it) from
         the same rows, sparing the cold scan a second pass over the table."""
         have = self._columns or ("id", "queue")
-        # only what a TaskRecord keeps: unused columns (pr_url, checks, ...) would double
-        # the rows held in memory at 100,000 tasks
-        cols = [c for c in _RECORD_COLS if c in have]
-        sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM tasks"
+        # only what a TaskRecord keeps (unused columns, pr_url, checks, ..., would double the
+        # rows held in memory at 100,000 tasks), in _RECORD_COLS order: one the table lacks
+        # comes as NULL
+        sql = "SELECT " + ", ".join(_q(c) if c in have else f"NULL AS {_q(c)}"
+                                    for c in _RECORD_COLS) + " FROM tasks"
         out: dict[str, TaskRecord] = {}
         bad: list[tuple[str, str, Any]] = []
         ids = None if ids is None else list(ids)
-        read = record_reader(cols, bad)
+        read = record_reader(bad)
         key_of = None
         if keys is not None:
-            pos = {c: i for i, c in enumerate(cols)}
+            pos = {c: i for i, c in enumerate(_RECORD_COLS)}
             idx = [pos[c] for c in self._change_columns()[1:] if c in pos]
             pick = operator.itemgetter(*idx)
             # the same tuple change_keys hashes (itemgetter of one index gives a bare value)
@@ -588,23 +589,38 @@ _RECORD_COLS = ("id", "queue", "priority", "role", "title", "file_path", "claime
                 "updated_at")
 
 
+_COUNT_COLS = frozenset({"commits_count", "attempt_count", "rejection_count"})
+
 _SHARED: dict[str, str] = {}
 _SORTED_QUEUES = tuple(sorted(QUEUES))
 
 
-def record_reader(cols: tuple[str, ...] | list[str],
-                  bad: list[tuple[str, str, Any]] | None = None) -> Any:
-    """A fast row -> TaskRecord function for this column list: positions are resolved once
-    and one C-level itemgetter pulls the values (a missing column reads as None)."""
-    pos = {c: i for i, c in enumerate(cols)}
-    missing = len(cols)
-    get = operator.itemgetter(*[pos.get(c, missing) for c in _RECORD_COLS])
-    pad = (None,)
+_NONE = type(None)
+_TEXT_CELL = frozenset({str, _NONE})
+_COUNT_CELL = frozenset({int, _NONE})
+# What each _RECORD_COLS cell must be for the quick path: the id text, counts integers or
+# NULL, every other cell text or NULL (what Octopoid writes).
+_QUICK_CELLS = tuple(frozenset({str}) if c == "id" else _COUNT_CELL if c in _COUNT_COLS
+                     else _TEXT_CELL for c in _RECORD_COLS)
+
+
+def _quick_shape(types: tuple[type, ...]) -> bool:
+    return len(types) == len(_QUICK_CELLS) and all(
+        t in ok for t, ok in zip(types, _QUICK_CELLS, strict=True))
+
+
+def record_reader(bad: list[tuple[str, str, Any]] | None = None, quick: bool = True) -> Any:
+    """A fast row (in ``_RECORD_COLS`` order) -> TaskRecord function. A row whose cells are
+    of the types Octopoid writes (told by the tuple of their types, a handful of shapes per
+    table) takes a path with no per-cell calls, equal in value to the general one below
+    (``quick=False``: the general one always, which a property test compares with)."""
     # Low-cardinality columns share one string per distinct value (SQLite hands out a new
     # str per cell: at 100,000 rows that is ~400,000 copies of "incoming", "P2", ...).
     if len(_SHARED) > 50_000:  # bounded: a column that is not low-cardinality after all
         _SHARED.clear()
     same = _SHARED.setdefault
+    incoming = same("incoming", "incoming")
+    quick_shapes: dict[tuple[type, ...], bool] = {}
 
     def same_text(v: Any) -> str | None:
         t = _text(v)
@@ -631,9 +647,43 @@ def record_reader(cols: tuple[str, ...] | list[str],
         return n
 
     def read(row: tuple[Any, ...]) -> TaskRecord | None:
+        types = tuple(map(type, row))
+        fits = quick_shapes.get(types)
+        if fits is None:
+            fits = quick_shapes[types] = quick and _quick_shape(types)
+        if fits:
+            (tid, queue, priority, role, title, file_path, claimed_by, claimed_at, blocked_by,
+             commits, attempts, rejections, checks, project, submitted, completed, created,
+             updated) = row
+            if ((commits is None or 0 <= commits <= COUNT_MAX)
+                    and (attempts is None or 0 <= attempts <= COUNT_MAX)
+                    and (rejections is None or 0 <= rejections <= COUNT_MAX)):
+                if tid.startswith("TASK-"):
+                    tid = tid[5:]
+                fdir = fname = None
+                if file_path:
+                    d, sep, name = file_path.rpartition("/")
+                    fdir = same(d := d + sep, d)
+                    if name != "TASK-" + tid + ".md":
+                        fname = name
+                return TaskRecord(
+                    tid, same(queue, queue) if queue else incoming,
+                    same(priority, priority) if priority else None,
+                    same(role, role) if role else None, title or None, fdir, fname,
+                    same(claimed_by, claimed_by) if claimed_by else None, claimed_at or None,
+                    _split_ids(blocked_by) if blocked_by else (), commits, attempts,
+                    rejections, checks or None, same(project, project) if project else None,
+                    submitted or None, completed or None,
+                    same_stamp(created, created) if created and len(created) == 19
+                    and created[10] == " " else created or None,
+                    same_stamp(updated, updated) if updated and len(updated) == 19
+                    and updated[10] == " " else updated or None)
+        return read_any(row)
+
+    def read_any(row: tuple[Any, ...]) -> TaskRecord | None:
         (tid, queue, priority, role, title, file_path, claimed_by, claimed_at, blocked_by,
          commits, attempts, rejections, checks, project, submitted, completed, created,
-         updated) = get(row + pad)
+         updated) = row
         if tid is None:
             return None
         tid = str(tid)
@@ -655,4 +705,3 @@ def record_reader(cols: tuple[str, ...] | list[str],
             _text(checks), same_text(project), _text(submitted),
             _text(completed), stamp(created), stamp(updated))
     return read
-
