@@ -53,7 +53,7 @@ class Engine:
         self.follow = follow
         self.source = source
         self.root = source.root
-        self.judge = Judge(self.config, source.semantics)
+        self.judge = Judge(self.config, source.semantics, incremental=follow)
         self.snapshot: Snapshot | None = None
         self.paused = False
         self.last_poll_at: datetime | None = None

@@ -121,9 +121,13 @@ class FindingOrder:
 class Judge:
     """Holds the last judgement so changes can be re-judged incrementally."""
 
-    def __init__(self, config: Config, semantics: Semantics) -> None:
+    def __init__(self, config: Config, semantics: Semantics, incremental: bool = True) -> None:
+        """``incremental=False``: full runs only (a one-shot report), so the indexes that
+        re-judging needs later (who names a blocker, whose verdict time alone can change)
+        are not built."""
         self.config = config
         self.semantics = semantics
+        self.incremental = incremental
         self.thresholds = semantics.own_thresholds(config.thresholds)
         # the format's subject rules' findings (about the queue, an agent, or a task they
         # judge whole-snapshot), and the same by subject
@@ -193,6 +197,9 @@ class Judge:
             # in _finish) only raised the judging's peak memory
             ids: AbstractSet[str] = tasks.keys()
         else:
+            if not self.incremental:
+                raise RuntimeError("a judge made for full runs only (incremental=False) "
+                                   "cannot re-judge some tasks")
             wanted = set(dirty)
             for tid in list(wanted):
                 wanted |= self._blocked_on.get(tid, set())
@@ -202,21 +209,28 @@ class Judge:
             ids = {t for t in wanted if t in tasks}
 
         # Phase one: verdicts.
-        for tid in ids:
-            task = tasks[tid]
-            v, sj, problem = make_verdict(task, ctx)
-            j = Judged(task=task, verdict=v, state=sj, claim_problem=problem)
-            self.judged[tid] = j
-            self._index_blockers(j)
-            # Verdicts that time alone can change (a dead claim stays dead until a signal
-            # comes, and a signal is an event).
-            if ((sj.effectively_claimed and v.liveness is not Liveness.DEAD)
-                    or problem in ("split_brain_live", "split_brain_stale", "stale")
-                    or tid in ctx.agents_naming
-                    or (sj.mismatch and not mismatch_settled(task, ctx))):
-                self.time_sensitive.add(tid)
-            else:
-                self.time_sensitive.discard(tid)
+        if not self.incremental:  # a full run only: no index for re-judging later
+            judged = self.judged
+            for tid in ids:
+                task = tasks[tid]
+                v, sj, problem = make_verdict(task, ctx)
+                judged[tid] = Judged(task, v, sj, problem)
+        else:
+            for tid in ids:
+                task = tasks[tid]
+                v, sj, problem = make_verdict(task, ctx)
+                j = Judged(task=task, verdict=v, state=sj, claim_problem=problem)
+                self.judged[tid] = j
+                self._index_blockers(j)
+                # Verdicts that time alone can change (a dead claim stays dead until a signal
+                # comes, and a signal is an event).
+                if ((sj.effectively_claimed and v.liveness is not Liveness.DEAD)
+                        or problem in ("split_brain_live", "split_brain_stale", "stale")
+                        or tid in ctx.agents_naming
+                        or (sj.mismatch and not mismatch_settled(task, ctx))):
+                    self.time_sensitive.add(tid)
+                else:
+                    self.time_sensitive.discard(tid)
         # Tasks blocked by a task whose verdict changed must see the new verdict.
         rctx = RuleContext(judge=ctx, judged=self.judged)
         renames = self.semantics.kind_names

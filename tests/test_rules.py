@@ -439,3 +439,18 @@ def test_rules_are_called_only_where_they_can_fire(generated, monkeypatch) -> No
     assert {f.kind for f in scoped.findings} >= {
         "zombie_claim", "recycling_task", "blocked_by_stuck", "unverified_completion",
         "escalated", "unread_terminal", "split_brain"}
+
+
+def test_a_one_shot_judge_finds_what_a_following_one_finds(generated) -> None:  # type: ignore[no-untyped-def]
+    """A one-shot engine's judge (``report``'s) builds no index for re-judging later; its
+    verdicts and findings are the following engine's, and it refuses to re-judge part."""
+    root, as_of = generated
+    once = open_engine(root, as_of=as_of, follow=False)
+    following = open_engine(root, as_of=as_of).scan()
+    snap = once.scan()
+    assert not once.judge.incremental and once.judge.time_sensitive == set()
+    assert [(f.kind, f.task_id, f.evidence) for f in snap.findings] == \
+        [(f.kind, f.task_id, f.evidence) for f in following.findings]
+    assert dict(snap.verdicts) == dict(following.verdicts)
+    with pytest.raises(RuntimeError):
+        once.judge.run(once._tasks, {}, as_of, False, dirty=["x"])
