@@ -319,8 +319,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.json:
             if sys.stdout.isatty():  # indented for a person at a terminal
                 sys.stdout.write(render_json(snap) + "\n")
-            else:  # compact and streamed for machines
-                write_json(snap, sys.stdout)
+            else:  # compact and streamed for machines, as UTF-8 bytes
+                sys.stdout.flush()
+                write_json(snap, sys.stdout.buffer)
         else:
             render_text(snap, text_console(args.width), show_all=args.all)
         sys.stdout.flush()

@@ -14,7 +14,7 @@ import shlex
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import msgspec
 from pydantic import BaseModel, Field
@@ -141,28 +141,30 @@ def report_dict(snap: Snapshot) -> dict[str, Any]:
 _ENCODER = msgspec.json.Encoder()
 
 
-def write_json(snap: Snapshot, out: TextIO) -> None:
-    """Compact JSON streamed in batches: at 100,000 tasks the whole document never sits in
-    memory twice. The same values as ``render_json(snap)`` (``json.loads`` equal); the bytes
-    are msgspec's compact form (no space after a separator), encoded 4x faster than ``json``."""
+def write_json(snap: Snapshot, out: BinaryIO) -> None:
+    """Compact JSON, UTF-8, streamed in batches to a binary stream: at 100,000 tasks the whole
+    document never sits in memory twice, and msgspec's bytes go out as they are (no decode to
+    text and encode again). The same values as ``render_json(snap)`` (``json.loads`` equal);
+    the bytes are msgspec's compact form (no space after a separator), encoded 4x faster than
+    ``json``."""
     head = _report_head(snap)
-    out.write(_ENCODER.encode(head)[:-1].decode())
+    out.write(_ENCODER.encode(head)[:-1])
     for key, items in (("tasks", _task_rows(snap)),
                        ("findings", (_finding_dict(f) for f in snap.findings)),
                        ("agents", iter(_agent_dicts(snap))),
                        ("problems", ({"path": clean_line(p.path),
                                       "message": clean_line(p.message)}
                                      for p in snap.problems))):
-        out.write(f',"{key}":[')
+        out.write(b',"%s":[' % key.encode())
         # a thousand items per encode call: the C encoder does the work, not 170,000 calls
         first = True
         for chunk in _batched(items, 1000):
             if not first:
-                out.write(",")
-            out.write(_ENCODER.encode(chunk)[1:-1].decode())
+                out.write(b",")
+            out.write(_ENCODER.encode(chunk)[1:-1])
             first = False
-        out.write("]")
-    out.write("}\n")
+        out.write(b"]")
+    out.write(b"}\n")
 
 
 def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:

@@ -107,7 +107,7 @@ def test_cli_json_schema_and_stdout_stderr_split(tmp_path: Path) -> None:
 def test_streamed_json_equals_the_document(tmp_path: Path) -> None:
     b = nasty_state(tmp_path)
     snap = open_engine(b.root, as_of=parse_as_of(b.now.isoformat())).scan()
-    buf = io.StringIO()
+    buf = io.BytesIO()
     write_json(snap, buf)
     assert json.loads(buf.getvalue()) == json.loads(render_json(snap))
     Report.model_validate_json(buf.getvalue())
