@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import math
 import os
 import signal
@@ -321,7 +322,13 @@ def cmd_report(args: argparse.Namespace) -> int:
                 sys.stdout.write(render_json(snap) + "\n")
             else:  # compact and streamed for machines, as UTF-8 bytes
                 sys.stdout.flush()
-                write_json(snap, sys.stdout.buffer)
+                binary = getattr(sys.stdout, "buffer", None)
+                if binary is not None:
+                    write_json(snap, binary)
+                else:  # stdout replaced by a text-only stream (an embedding's, a test's)
+                    doc = io.BytesIO()
+                    write_json(snap, doc)
+                    sys.stdout.write(doc.getvalue().decode())
         else:
             render_text(snap, text_console(args.width), show_all=args.all)
         sys.stdout.flush()
