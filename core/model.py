@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 import msgspec
+from msgspec.structs import force_setattr
 
 from qwarden.core.timefmt import parse_db_time
 
@@ -496,20 +497,17 @@ def primary_of(files: tuple[TaskFile, ...]) -> TaskFile | None:
     return best
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Task:
+class Task(Record, frozen=True):
     task_id: str
     record: TaskRecord | None
     files: tuple[TaskFile, ...]  # history and notes are read on demand (Engine.trace)
-    # Derived from ``files`` once: the rules and views ask for it about ten times per task.
-    primary_file: TaskFile | None = field(init=False, compare=False, repr=False)
+    # Derived from ``files`` when made (``__post_init__``, run by ``msgspec.structs.replace``
+    # too): the rules and views ask for it about ten times per task. Not for callers to pass.
+    primary_file: TaskFile | None = None
 
-    def __init__(self, task_id: str, record: TaskRecord | None,
-                 files: tuple[TaskFile, ...]) -> None:
-        _SET_TASK_ID(self, task_id)
-        _SET_RECORD(self, record)
-        _SET_FILES(self, files)
-        _SET_PRIMARY(self, files[0] if len(files) == 1 else primary_of(files))
+    def __post_init__(self) -> None:
+        files = self.files
+        force_setattr(self, "primary_file", files[0] if len(files) == 1 else primary_of(files))
 
     @property
     def title(self) -> str:
@@ -529,13 +527,6 @@ class Task:
     def trail(self) -> tuple[TrailEvent, ...]:
         pf = self.primary_file
         return pf.trail if pf is not None and pf.parseable else ()
-
-
-# the slots' own setters (the class is frozen: plain assignment raises)
-_SET_TASK_ID = Task.__dict__["task_id"].__set__
-_SET_RECORD = Task.__dict__["record"].__set__
-_SET_FILES = Task.__dict__["files"].__set__
-_SET_PRIMARY = Task.__dict__["primary_file"].__set__
 
 
 class ReadProblem(Record, frozen=True):

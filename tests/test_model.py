@@ -19,6 +19,7 @@ from qwarden.core.model import (
     Publisher,
     Record,
     Severity,
+    Task,
     TaskFile,
 )
 
@@ -99,3 +100,13 @@ def test_publisher_copies_only_changes_until_they_outgrow_the_base() -> None:
     second = pub.publish()
     assert second._base is first._base and second._delta == {"k5": -5}
     assert first["k5"] == 5 and second["k5"] == -5
+
+
+def test_a_task_s_primary_file_follows_its_files() -> None:
+    real = TaskFile("a", "incoming", 2.0, 10, True)
+    stub = TaskFile("a", "done", 3.0, 5, True, is_stub=True)
+    t = Task("a", None, (stub, real))
+    assert t.primary_file is real and Task("a", None, ()).primary_file is None
+    moved = msgspec.structs.replace(t, files=(msgspec.structs.replace(real, queue="done"),))
+    assert moved.primary_file is not None and moved.primary_file.queue == "done"
+    assert t == Task("a", None, (stub, real)) and not gc.is_tracked(t)

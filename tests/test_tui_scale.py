@@ -75,11 +75,11 @@ def mutate(snap: Snapshot, rng: random.Random, n: int) -> tuple[Snapshot, set[st
             verdicts[tid] = struct_replace(verdicts[tid],
                                            effective_state=rng.choice(snap.lanes[:4]))
         elif kind == 1 and task.record is not None:
-            tasks[tid] = replace(task, record=struct_replace(task.record,
-                                                      priority=rng.choice(["P0", "P3"])))
+            tasks[tid] = struct_replace(task, record=struct_replace(
+                task.record, priority=rng.choice(["P0", "P3"])))
         elif kind == 2 and task.files:
             f0 = task.files[0]
-            tasks[tid] = replace(task, files=(struct_replace(
+            tasks[tid] = struct_replace(task, files=(struct_replace(
                 f0, mtime=f0.mtime + rng.uniform(-1e5, 1e5), title=f"Fix the cache {tid}"),
                 *task.files[1:]))
         else:
