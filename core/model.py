@@ -81,8 +81,6 @@ class Side(str, enum.Enum):
     NOTES = "notes"
 
 
-
-
 class Record(msgspec.Struct, frozen=True, gc=False):
     """The base of the immutable records: a frozen msgspec Struct. At 100,000 tasks the core
     builds about a million of these; a Struct is built 5-7x faster than a slotted dataclass

@@ -333,7 +333,7 @@ TRAIL_MARKERS = (b"FAILED_AT:", b"RETRIED_AT:", b"REJECTED_AT:", b"NEEDS_CONTINU
 
 
 def has_trail_markers(data: bytes) -> bool:
-    # four substring searches beat one regex alternation over the whole file (~0.5 against
+    # four substring searches beat one regex alternation over the whole file (1.1 against
     # 1.4 us for a typical file); spelled out, as TRAIL_MARKERS lists them
     return (b"FAILED_AT:" in data or b"RETRIED_AT:" in data or b"REJECTED_AT:" in data
             or b"NEEDS_CONTINUATION_AT:" in data)
