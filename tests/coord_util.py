@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from qwarden.core.formats.coordination.judge import by_subject, judge_root
+from qwarden.core.formats import judge_once, kinds_by_subject
 from qwarden.core.timefmt import parse_any
 
 
@@ -17,8 +17,8 @@ def judged(root: Path, as_of: datetime | str | None = None) -> dict[str, set[str
         as_of = json.loads((root / "truth.json").read_text())["as_of"]
     at = parse_any(as_of) if isinstance(as_of, str) else as_of
     assert at is not None
-    findings, _ = judge_root(root, at)
-    return by_subject(findings)
+    findings, _ = judge_once(root, at, fmt="coordination")
+    return kinds_by_subject(findings)
 
 
 def tree(root: Path) -> dict[str, tuple[bytes, float]]:

@@ -8,7 +8,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from qwarden.core.formats.taskapi.judge import by_task, judge_root
+from qwarden.core.formats import judge_once, kinds_by_subject
 from qwarden.core.timefmt import parse_as_of
 
 TASKAPI_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "taskapi-sample"
@@ -29,8 +29,8 @@ def sample_truth() -> dict:
 
 def judged(root: Path | str, as_of: datetime | str) -> dict[str, set[str]]:
     at = parse_as_of(as_of) if isinstance(as_of, str) else as_of
-    findings, _ = judge_root(root, at)
-    return by_task(findings)
+    findings, _ = judge_once(root, at, fmt="taskapi")
+    return kinds_by_subject(findings)
 
 
 def want(truth: dict) -> dict[str, set[str]]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from qwarden.core.formats import judge_once, kinds_by_subject
 from qwarden.core.formats.coordination.generate import generate
-from qwarden.core.formats.coordination.judge import by_subject, judge_root
 from qwarden.core.formats.coordination.kinds import COORD_SCORED
 from qwarden.core.timefmt import parse_any
 from tests.coord_util import judged, tree
@@ -49,9 +49,9 @@ def test_generated_mix_covers_every_kind_and_shape(tmp_path: Path) -> None:
              (tmp_path / "g" / "agent-comms.jsonl").read_text().splitlines()]
     assert any("agent" in ln for ln in lines) and any("from" in ln for ln in lines)
     # every subject's evidence is there, and the informative kinds the truth names
-    findings, _ = judge_root(tmp_path / "g", parse_any(truth["as_of"]))
+    findings, _ = judge_once(tmp_path / "g", parse_any(truth["as_of"]), fmt="coordination")
     assert all(f.evidence for f in findings if f.scored)
-    info = by_subject(findings, scored=False)
+    info = kinds_by_subject(findings, scored=False)
     assert truth["unscored_info"]
     for s, kinds in truth["unscored_info"].items():
         assert set(kinds) <= info.get(s, set()), s

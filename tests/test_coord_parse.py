@@ -155,13 +155,13 @@ def test_a_corrupt_queue_keeps_the_last_good_snapshot(tmp_path: Path) -> None:
     assert src.state is not None and src.state.queue_stale
     assert d.facts
     assert any("not valid JSON at line" in p.message for p in src.problems())
-    from qwarden.core.formats.coordination.judge import judge_root
+    from qwarden.core.formats import judge_once
     from qwarden.core.formats.coordination.rules import subject_findings
     f = subject_findings(src.view(now()))
     assert [x.kind for x in f] == ["corrupt_queue_file"]
     assert "line" in f[0].summary and "column" in f[0].summary
     # a fresh reader has no last good read: it shows what it salvaged
-    findings, fresh = judge_root(root, now())
+    findings, fresh = judge_once(root, now(), fmt="coordination")
     assert set(fresh.all_tasks()) == {"1"}
     assert any(x.kind == "corrupt_queue_file" and x.task_id == "queue" for x in findings)
     (root / "task-queue.json").write_bytes(good)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qwarden.core.formats.ralf.judge import info_by_subject, judge_root, scored_by_subject
+from qwarden.core.formats import judge_once, kinds_by_subject
 from qwarden.core.timefmt import parse_as_of
 from tests.ralf_util import RALF_SAMPLE, copy_sample, tree
 
@@ -25,11 +25,11 @@ def test_sample_scored_kinds_match_truth_exactly(tmp_path: Path) -> None:
     truth = _truth()
     root = copy_sample(tmp_path / "s")
     before = tree(root)
-    findings, _ = judge_root(root, parse_as_of(truth["as_of"]))
-    got = scored_by_subject(findings)
+    findings, _ = judge_once(root, parse_as_of(truth["as_of"]), fmt="ralf")
+    got = kinds_by_subject(findings)
     want = {s: set(k) for s, k in truth["tasks"].items() if k}
     assert got == want  # P = R = 1, and no scored finding on any other subject
-    info = info_by_subject(findings)
+    info = kinds_by_subject(findings, scored=False)
     for subject, kinds in truth["unscored_info"].items():
         assert set(kinds) <= info.get(subject, set()), subject
     assert tree(root) == before  # reading changed no byte and no mtime
@@ -38,7 +38,7 @@ def test_sample_scored_kinds_match_truth_exactly(tmp_path: Path) -> None:
 def test_sample_evidence_names_files_and_lines(tmp_path: Path) -> None:
     truth = _truth()
     root = copy_sample(tmp_path / "s")
-    findings, src = judge_root(root, parse_as_of(truth["as_of"]))
+    findings, src = judge_once(root, parse_as_of(truth["as_of"]), fmt="ralf")
     assert src.problems() == ()
     by = {(f.task_id, f.kind): f for f in findings}
     vals = lambda f: " | ".join(f"{e.fact}={e.value}" for e in f.evidence)  # noqa: E731
@@ -67,7 +67,7 @@ def test_sample_evidence_names_files_and_lines(tmp_path: Path) -> None:
 
 def test_sample_header_block_only_and_directory_is_truth(tmp_path: Path) -> None:
     root = copy_sample(tmp_path / "s")
-    _, src = judge_root(root, parse_as_of(_truth()["as_of"]))
+    _, src = judge_once(root, parse_as_of(_truth()["as_of"]), fmt="ralf")
     tasks = src.all_tasks()
     t9 = tasks["TASK-1769916009"]
     assert t9.primary_file is not None

@@ -8,20 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from qwarden.core.formats import judge_once, kinds_by_subject
 from qwarden.core.formats.ralf.demo import Simulation, generate
-from qwarden.core.formats.ralf.judge import info_by_subject, judge_root, scored_by_subject
 from qwarden.core.formats.ralf.sync import apply_sync, plan_sync, undo_sync
 from qwarden.core.timefmt import parse_as_of
 from tests.ralf_util import tree_bytes
 
 
 def _check(root: Path, truth: dict) -> None:
-    findings, src = judge_root(root, parse_as_of(truth["as_of"]))
+    findings, src = judge_once(root, parse_as_of(truth["as_of"]), fmt="ralf")
     assert src.problems() == ()
-    got = scored_by_subject(findings)
+    got = kinds_by_subject(findings)
     want = {s: set(k) for s, k in truth["tasks"].items() if k}
     assert got == want
-    info = info_by_subject(findings)
+    info = kinds_by_subject(findings, scored=False)
     for s, kinds in truth["unscored_info"].items():
         assert set(kinds) <= info.get(s, set()), s
 
@@ -66,8 +66,8 @@ def test_generated_state_sync_round_trip(tmp_path: Path) -> None:
             continue  # (events.yaml is not sync's to mend)
         before = tree_bytes(root)
         apply_sync(plan)
-        findings, _ = judge_root(root, parse_as_of(truth["as_of"]))
-        left = {k for ks in scored_by_subject(findings).values() for k in ks}
+        findings, _ = judge_once(root, parse_as_of(truth["as_of"]), fmt="ralf")
+        left = {k for ks in kinds_by_subject(findings).values() for k in ks}
         assert not left & {"queue_stale_entry", "missing_from_queue", "stale_queue_metadata"}
         undo_sync(root)
         assert tree_bytes(root) == before
@@ -78,10 +78,11 @@ def test_live_simulation_states_read_cleanly(tmp_path: Path) -> None:
     kinds: set[str] = set()
     for _ in range(40):
         sim.step()
-        findings, src = judge_root(tmp_path / "live", parse_as_of("2030-01-01T00:00:00Z"))
+        findings, src = judge_once(tmp_path / "live", parse_as_of("2030-01-01T00:00:00Z"),
+                                   fmt="ralf")
         assert src.problems() == ()
         kinds |= {f.kind for f in findings}
     assert "queue_stale_entry" in kinds or "missing_from_queue" in kinds
     apply_sync(plan_sync(tmp_path / "live"))
-    findings, _ = judge_root(tmp_path / "live", parse_as_of("2030-01-01T00:00:00Z"))
+    findings, _ = judge_once(tmp_path / "live", parse_as_of("2030-01-01T00:00:00Z"), fmt="ralf")
     assert not {f.kind for f in findings} & {"queue_stale_entry", "missing_from_queue"}

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qwarden.core.formats import judge_once, kinds_by_subject
 from qwarden.core.formats.ralf import layout as lay
-from qwarden.core.formats.ralf.judge import info_by_subject, judge_root, scored_by_subject
 from qwarden.core.formats.ralf.parse import (
     parse_events,
     parse_queue,
@@ -62,11 +62,11 @@ def test_later_layout_read_from_project_or_autonomous(tmp_path: Path, as_autonom
     root = _later_layout(tmp_path / "p")
     given_root = root / ".autonomous" if as_autonomous else root
     assert lay.detect(given_root)
-    findings, src = judge_root(given_root, AS_OF)
+    findings, src = judge_once(given_root, AS_OF, fmt="ralf")
     tasks = src.all_tasks()
     assert set(tasks) == {"TASK-10", "TASK-11", "TASK-12", "TASK-13"}
     assert tasks["TASK-10"].primary_file.path == "tasks/active/TASK-10-some-slug/task.md"  # type: ignore[union-attr]
-    got = scored_by_subject(findings)
+    got = kinds_by_subject(findings)
     assert got == {
         "TASK-10": {"queue_stale_entry"},  # completed by its event, file still in active/
         "TASK-11": {"queue_stale_entry"},  # in_progress, yet completed/
@@ -103,7 +103,7 @@ def test_broken_symlink_fifo_and_link_out_are_problems_never_hangs(tmp_path: Pat
     (active / "TEMPLATE.md").write_text("# Task Template\n")
     (active / "STOP_1769783023.md").write_text("stop\n")
     (active / "TASK-5.md").write_text(HDR.format(tid="TASK-5", title="ok"))
-    findings, src = judge_root(root, AS_OF)
+    findings, src = judge_once(root, AS_OF, fmt="ralf")
     assert set(src.all_tasks()) == {"TASK-5"}
     probs = {p.path: p.message for p in src.problems()}
     assert set(probs) == {".autonomous/tasks/active/TASK-1-broken.md",
@@ -113,7 +113,7 @@ def test_broken_symlink_fifo_and_link_out_are_problems_never_hangs(tmp_path: Pat
     assert "broken symlink" in probs[".autonomous/tasks/active/TASK-1-broken.md"]
     assert "FIFO" in probs[".autonomous/tasks/active/TASK-2.md"]
     assert "out of the project" in probs[".autonomous/tasks/active/TASK-3.md"]
-    assert scored_by_subject(findings) == {"TASK-5": {"missing_from_queue"}}
+    assert kinds_by_subject(findings) == {"TASK-5": {"missing_from_queue"}}
 
 
 def test_corrupt_events_degrade_to_a_line_scan_with_a_finding(tmp_path: Path) -> None:
@@ -126,8 +126,8 @@ def test_corrupt_events_degrade_to_a_line_scan_with_a_finding(tmp_path: Path) ->
         "  agent: executor\n  run_number: 3\n  impact: \"unterminated\n"
         "- timestamp: '2026-02-01T13:05:00Z'\n  task_id: TASK-2\n  type: started\n")
     (comms / "heartbeat.yaml").write_text(HB)
-    findings, src = judge_root(root, AS_OF)
-    got = scored_by_subject(findings)
+    findings, src = judge_once(root, AS_OF, fmt="ralf")
+    got = kinds_by_subject(findings)
     assert got["queue"] == {"corrupt_queue_file"}
     assert got["TASK-1"] == {"queue_stale_entry"}  # the scan still found its completed event
     corrupt = next(f for f in findings if f.kind == "corrupt_queue_file")
@@ -141,7 +141,7 @@ def test_corrupt_queue_is_critical_and_names_its_line(tmp_path: Path) -> None:
     comms = root / ".autonomous" / "communications"
     comms.mkdir(parents=True)
     (comms / "queue.yaml").write_text("queue:\n  - id: TASK-1\n    status: [pending\n")
-    findings, _ = judge_root(root, AS_OF)
+    findings, _ = judge_once(root, AS_OF, fmt="ralf")
     corrupt = [f for f in findings if f.kind == "corrupt_queue_file"]
     assert len(corrupt) == 1 and corrupt[0].severity.value == "critical"
     assert any(":4" in e.value or ":3" in e.value for e in corrupt[0].evidence)
@@ -160,10 +160,10 @@ def test_stale_heartbeat_and_future_signals(tmp_path: Path) -> None:
     (comms / "heartbeat.yaml").write_text(
         "heartbeats:\n  planner:\n    last_seen: '2026-02-01T13:10:00Z'\n"
         "  executor:\n    last_seen: '2026-02-01T19:00:00Z'\nmetadata:\n  timeout_seconds: 900\n")
-    findings, _ = judge_root(root, AS_OF)
-    got = scored_by_subject(findings)
+    findings, _ = judge_once(root, AS_OF, fmt="ralf")
+    got = kinds_by_subject(findings)
     assert got == {"agent:executor": {"stale_heartbeat"}}  # planner: 600 s < its 900 s
-    assert info_by_subject(findings) == {"agent:executor": {"future_timestamp"}}
+    assert kinds_by_subject(findings, scored=False) == {"agent:executor": {"future_timestamp"}}
 
 
 def test_header_block_only() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from qwarden.core.actions.journal import Journal
 from qwarden.core.actions.plan import Refused, StalePlan
-from qwarden.core.formats.ralf.judge import judge_root, scored_by_subject
+from qwarden.core.formats import judge_once, kinds_by_subject
 from qwarden.core.formats.ralf.parse import parse_queue
 from qwarden.core.formats.ralf.sync import apply_sync, plan_sync, undo_sync
 from qwarden.core.timefmt import parse_as_of
@@ -59,8 +59,8 @@ def test_sample_sync_removes_what_the_manual_sync_did_and_adds_the_missing(tmp_p
     assert backup.read_bytes() == plan.before
     assert backup.name.startswith("queue.yaml.backup.")
     # after the sync, the queue's findings are gone
-    findings, _ = judge_root(root, AS_OF)
-    got = scored_by_subject(findings)
+    findings, _ = judge_once(root, AS_OF, fmt="ralf")
+    got = kinds_by_subject(findings)
     assert not any(k & {"queue_stale_entry", "missing_from_queue", "stale_queue_metadata"}
                    for k in got.values()), got
     # a second sync has nothing to do

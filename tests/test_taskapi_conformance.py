@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qwarden.core.formats import detect
-from qwarden.core.formats.taskapi.judge import judge_root
+from qwarden.core.formats import detect, judge_once
 from qwarden.core.timefmt import parse_as_of
 from tests.taskapi_util import TASKAPI_SAMPLE, copy_sample, judged, sample_truth, tree, want
 
@@ -34,7 +33,7 @@ def test_sample_scored_kinds_match_truth_exactly(tmp_path: Path) -> None:
 def test_sample_evidence_names_columns_and_values(tmp_path: Path) -> None:
     truth = sample_truth()
     db = copy_sample(tmp_path / "s")
-    findings, src = judge_root(db, parse_as_of(truth["as_of"]))
+    findings, src = judge_once(db, parse_as_of(truth["as_of"]), fmt="taskapi")
     assert src.problems() == ()
     by = {(f.task_id, f.kind): f for f in findings}
     vals = lambda f: {e.fact: e.value for e in f.evidence}  # noqa: E731

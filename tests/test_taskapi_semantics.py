@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from qwarden.core.config import Config, TaskApiOptions
-from qwarden.core.formats import detect
+from qwarden.core.formats import detect, judge_once, kinds_by_subject
 from qwarden.core.formats.taskapi.generate import AS_OF, SCHEMA, db_time, note_time
-from qwarden.core.formats.taskapi.judge import by_task, judge_root
 from qwarden.core.formats.taskapi.layout import redact
 from tests.taskapi_util import judged, tree
 
@@ -67,7 +66,7 @@ def test_another_agents_claim_note_is_not_this_claims_time(tmp_path: Path) -> No
     row.update(assigned_agent="Bo", updated_at=db_time(AS_OF - 3 * M))
     db = make_db(tmp_path / "t.db", [dict(task_id="X", **row)])
     assert judged(db, AS_OF) == {}
-    findings, _ = judge_root(db, AS_OF + 25 * M)
+    findings, _ = judge_once(db, AS_OF + 25 * M, fmt="taskapi")
     (f,) = findings
     assert f.kind == "zombie_claim"
     assert any("updated_at taken as the claim time" in e.value for e in f.evidence)
@@ -97,7 +96,7 @@ def test_dependencies_not_blocked_by_link_the_tasks(tmp_path: Path) -> None:
     ])
     got = judged(db, AS_OF)
     assert got == {"C": {"blocked_by_stuck"}, "D": {"blocked_by_stuck"}}
-    findings, _ = judge_root(db, AS_OF)
+    findings, _ = judge_once(db, AS_OF, fmt="taskapi")
     d = next(f for f in findings if f.task_id == "D")
     assert {e.fact: e.value for e in d.evidence}["dependency GHOST"] == "no such task"
 
@@ -131,8 +130,8 @@ def test_a_passing_check_is_the_semantics_one_definition(tmp_path: Path) -> None
 def test_thresholds_come_from_the_config(tmp_path: Path) -> None:
     db = make_db(tmp_path / "t.db", [dict(task_id="X", **claim("Ann", 5))])
     fast = Config(taskapi=TaskApiOptions(zombie_after_s=240, stale_after_s=60))
-    findings, _ = judge_root(db, AS_OF, fast)
-    assert by_task(findings) == {"X": {"zombie_claim"}}
+    findings, _ = judge_once(db, AS_OF, fast, fmt="taskapi")
+    assert kinds_by_subject(findings) == {"X": {"zombie_claim"}}
     assert judged(db, AS_OF) == {}
 
 
@@ -197,6 +196,6 @@ def test_a_task_id_on_two_rows_is_a_problem_not_a_crash(tmp_path: Path) -> None:
                   "('DUP', ?, 'pending', 0, '2026-11-22 22:00:00')", (title,))
     c.commit()
     c.close()
-    findings, src = judge_root(db, AS_OF)
+    findings, src = judge_once(db, AS_OF, fmt="taskapi")
     assert findings == [] and set(src.all_tasks()) == {"DUP"}
     assert any("task_id on 2 rows" in p.message for p in src.problems())

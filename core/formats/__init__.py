@@ -8,7 +8,7 @@ recognises the root, in the order below; nothing else in qwarden names a format.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from qwarden.core.formats.coordination import FORMAT_INFO as COORDINATION
 from qwarden.core.formats.octopoid.source import FORMAT_INFO as OCTOPOID
 from qwarden.core.formats.ralf import FORMAT_INFO as RALF
 from qwarden.core.formats.taskapi import FORMAT_INFO as TASKAPI
+from qwarden.core.model import Finding
 from qwarden.core.sources.base import FormatInfo, Source
 from qwarden.core.sources.errors import SourceError
 
@@ -105,6 +106,28 @@ def open_engine(root: str | os.PathLike[str] | None, config: Config | None = Non
     config = config or Config()
     source = open_source(root, fmt, config, live=as_of is None, follow=follow)
     return Engine(source, config, as_of=as_of, follow=follow)
+
+
+def judge_once(root: str | os.PathLike[str], as_of: datetime, config: Config | None = None,
+               fmt: str = "auto") -> tuple[list[Finding], Source]:
+    """Every finding at ``as_of``, judged as ``qwarden report`` judges (one scan of a
+    one-shot engine), and the source, closed (its reads are done): what the generators'
+    self-checks and the tests score against a state's truth."""
+    engine = open_engine(root, config, as_of=as_of, follow=False, fmt=fmt)
+    try:
+        return list(engine.scan().findings), engine.source
+    finally:
+        engine.source.close()
+
+
+def kinds_by_subject(findings: Iterable[Finding], scored: bool = True) -> dict[str, set[str]]:
+    """Subject (a task id, "queue", "agent:NAME") -> the kinds of its scored findings (or,
+    ``scored=False``, of its informative ones)."""
+    out: dict[str, set[str]] = {}
+    for f in findings:
+        if f.scored == scored:
+            out.setdefault(f.task_id, set()).add(f.kind)
+    return out
 
 
 def autofix_refusal(fmt: str) -> str | None:
