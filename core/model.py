@@ -587,16 +587,12 @@ class Snapshot:
 
     def findings_for(self, task_id: str) -> tuple[Finding, ...]:
         """The task's findings, most severe first."""
-        return self._findings_by_task.get(task_id, ())
+        return self.findings_by_task.get(task_id, ())
 
     @property
     def findings_by_task(self) -> Mapping[str, tuple[Finding, ...]]:
         """Each task's findings, most severe first (tasks without any are absent): for a
         pass over every task, one lookup each instead of a ``findings_for`` call."""
-        return self._findings_by_task
-
-    @property
-    def _findings_by_task(self) -> Mapping[str, tuple[Finding, ...]]:
         if self.by_task is not None:
             return self.by_task
         cached = self.__dict__.get("_fbt")
